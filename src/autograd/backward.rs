@@ -1,0 +1,242 @@
+//! The reverse sweep: from roots and their cotangents to the gradients of the inputs.
+
+use super::mode::set_grad_enabled;
+use crate::error::{Error, Result};
+use crate::tensor::{Creation, Element, Tensor};
+use std::collections::{HashMap, HashSet};
+
+/// Gradients from one backward pass, keyed by tensor: `grads.get(&w)` is `dL/dw`.
+///
+/// Nothing is stored on the tensors themselves (no `.grad` fields, no `zero_grad`): each
+/// backward returns a fresh store, and the same graph can be differentiated again.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let w = Tensor::from_vec(vec![2.0], &[1])?.requires_grad_(true);
+/// let loss = (&w * &w * 3.0).sum();        // L = 3w², dL/dw = 6w = 12
+/// let grads = loss.backward()?;
+/// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![12.0]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct Gradients<T: Element = f32> {
+    by_id: HashMap<usize, Tensor<T>>,
+}
+
+impl<T: Element> Default for Gradients<T> {
+    fn default() -> Self {
+        Gradients { by_id: HashMap::new() }
+    }
+}
+
+impl<T: Element> Gradients<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The gradient of `tensor`, if the backward pass reached it.
+    pub fn get(&self, tensor: &Tensor<T>) -> Option<&Tensor<T>> {
+        self.by_id.get(&tensor.id())
+    }
+    /// The gradient of the tensor with this id.
+    pub fn get_by_id(&self, id: usize) -> Option<&Tensor<T>> {
+        self.by_id.get(&id)
+    }
+    /// Sets the gradient of `tensor` (for example after clipping).
+    pub fn insert(&mut self, tensor: &Tensor<T>, gradient: Tensor<T>) {
+        self.by_id.insert(tensor.id(), gradient);
+    }
+    /// Takes the gradient of `tensor` out of the store.
+    pub fn remove(&mut self, tensor: &Tensor<T>) -> Option<Tensor<T>> {
+        self.by_id.remove(&tensor.id())
+    }
+    /// How many tensors have a gradient.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    /// True when no tensor has a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+    /// `(tensor id, gradient)` pairs, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Tensor<T>)> {
+        self.by_id.iter().map(|(id, g)| (*id, g))
+    }
+    /// The gradients, mutable (for clipping in place).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
+        self.by_id.values_mut()
+    }
+}
+
+/// Which gradients a sweep keeps.
+enum Wanted<'a> {
+    /// Every leaf that requires grad (`backward`).
+    Leaves,
+    /// These tensors, leaves or not (`grad`).
+    Ids(&'a HashSet<usize>),
+}
+
+/// The reverse sweep. Visits every node that requires grad and can reach a root, newest
+/// first (ids only grow, so that is a topological order), runs each rule once with the sum
+/// of its output's cotangents, and frees a cotangent as soon as its node is done.
+fn sweep<T: Element>(
+    roots: &[(Tensor<T>, Tensor<T>)],
+    wanted: Wanted<'_>,
+    create_graph: bool,
+) -> Result<HashMap<usize, Tensor<T>>> {
+    // Ancestors of a wanted tensor are older than it, so nothing older than the oldest
+    // wanted tensor can matter.
+    let oldest = match &wanted {
+        Wanted::Leaves => 0,
+        Wanted::Ids(ids) => ids.iter().copied().min().unwrap_or(usize::MAX),
+    };
+    let mut nodes: HashMap<usize, Tensor<T>> = HashMap::new();
+    let mut stack: Vec<Tensor<T>> = roots.iter().map(|(t, _)| t.clone()).collect();
+    while let Some(t) = stack.pop() {
+        if !t.requires_grad() || t.id() < oldest || nodes.contains_key(&t.id()) {
+            continue;
+        }
+        stack.extend(t.inputs().iter().cloned());
+        nodes.insert(t.id(), t);
+    }
+    let mut order: Vec<usize> = nodes.keys().copied().collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+
+    set_grad_enabled(create_graph, || {
+        let mut cotangents: HashMap<usize, Tensor<T>> = HashMap::new();
+        for (root, cotangent) in roots {
+            if root.requires_grad() {
+                accumulate(&mut cotangents, root.id(), cotangent.clone());
+            }
+        }
+        let mut kept = HashMap::new();
+        for id in order {
+            let node = nodes.remove(&id).expect("internal: node collected");
+            let Some(gy) = cotangents.remove(&id) else { continue };
+            let keep = match &wanted {
+                Wanted::Leaves => node.is_leaf(),
+                Wanted::Ids(ids) => ids.contains(&id),
+            };
+            if keep {
+                kept.insert(id, gy.clone());
+            }
+            let Some(grad_fn) = node.node.grad_fn.as_ref() else { continue };
+            if create_graph && !grad_fn.rule.is_differentiable() {
+                return Err(Error::autograd(
+                    grad_fn.rule.name(),
+                    "this backward rule is not differentiable: higher-order gradients through it are not supported",
+                ));
+            }
+            let gxs = grad_fn.rule.backward(&grad_fn.inputs, &node, &gy);
+            assert_eq!(gxs.len(), grad_fn.inputs.len(), "internal: {} returned the wrong number of gradients", grad_fn.rule.name());
+            for (input, gx) in grad_fn.inputs.iter().zip(gxs) {
+                let Some(gx) = gx else { continue };
+                if !input.requires_grad() || input.id() < oldest {
+                    continue;
+                }
+                let gx = gx.sum_to_shape(input.shape()).expect("internal: gradient does not broadcast to its input");
+                accumulate(&mut cotangents, input.id(), gx);
+            }
+        }
+        Ok(kept)
+    })
+}
+
+fn accumulate<T: Element>(cotangents: &mut HashMap<usize, Tensor<T>>, id: usize, g: Tensor<T>) {
+    let summed = match cotangents.remove(&id) {
+        Some(previous) => previous.add(&g).expect("internal: gradients of one tensor differ in shape"),
+        None => g,
+    };
+    cotangents.insert(id, summed);
+}
+
+fn check_cotangent<T: Element>(op: &'static str, output: &Tensor<T>, cotangent: &Tensor<T>) -> Result<()> {
+    if output.shape() != cotangent.shape() {
+        return Err(Error::shape(
+            op,
+            format!("cotangent of shape {:?} for an output of shape {:?}", cotangent.shape(), output.shape()),
+        ));
+    }
+    Ok(())
+}
+
+impl<T: Element> Tensor<T> {
+    /// Differentiates this one-element tensor (a loss) with respect to every leaf that
+    /// requires grad: `dL/dw` for each `w`, as PyTorch's `loss.backward()`.
+    ///
+    /// `Err` if the tensor has more than one element (use [`Tensor::backward_with`]) or
+    /// does not require grad.
+    pub fn backward(&self) -> Result<Gradients<T>> {
+        if self.len() != 1 {
+            return Err(Error::autograd(
+                "backward",
+                format!(
+                    "the output has shape {:?}; backward() without a cotangent needs a one-element output (use backward_with)",
+                    self.shape()
+                ),
+            ));
+        }
+        self.backward_with(&Tensor::<T>::ones(self.shape()))
+    }
+
+    /// Backward with an explicit cotangent `v` of this tensor's shape: the gradients of
+    /// `L = sum(v * self)`, a vector-Jacobian product.
+    pub fn backward_with(&self, cotangent: &Tensor<T>) -> Result<Gradients<T>> {
+        check_cotangent("backward", self, cotangent)?;
+        if !self.requires_grad() {
+            return Err(Error::autograd("backward", "the output does not require grad: no input it depends on requires grad"));
+        }
+        let by_id = sweep(&[(self.clone(), cotangent.clone())], Wanted::Leaves, false)?;
+        Ok(Gradients { by_id })
+    }
+}
+
+/// The gradients of `outputs` with respect to `inputs`, as `torch.autograd.grad`:
+/// `dL/d input_i` with `L = Σ_k sum(cotangent_k * output_k)`.
+///
+/// `cotangents` may be `None` when every output has one element (each then gets `1`).
+/// With `create_graph` the gradients are themselves recorded, so they can be differentiated
+/// again (Hessian-vector products, gradient penalties). An input the outputs do not depend
+/// on gets a zero gradient. Inputs need not be leaves.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let x = Tensor::<f64>::from_vec(vec![3.0], &[1])?.requires_grad_(true);
+/// let y = x.pow(3.0).sum();                                        // y = x³
+/// let dy = nabla::grad(&[y], &[x.clone()], None, true)?;           // 3x² = 27
+/// let d2y = nabla::grad(&[dy[0].sum()], &[x.clone()], None, false)?; // 6x = 18
+/// assert_eq!((dy[0].item()?, d2y[0].item()?), (27.0, 18.0));
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn grad<T: Element>(
+    outputs: &[Tensor<T>],
+    inputs: &[Tensor<T>],
+    cotangents: Option<&[Tensor<T>]>,
+    create_graph: bool,
+) -> Result<Vec<Tensor<T>>> {
+    let roots: Vec<(Tensor<T>, Tensor<T>)> = match cotangents {
+        Some(cts) => {
+            if cts.len() != outputs.len() {
+                return Err(Error::invalid("grad", format!("{} outputs but {} cotangents", outputs.len(), cts.len())));
+            }
+            for (o, c) in outputs.iter().zip(cts) {
+                check_cotangent("grad", o, c)?;
+            }
+            outputs.iter().cloned().zip(cts.iter().cloned()).collect()
+        }
+        None => {
+            if let Some(o) = outputs.iter().find(|o| o.len() != 1) {
+                return Err(Error::autograd(
+                    "grad",
+                    format!("an output of shape {:?} needs a cotangent; pass cotangents", o.shape()),
+                ));
+            }
+            outputs.iter().map(|o| (o.clone(), Tensor::<T>::ones(o.shape()))).collect()
+        }
+    };
+    let ids: HashSet<usize> = inputs.iter().map(|t| t.id()).collect();
+    let kept = sweep(&roots, Wanted::Ids(&ids), create_graph)?;
+    Ok(inputs
+        .iter()
+        .map(|x| kept.get(&x.id()).cloned().unwrap_or_else(|| Tensor::<T>::zeros(x.shape())))
+        .collect())
+}

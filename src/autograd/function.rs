@@ -1,0 +1,51 @@
+//! The backward rule of an op: a vector-Jacobian product written with tensor ops.
+
+use crate::tensor::{Element, Tensor};
+
+/// The backward rule of an op: given the op's inputs, its output and the cotangent
+/// `gy = dL/dy`, return `dL/dx_i` for each input (in the output's broadcast shape is fine:
+/// the engine sums a gradient back to its input's shape and accumulates it).
+///
+/// Written with tensor ops, one rule serves first-order backward (run with recording off,
+/// costing array work only) and higher-order gradients (run with recording on when
+/// `create_graph` asks). A rule that uses something no tensor op can differentiate returns
+/// `false` from [`Backward::is_differentiable`]: double backward through it is then an
+/// error, never a wrong number.
+pub trait Backward<T: Element>: Send + Sync + 'static {
+    /// The op's name, as its method is called (`"matmul"`).
+    fn name(&self) -> &'static str;
+    /// `dL/dx_i` for each input, `None` where an input gets no gradient.
+    fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>>;
+    /// Whether the rule is itself differentiable (true when written with tensor ops).
+    fn is_differentiable(&self) -> bool {
+        true
+    }
+}
+
+/// A rule from a closure `(inputs, output, gy) -> gradients`; see [`rule`].
+pub struct Rule<F> {
+    name: &'static str,
+    vjp: F,
+}
+
+/// Makes a [`Backward`] rule from a name and a closure, for [`Tensor::from_op`].
+pub fn rule<T, F>(name: &'static str, vjp: F) -> Rule<F>
+where
+    T: Element,
+    F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,
+{
+    Rule { name, vjp }
+}
+
+impl<T, F> Backward<T> for Rule<F>
+where
+    T: Element,
+    F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        (self.vjp)(inputs, output, gy)
+    }
+}

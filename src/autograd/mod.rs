@@ -1,0 +1,19 @@
+//! Reverse-mode automatic differentiation: the graph, the backward sweep, grad mode,
+//! functional transforms (Jacobian, VJP, JVP, HVP) and finite-difference checks.
+//!
+//! Every tensor an op makes from inputs that require grad remembers the op's backward rule
+//! (a [`Backward`]) and its inputs. [`Tensor::backward`](crate::Tensor::backward) and
+//! [`grad`] walk that graph from the newest node to the oldest, iteratively, so a
+//! 100,000-op chain neither overflows the stack nor leaks.
+
+mod backward;
+mod function;
+pub mod functional;
+pub mod gradcheck;
+pub(crate) mod graph;
+mod mode;
+
+pub use backward::{grad, Gradients};
+pub use function::{rule, Backward, Rule};
+pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

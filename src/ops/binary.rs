@@ -1,0 +1,240 @@
+//! Elementwise functions of two tensors with NumPy broadcasting, `where`, and the
+//! arithmetic operators.
+
+use super::{broadcast_shape, PARALLEL_MIN_LEN};
+use crate::autograd::rule;
+use crate::error::Result;
+use crate::tensor::{Element, Tensor};
+use ndarray::{ArrayD, IxDyn, Zip};
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+type BinaryVjp<T> = fn(&Tensor<T>, &Tensor<T>, &Tensor<T>, &Tensor<T>) -> (Tensor<T>, Tensor<T>);
+
+impl<T: Element> Tensor<T> {
+    /// The generic broadcasting op: forward `f(a, b)` per element, backward
+    /// `vjp(a, b, y, gy) -> (ga, gb)` in the broadcast shape (the engine reduces them).
+    fn binary(&self, other: &Tensor<T>, name: &'static str, f: impl Fn(T, T) -> T + Sync + Send, vjp: BinaryVjp<T>) -> Result<Tensor<T>> {
+        let shape = broadcast_shape(name, self.shape(), other.shape())?;
+        let a = self.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
+        let b = other.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
+        let zip = Zip::from(&a).and(&b);
+        let value: ArrayD<T> =
+            if a.len() >= PARALLEL_MIN_LEN { zip.par_map_collect(|&x, &y| f(x, y)) } else { zip.map_collect(|&x, &y| f(x, y)) };
+        Ok(Tensor::from_op_arc(value.into_shared(), &[self, other], || {
+            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
+                let (ga, gb) = vjp(&inputs[0], &inputs[1], y, gy);
+                vec![Some(ga), Some(gb)]
+            }))
+        }))
+    }
+
+    /// `y = a + b`, broadcasting; `dL/da = gy`, `dL/db = gy` (summed over broadcast dims).
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let a = Tensor::zeros(&[2, 3]);
+    /// let b = Tensor::ones(&[3]);
+    /// assert_eq!(a.add(&b)?.shape(), &[2, 3]);
+    /// assert_eq!(a.add(&Tensor::ones(&[2])).unwrap_err().to_string(),
+    ///            "add: [2, 3] and [2] cannot be broadcast: sizes 3 and 2 at dim 1 differ");
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "add", |a, b| a + b, |_, _, _, gy| (gy.clone(), gy.clone()))
+    }
+
+    /// `y = a - b`, broadcasting; `dL/da = gy`, `dL/db = -gy`.
+    pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "sub", |a, b| a - b, |_, _, _, gy| (gy.clone(), gy.neg()))
+    }
+
+    /// `y = a · b`, broadcasting; `dL/da = gy · b`, `dL/db = gy · a`.
+    pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "mul", |a, b| a * b, |a, b, _, gy| (gy * b, gy * a))
+    }
+
+    /// `y = a / b`, broadcasting; `dL/da = gy / b`, `dL/db = -gy · a / b²`.
+    pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "div", |a, b| a / b, |a, b, _, gy| (gy / b, (&(gy * a) / &(b * b)).neg()))
+    }
+
+    /// `y = max(a, b)`, broadcasting; the gradient goes to the larger input, and is split
+    /// half and half where they are equal (PyTorch's choice).
+    pub fn maximum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "maximum", |a, b| if a >= b || a.is_nan() { a } else { b }, |a, b, _, gy| {
+            let to_a = share_of_first(a, b, |x, y| x > y);
+            (gy * &to_a, gy * &(-&to_a + T::one()))
+        })
+    }
+
+    /// `y = min(a, b)`, broadcasting; the gradient goes to the smaller input, split half and
+    /// half at ties.
+    pub fn minimum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(other, "minimum", |a, b| if a <= b || a.is_nan() { a } else { b }, |a, b, _, gy| {
+            let to_a = share_of_first(a, b, |x, y| x < y);
+            (gy * &to_a, gy * &(-&to_a + T::one()))
+        })
+    }
+}
+
+/// The constant share of the gradient that goes to `a` in max/min: 1 where `a` wins, ½ at a
+/// tie, 0 where `b` wins (broadcast to both shapes).
+fn share_of_first<T: Element>(a: &Tensor<T>, b: &Tensor<T>, wins: fn(T, T) -> bool) -> Tensor<T> {
+    let shape = broadcast_shape("maximum", a.shape(), b.shape()).expect("internal: shapes broadcast");
+    let av = a.array().broadcast(IxDyn(&shape)).expect("broadcast");
+    let bv = b.array().broadcast(IxDyn(&shape)).expect("broadcast");
+    let half = T::of(0.5);
+    Tensor::from(Zip::from(&av).and(&bv).map_collect(|&x, &y| {
+        if wins(x, y) {
+            T::one()
+        } else if x == y {
+            half
+        } else {
+            T::zero()
+        }
+    }))
+}
+
+/// `y = a` where `condition > 0`, else `b`, all three broadcast together;
+/// `dL/da = gy · 1[c > 0]`, `dL/db = gy · 1[c ≤ 0]`, the condition gets no gradient.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let c = Tensor::from_vec(vec![1.0, 0.0], &[2])?;
+/// let y = nabla::where_(&c, &Tensor::full(&[2], 5.0), &Tensor::full(&[2], 7.0))?;
+/// assert_eq!(y.to_vec(), vec![5.0, 7.0]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn where_<T: Element>(condition: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
+    let shape = broadcast_shape("where", &broadcast_shape("where", condition.shape(), a.shape())?, b.shape())?;
+    let mask: ArrayD<T> = condition
+        .array()
+        .broadcast(IxDyn(&shape))
+        .expect("checked broadcast")
+        .mapv(|c| if c > T::zero() { T::one() } else { T::zero() });
+    let mask = Tensor::from(mask);
+    let not_mask = -&mask + T::one();
+    // a·m + b·(1-m) would turn inf·0 into NaN, so select instead and keep the masks for
+    // the rule.
+    let av = a.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
+    let bv = b.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
+    let value = Zip::from(mask.array()).and(&av).and(&bv).map_collect(|&m, &x, &y| if m > T::zero() { x } else { y });
+    Ok(Tensor::from_op_arc(value.into_shared(), &[a, b], move || {
+        Box::new(rule("where", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy * &mask), Some(gy * &not_mask)]))
+    }))
+}
+
+fn or_panic<T: Element>(result: Result<Tensor<T>>) -> Tensor<T> {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `a + b`, `a - b`, `a * b`, `a / b` on tensors (owned or borrowed), broadcasting.
+///
+/// **Panics** on shapes that do not broadcast, with the same message the named method
+/// (`a.add(&b)?`) returns as an error; this is the one documented panic of the public API,
+/// like ndarray's operators. Code that takes shapes from outside calls the named methods.
+macro_rules! tensor_operator {
+    ($trait:ident, $method:ident, $named:ident) => {
+        impl<T: Element> $trait<&Tensor<T>> for &Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, rhs: &Tensor<T>) -> Tensor<T> {
+                or_panic(Tensor::<T>::$named(&self, &rhs))
+            }
+        }
+        impl<T: Element> $trait<Tensor<T>> for &Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, rhs: Tensor<T>) -> Tensor<T> {
+                or_panic(Tensor::<T>::$named(&self, &rhs))
+            }
+        }
+        impl<T: Element> $trait<&Tensor<T>> for Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, rhs: &Tensor<T>) -> Tensor<T> {
+                or_panic(Tensor::<T>::$named(&self, &rhs))
+            }
+        }
+        impl<T: Element> $trait<Tensor<T>> for Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, rhs: Tensor<T>) -> Tensor<T> {
+                or_panic(Tensor::<T>::$named(&self, &rhs))
+            }
+        }
+    };
+}
+
+tensor_operator!(Add, add, add);
+tensor_operator!(Sub, sub, sub);
+tensor_operator!(Mul, mul, mul);
+tensor_operator!(Div, div, div);
+
+/// `tensor ∘ scalar` for owned and borrowed tensors: `&x * 3.0 - 1.0`.
+macro_rules! scalar_operator {
+    ($trait:ident, $method:ident, |$x:ident, $c:ident| $body:expr) => {
+        impl<T: Element> $trait<T> for &Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, $c: T) -> Tensor<T> {
+                let $x = self;
+                $body
+            }
+        }
+        impl<T: Element> $trait<T> for Tensor<T> {
+            type Output = Tensor<T>;
+            fn $method(self, $c: T) -> Tensor<T> {
+                let $x = &self;
+                $body
+            }
+        }
+    };
+}
+
+scalar_operator!(Add, add, |x, c| x.add_scalar(c));
+scalar_operator!(Sub, sub, |x, c| x.add_scalar(-c));
+scalar_operator!(Mul, mul, |x, c| x.mul_scalar(c));
+scalar_operator!(Div, div, |x, c| x.div_scalar(c));
+
+impl<T: Element> Neg for &Tensor<T> {
+    type Output = Tensor<T>;
+    fn neg(self) -> Tensor<T> {
+        Tensor::neg(self)
+    }
+}
+
+impl<T: Element> Neg for Tensor<T> {
+    type Output = Tensor<T>;
+    fn neg(self) -> Tensor<T> {
+        Tensor::neg(&self)
+    }
+}
+
+/// `scalar ∘ tensor` for the two element types: `1.0 - &x`, `2.0 / &x`.
+macro_rules! scalar_lhs_operator {
+    ($t:ty) => {
+        impl Add<&Tensor<$t>> for $t {
+            type Output = Tensor<$t>;
+            fn add(self, x: &Tensor<$t>) -> Tensor<$t> {
+                x.add_scalar(self)
+            }
+        }
+        impl Sub<&Tensor<$t>> for $t {
+            type Output = Tensor<$t>;
+            fn sub(self, x: &Tensor<$t>) -> Tensor<$t> {
+                x.neg().add_scalar(self)
+            }
+        }
+        impl Mul<&Tensor<$t>> for $t {
+            type Output = Tensor<$t>;
+            fn mul(self, x: &Tensor<$t>) -> Tensor<$t> {
+                x.mul_scalar(self)
+            }
+        }
+        impl Div<&Tensor<$t>> for $t {
+            type Output = Tensor<$t>;
+            fn div(self, x: &Tensor<$t>) -> Tensor<$t> {
+                x.recip().mul_scalar(self)
+            }
+        }
+    };
+}
+
+scalar_lhs_operator!(f32);
+scalar_lhs_operator!(f64);

@@ -1,0 +1,108 @@
+//! The ops: each file a family, each op's forward kernel, backward rule and public method
+//! side by side.
+//!
+//! # Adding an op
+//!
+//! An op is a forward computation on arrays plus a backward rule, a vector-Jacobian
+//! product written **with tensor ops**. Written that way, one rule serves first-order
+//! backward (run with recording off, costing array work only) and higher-order gradients
+//! (run with recording on when `create_graph` asks).
+//!
+//! ```
+//! use nabla::prelude::*;
+//! use nabla::autograd::rule;
+//!
+//! /// y = x³, dL/dx = dL/dy · 3x²
+//! fn cube(x: &Tensor<f64>) -> Tensor<f64> {
+//!     let value = x.value().mapv(|v| v * v * v);
+//!     Tensor::from_op(value, &[x], rule("cube", |inputs, _y, gy| {
+//!         let x = &inputs[0];
+//!         vec![Some(gy * &(x * x) * 3.0)]
+//!     }))
+//! }
+//!
+//! let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?.requires_grad_(true);
+//! let dy = nabla::grad(&[cube(&x).sum()], &[x.clone()], None, true)?;   // 3x² = 12
+//! let d2y = nabla::grad(&[dy[0].sum()], &[x.clone()], None, false)?;    // 6x = 12
+//! assert_eq!((dy[0].item()?, d2y[0].item()?), (12.0, 12.0));
+//! # Ok::<(), nabla::Error>(())
+//! ```
+//!
+//! Three rules keep the rules short:
+//! - return the gradient in the output's (broadcast) shape: the engine sums it back to the
+//!   input's shape and adds up the gradients of a tensor used more than once;
+//! - reuse the output when the derivative is a function of it (`exp`: `gy * y`);
+//! - say what subgradient you chose where the function has a kink (`relu'(0) = 0`).
+
+mod binary;
+mod index;
+mod linalg;
+mod reduce;
+mod shape;
+mod softmax;
+mod unary;
+
+use crate::error::{Error, Result};
+use crate::tensor::Element;
+use ndarray::{ArrayD, ArrayViewD, Zip};
+
+pub use binary::where_;
+
+/// Below this many elements an elementwise kernel runs on one thread: spawning costs more
+/// than it saves.
+const PARALLEL_MIN_LEN: usize = 1 << 16;
+
+/// `f` over every element, in parallel for large arrays.
+pub(crate) fn map_array<T: Element>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync + Send) -> ArrayD<T> {
+    if x.len() >= PARALLEL_MIN_LEN {
+        Zip::from(x).par_map_collect(|&v| f(v))
+    } else {
+        x.map(|&v| f(v))
+    }
+}
+
+/// A dim in `-ndim..ndim` as an axis index.
+pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result<usize> {
+    // A 0-d tensor accepts dims 0 and -1, as in PyTorch.
+    let n = ndim.max(1) as isize;
+    if dim < -n || dim >= n {
+        return Err(Error::Dim { op, dim, ndim });
+    }
+    Ok(if dim < 0 { (dim + n) as usize } else { dim as usize })
+}
+
+/// Distinct normalised dims, sorted.
+pub(crate) fn normalize_dims(op: &'static str, dims: &[isize], ndim: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(dims.len());
+    for &d in dims {
+        let d = normalize_dim(op, d, ndim)?;
+        if out.contains(&d) {
+            return Err(Error::invalid(op, format!("dim {d} appears more than once in {dims:?}")));
+        }
+        out.push(d);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// NumPy's broadcasting: align from the right, sizes must agree or be 1.
+pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let n = a.len().max(b.len());
+    let mut out = vec![0; n];
+    for i in 0..n {
+        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
+        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(Error::shape(
+                    op,
+                    format!("{a:?} and {b:?} cannot be broadcast: sizes {da} and {db} at dim {i} differ"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,178 @@
+//! Reductions over a list of dims: sum, mean, amax, amin, logsumexp; and `sum_to_shape`,
+//! the reduction that undoes broadcasting.
+
+use super::normalize_dims;
+use crate::autograd::rule;
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+use ndarray::{ArrayD, Axis, IxDyn};
+
+/// `shape` with each reduced dim set to 1 (the `keepdim` shape).
+fn keepdim_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
+    shape.iter().enumerate().map(|(i, &n)| if dims.contains(&i) { 1 } else { n }).collect()
+}
+
+/// Reduces `x` over `dims` (sorted, distinct) with `fold` along one axis at a time.
+fn reduce_array<T: Element>(x: &Tensor<T>, dims: &[usize], keepdim: bool, fold: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>) -> ArrayD<T> {
+    let mut value = x.to_ndarray();
+    for &d in dims.iter().rev() {
+        value = fold(value.view(), Axis(d));
+    }
+    if keepdim {
+        value.into_shape_with_order(IxDyn(&keepdim_shape(x.shape(), dims))).expect("keepdim reshape")
+    } else {
+        value
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// The cotangent of a reduction brought back to `x`'s shape: reshaped to the keepdim
+    /// shape, then broadcast.
+    fn unreduce(gy: &Tensor<T>, x_shape: &[usize], dims: &[usize]) -> Tensor<T> {
+        gy.reshape_to(&keepdim_shape(x_shape, dims)).expand_to(x_shape)
+    }
+
+    /// Sum of all elements, a 0-d tensor; `dL/dx = gy` everywhere.
+    pub fn sum(&self) -> Tensor<T> {
+        let all: Vec<isize> = (0..self.ndim() as isize).collect();
+        self.sum_dims(&all, false).expect("all dims are valid")
+    }
+
+    /// Sum over `dims` (negative dims count from the end), keeping them as size 1 when
+    /// `keepdim`; `dL/dx = gy` broadcast back over the summed dims.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(x.sum_dims(&[1], false)?.to_vec(), vec![6.0, 15.0]);
+    /// assert_eq!(x.sum_dims(&[0], true)?.shape(), &[1, 3]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        let dims = normalize_dims("sum", dims, self.ndim())?;
+        let value = reduce_array(self, &dims, keepdim, |v, axis| v.sum_axis(axis));
+        Ok(Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule("sum", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                vec![Some(Tensor::unreduce(gy, inputs[0].shape(), &dims))]
+            }))
+        }))
+    }
+
+    /// Mean of all elements, a 0-d tensor.
+    pub fn mean(&self) -> Tensor<T> {
+        let all: Vec<isize> = (0..self.ndim() as isize).collect();
+        self.mean_dims(&all, false).expect("all dims are valid")
+    }
+
+    /// Mean over `dims`: the sum divided by the number of elements reduced.
+    pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        let count: usize = normalize_dims("mean", dims, self.ndim())?.iter().map(|&d| self.shape()[d]).product();
+        Ok(self.sum_dims(dims, keepdim)?.div_scalar(T::of(count as f64)))
+    }
+
+    /// Largest element over `dims`. The
+    /// gradient is shared equally among tied maxima, as PyTorch's `amax`; `NaN` wins.
+    pub fn amax_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        self.extremum("amax", dims, keepdim, |a, b| a > b)
+    }
+
+    /// Smallest element over `dims`, gradient shared among ties, as PyTorch's `amin`.
+    pub fn amin_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        self.extremum("amin", dims, keepdim, |a, b| a < b)
+    }
+
+    /// Largest element, a 0-d tensor.
+    pub fn amax(&self) -> Tensor<T> {
+        let all: Vec<isize> = (0..self.ndim() as isize).collect();
+        self.amax_dims(&all, false).expect("all dims are valid")
+    }
+
+    /// Smallest element, a 0-d tensor.
+    pub fn amin(&self) -> Tensor<T> {
+        let all: Vec<isize> = (0..self.ndim() as isize).collect();
+        self.amin_dims(&all, false).expect("all dims are valid")
+    }
+
+    fn extremum(&self, name: &'static str, dims: &[isize], keepdim: bool, better: fn(T, T) -> bool) -> Result<Tensor<T>> {
+        let dims = normalize_dims(name, dims, self.ndim())?;
+        if let Some(&d) = dims.iter().find(|&&d| self.shape()[d] == 0) {
+            return Err(Error::shape(name, format!("cannot reduce dim {d} of size 0 in a tensor of shape {:?}", self.shape())));
+        }
+        let pick = move |acc: T, x: T| if better(x, acc) || x.is_nan() { x } else { acc };
+        let value = reduce_array(self, &dims, keepdim, |v, axis| {
+            v.map_axis(axis, |lane| lane.iter().copied().reduce(pick).expect("non-empty lane"))
+        });
+        Ok(Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
+                let x = &inputs[0];
+                let y_full = Tensor::unreduce(&y.detach(), x.shape(), &dims);
+                let is_extremum = Tensor::from(ndarray::Zip::from(x.array()).and(y_full.array()).map_collect(|&a, &b| {
+                    if a == b || (a.is_nan() && b.is_nan()) {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }
+                }));
+                let ties = Tensor::unreduce(&is_extremum.sum_dims(&as_isize(&dims), true).expect("valid dims"), x.shape(), &dims);
+                let share = Tensor::from(ndarray::Zip::from(is_extremum.array()).and(ties.array()).map_collect(|&m, &n| m / n));
+                vec![Some(&Tensor::unreduce(gy, x.shape(), &dims) * &share)]
+            }))
+        }))
+    }
+
+    /// `log Σ exp(x)` over `dims`, computed stably (the largest element is factored out);
+    /// `dL/dx = gy · exp(x - y)`, the softmax of `x` over `dims`.
+    pub fn logsumexp_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
+        let dims = normalize_dims("logsumexp", dims, self.ndim())?;
+        let value = reduce_array(self, &dims, true, |v, axis| {
+            v.map_axis(axis, |lane| {
+                let m = lane.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
+                // With every element -inf (or the max infinite), shifting by it gives NaN.
+                let shift = if m.is_finite() { m } else { T::zero() };
+                shift + lane.iter().map(|&x| (x - shift).exp()).sum::<T>().ln()
+            })
+        });
+        let value = if keepdim {
+            value
+        } else {
+            let shape: Vec<usize> = self.shape().iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &n)| n).collect();
+            value.into_shape_with_order(IxDyn(&shape)).expect("drop reduced dims")
+        };
+        Ok(Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule("logsumexp", move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
+                let x = &inputs[0];
+                let softmax = (x - &Tensor::unreduce(y, x.shape(), &dims)).exp();
+                vec![Some(&Tensor::unreduce(gy, x.shape(), &dims) * &softmax)]
+            }))
+        }))
+    }
+
+    /// Sums this tensor down to `shape`, the shape it was broadcast from: leading dims are
+    /// summed away and dims of size 1 in `shape` are summed with keepdim. The engine calls
+    /// it on every gradient, so rules can return gradients in the broadcast shape.
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor<T>> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let lead = self.ndim().checked_sub(shape.len()).ok_or_else(|| {
+            Error::shape("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape()))
+        })?;
+        let mut dims = Vec::new();
+        for (i, &n) in self.shape().iter().enumerate() {
+            if i < lead {
+                dims.push(i as isize);
+            } else if shape[i - lead] != n {
+                if shape[i - lead] != 1 {
+                    return Err(Error::shape("sum_to_shape", format!("{:?} was not broadcast from {shape:?}", self.shape())));
+                }
+                dims.push(i as isize);
+            }
+        }
+        Ok(self.sum_dims(&dims, true)?.reshape_to(shape))
+    }
+}
+
+pub(crate) fn as_isize(dims: &[usize]) -> Vec<isize> {
+    dims.iter().map(|&d| d as isize).collect()
+}
+

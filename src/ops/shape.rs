@@ -1,0 +1,267 @@
+//! Ops that move elements without changing them: reshape, permute, transpose, expand,
+//! narrow (and its adjoint, zero padding), cat, stack, squeeze, unsqueeze, flatten.
+
+use super::{normalize_dim, normalize_dims};
+use crate::autograd::rule;
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+impl<T: Element> Tensor<T> {
+    /// Reshape to a shape known to hold the same number of elements (internal callers).
+    pub(crate) fn reshape_to(&self, shape: &[usize]) -> Tensor<T> {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        let value = self.array().clone().into_shape_clone(IxDyn(shape)).expect("internal: reshape to a shape of the same size");
+        Tensor::from_op_arc(value, &[self], || {
+            Box::new(rule("reshape", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.reshape_to(inputs[0].shape()))]))
+        })
+    }
+
+    /// The same elements in row-major order with another shape; one entry may be `-1`,
+    /// inferred from the others. `dL/dx` is `gy` reshaped back. No copy when the layout
+    /// allows.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::zeros(&[2, 6]);
+    /// assert_eq!(x.reshape(&[3, -1])?.shape(), &[3, 4]);
+    /// assert_eq!(x.reshape(&[5, 2]).unwrap_err().to_string(),
+    ///            "reshape: cannot reshape [2, 6] (12 elements) to [5, 2]");
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn reshape(&self, shape: &[isize]) -> Result<Tensor<T>> {
+        let fail = || Error::shape("reshape", format!("cannot reshape {:?} ({} elements) to {shape:?}", self.shape(), self.len()));
+        let inferred: Vec<usize> = shape.iter().enumerate().filter(|(_, &n)| n == -1).map(|(i, _)| i).collect();
+        if inferred.len() > 1 || shape.iter().any(|&n| n < -1) {
+            return Err(fail());
+        }
+        let known: usize = shape.iter().filter(|&&n| n >= 0).map(|&n| n as usize).product();
+        let mut out: Vec<usize> = shape.iter().map(|&n| n.max(0) as usize).collect();
+        if let Some(&i) = inferred.first() {
+            if known == 0 || self.len() % known != 0 {
+                return Err(fail());
+            }
+            out[i] = self.len() / known;
+        } else if known != self.len() {
+            return Err(fail());
+        }
+        Ok(self.reshape_to(&out))
+    }
+
+    /// Flattens dims `start_dim..=end_dim` into one, as `torch.flatten`.
+    pub fn flatten(&self, start_dim: isize, end_dim: isize) -> Result<Tensor<T>> {
+        if self.ndim() == 0 {
+            return Ok(self.reshape_to(&[1]));
+        }
+        let s = normalize_dim("flatten", start_dim, self.ndim())?;
+        let e = normalize_dim("flatten", end_dim, self.ndim())?;
+        if s > e {
+            return Err(Error::invalid("flatten", format!("start_dim {start_dim} comes after end_dim {end_dim}")));
+        }
+        let shape = self.shape();
+        let mut out: Vec<usize> = shape[..s].to_vec();
+        out.push(shape[s..=e].iter().product());
+        out.extend_from_slice(&shape[e + 1..]);
+        Ok(self.reshape_to(&out))
+    }
+
+    /// Inserts a dim of size 1 at `dim` (in `-(ndim+1)..=ndim`).
+    pub fn unsqueeze(&self, dim: isize) -> Result<Tensor<T>> {
+        let d = normalize_dim("unsqueeze", dim, self.ndim() + 1)?;
+        let mut shape = self.shape().to_vec();
+        shape.insert(d, 1);
+        Ok(self.reshape_to(&shape))
+    }
+
+    /// Removes `dim` if its size is 1 (otherwise returns the tensor unchanged, as PyTorch).
+    pub fn squeeze(&self, dim: isize) -> Result<Tensor<T>> {
+        let d = normalize_dim("squeeze", dim, self.ndim())?;
+        if self.ndim() == 0 || self.shape()[d] != 1 {
+            return Ok(self.clone());
+        }
+        let mut shape = self.shape().to_vec();
+        shape.remove(d);
+        Ok(self.reshape_to(&shape))
+    }
+
+    /// Reorders the dims: output dim `i` is input dim `dims[i]`; `dL/dx` is `gy` permuted
+    /// back. No copy: the result is a strided view of the same data.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// assert_eq!(Tensor::zeros(&[2, 3, 4]).permute(&[2, 0, 1])?.shape(), &[4, 2, 3]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn permute(&self, dims: &[isize]) -> Result<Tensor<T>> {
+        if dims.len() != self.ndim() {
+            return Err(Error::shape("permute", format!("{dims:?} has {} dims, the tensor {:?} has {}", dims.len(), self.shape(), self.ndim())));
+        }
+        let mut perm = Vec::with_capacity(dims.len());
+        for &d in dims {
+            perm.push(normalize_dim("permute", d, self.ndim())?);
+        }
+        if normalize_dims("permute", dims, self.ndim()).is_err() {
+            return Err(Error::invalid("permute", format!("{dims:?} is not a permutation of 0..{}", self.ndim())));
+        }
+        Ok(self.permute_axes(perm))
+    }
+
+    fn permute_axes(&self, perm: Vec<usize>) -> Tensor<T> {
+        let value = self.array().clone().permuted_axes(IxDyn(&perm));
+        Tensor::from_op_arc(value, &[self], move || {
+            Box::new(rule("permute", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                let mut inverse = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                vec![Some(gy.permute_axes(inverse))]
+            }))
+        })
+    }
+
+    /// Swaps two dims.
+    pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Tensor<T>> {
+        let a = normalize_dim("transpose", dim0, self.ndim())?;
+        let b = normalize_dim("transpose", dim1, self.ndim())?;
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        perm.swap(a, b);
+        Ok(self.permute_axes(perm))
+    }
+
+    /// The transpose of a matrix (the last two dims swapped; a 1-D tensor is returned as is).
+    pub fn t(&self) -> Tensor<T> {
+        if self.ndim() < 2 {
+            return self.clone();
+        }
+        let n = self.ndim();
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.swap(n - 2, n - 1);
+        self.permute_axes(perm)
+    }
+
+    /// Broadcast to a shape known to be reachable (internal callers).
+    pub(crate) fn expand_to(&self, shape: &[usize]) -> Tensor<T> {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        let value = self.array().broadcast(IxDyn(shape)).expect("internal: expand to a broadcastable shape").to_owned();
+        // dL/dx = gy: the engine sums it back over the broadcast dims.
+        Tensor::from_op_arc(value.into_shared(), &[self], || {
+            Box::new(rule("expand", |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.clone())]))
+        })
+    }
+
+    /// Repeats dims of size 1 to `size` (new dims may be added in front; `-1` keeps a dim),
+    /// as `torch.Tensor.expand`; `dL/dx` sums `gy` over the repeated dims.
+    pub fn expand(&self, size: &[isize]) -> Result<Tensor<T>> {
+        let fail = || Error::shape("expand", format!("cannot expand {:?} to {size:?}", self.shape()));
+        if size.len() < self.ndim() {
+            return Err(fail());
+        }
+        let lead = size.len() - self.ndim();
+        let mut shape = Vec::with_capacity(size.len());
+        for (i, &s) in size.iter().enumerate() {
+            let n = match (i.checked_sub(lead).map(|j| self.shape()[j]), s) {
+                (Some(old), -1) => old,
+                (None, -1) => return Err(fail()),
+                (_, s) if s < 0 => return Err(fail()),
+                (Some(old), s) if old != 1 && old != s as usize => return Err(fail()),
+                (_, s) => s as usize,
+            };
+            shape.push(n);
+        }
+        Ok(self.expand_to(&shape))
+    }
+
+    /// The slice `start..start + length` along `dim`; `dL/dx` is `gy` padded with zeros.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0)?;
+    /// assert_eq!(x.narrow(0, 1, 3)?.to_vec(), vec![1.0, 2.0, 3.0]);
+    /// assert_eq!(x.narrow(0, 4, 3).unwrap_err().to_string(),
+    ///            "narrow: start 4 + length 3 exceeds size 6 of dim 0");
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn narrow(&self, dim: isize, start: usize, length: usize) -> Result<Tensor<T>> {
+        let d = normalize_dim("narrow", dim, self.ndim())?;
+        let size = self.shape()[d];
+        if start + length > size {
+            return Err(Error::shape("narrow", format!("start {start} + length {length} exceeds size {size} of dim {d}")));
+        }
+        Ok(self.narrow_axis(d, start, length))
+    }
+
+    pub(crate) fn narrow_axis(&self, d: usize, start: usize, length: usize) -> Tensor<T> {
+        let value = self.array().slice_axis(Axis(d), Slice::from(start..start + length)).to_shared();
+        Tensor::from_op_arc(value, &[self], move || {
+            Box::new(rule("narrow", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                let after = inputs[0].shape()[d] - start - length;
+                vec![Some(gy.pad_axis(d, start, after))]
+            }))
+        })
+    }
+
+    /// Zeros added before and after along axis `d`: the adjoint of `narrow`, so its rule is
+    /// a narrow.
+    pub(crate) fn pad_axis(&self, d: usize, before: usize, after: usize) -> Tensor<T> {
+        let mut shape = self.shape().to_vec();
+        let n = shape[d];
+        shape[d] += before + after;
+        let mut value = ArrayD::zeros(IxDyn(&shape));
+        value.slice_axis_mut(Axis(d), Slice::from(before..before + n)).assign(self.array());
+        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule("pad", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.narrow_axis(d, before, n))]))
+        })
+    }
+
+    /// Joins tensors along an existing `dim`; all other dims must agree. `dL/dx_i` is the
+    /// matching slice of `gy`.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let y = Tensor::cat(&[Tensor::zeros(&[2, 3]), Tensor::ones(&[4, 3])], 0)?;
+    /// assert_eq!(y.shape(), &[6, 3]);
+    /// assert!(Tensor::<f32>::cat(&[], 0).is_err());
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn cat(tensors: &[Tensor<T>], dim: isize) -> Result<Tensor<T>> {
+        let first = tensors.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor, got an empty list"))?;
+        let d = normalize_dim("cat", dim, first.ndim())?;
+        for t in tensors {
+            let same = t.ndim() == first.ndim() && t.shape().iter().zip(first.shape()).enumerate().all(|(i, (a, b))| i == d || a == b);
+            if !same {
+                return Err(Error::shape("cat", format!("{:?} and {:?} differ outside dim {d}", first.shape(), t.shape())));
+            }
+        }
+        let views: Vec<_> = tensors.iter().map(|t| t.array().view()).collect();
+        let value = ndarray::concatenate(Axis(d), &views).expect("checked shapes");
+        let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
+        let inputs: Vec<&Tensor<T>> = tensors.iter().collect();
+        Ok(Tensor::from_op_arc(value.into_shared(), &inputs, move || {
+            Box::new(rule("cat", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                let mut start = 0;
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        start += n;
+                        Some(gy.narrow_axis(d, start - n, n))
+                    })
+                    .collect()
+            }))
+        }))
+    }
+
+    /// Joins tensors of one shape along a new `dim`.
+    pub fn stack(tensors: &[Tensor<T>], dim: isize) -> Result<Tensor<T>> {
+        let first = tensors.first().ok_or_else(|| Error::invalid("stack", "needs at least one tensor, got an empty list"))?;
+        if let Some(t) = tensors.iter().find(|t| t.shape() != first.shape()) {
+            return Err(Error::shape("stack", format!("{:?} and {:?} differ", first.shape(), t.shape())));
+        }
+        let d = normalize_dim("stack", dim, first.ndim() + 1)? as isize;
+        let pieces = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&pieces, d)
+    }
+}

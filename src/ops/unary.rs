@@ -1,0 +1,167 @@
+//! Elementwise functions of one tensor, each a forward `f` and a backward rule.
+
+use super::map_array;
+use crate::autograd::rule;
+use crate::tensor::{Element, Tensor};
+
+impl<T: Element> Tensor<T> {
+    /// The generic elementwise op: forward `f` on every element, backward `vjp(x, y, gy)`.
+    fn unary(
+        &self,
+        name: &'static str,
+        f: impl Fn(T) -> T + Sync + Send,
+        vjp: impl Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + Send + Sync + 'static,
+    ) -> Tensor<T> {
+        let value = map_array(&self.value(), f);
+        Tensor::from_op_arc(value.into_shared(), &[self], || {
+            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| vec![Some(vjp(&inputs[0], y, gy))]))
+        })
+    }
+
+    /// A constant (no gradient) tensor `f(x)` of this tensor's values: masks and signs in
+    /// backward rules, whose derivative is zero almost everywhere.
+    pub(crate) fn constant_map(&self, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
+        Tensor::from(map_array(&self.value(), f))
+    }
+
+    /// `y = -x`; `dL/dx = -gy`.
+    pub fn neg(&self) -> Tensor<T> {
+        self.unary("neg", |x| -x, |_, _, gy| gy.neg())
+    }
+
+    /// `y = eˣ`; `dL/dx = gy · y`.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// assert_eq!(Tensor::<f64>::scalar(0.0).exp().item()?, 1.0);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn exp(&self) -> Tensor<T> {
+        self.unary("exp", |x| x.exp(), |_, y, gy| gy * y)
+    }
+
+    /// `y = ln x`; `dL/dx = gy / x`. Non-positive inputs give `NaN`/`-inf`, as PyTorch.
+    pub fn log(&self) -> Tensor<T> {
+        self.unary("log", |x| x.ln(), |x, _, gy| gy / x)
+    }
+
+    /// `y = √x`; `dL/dx = gy / (2y)`.
+    pub fn sqrt(&self) -> Tensor<T> {
+        self.unary("sqrt", |x| x.sqrt(), |_, y, gy| gy / &(y * T::of(2.0)))
+    }
+
+    /// `y = |x|`; `dL/dx = gy · sign(x)`, with the subgradient `sign(0) = 0` (PyTorch's).
+    pub fn abs(&self) -> Tensor<T> {
+        self.unary("abs", |x| x.abs(), |x, _, gy| {
+            gy * &x.constant_map(|v| if v > T::zero() { T::one() } else if v < T::zero() { -T::one() } else { T::zero() })
+        })
+    }
+
+    /// `y = xᵖ`; `dL/dx = gy · p · xᵖ⁻¹`.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::<f64>::from_vec(vec![2.0, 3.0], &[2])?;
+    /// assert_eq!(x.pow(2.0).to_vec(), vec![4.0, 9.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn pow(&self, exponent: T) -> Tensor<T> {
+        self.unary("pow", move |x| x.powf(exponent), move |x, _, gy| {
+            if exponent == T::zero() {
+                gy * T::zero()
+            } else {
+                gy * &x.pow(exponent - T::one()) * exponent
+            }
+        })
+    }
+
+    /// `y = 1 / x`; `dL/dx = -gy · y²`.
+    pub fn recip(&self) -> Tensor<T> {
+        self.unary("recip", |x| x.recip(), |_, y, gy| (gy * &(y * y)).neg())
+    }
+
+    /// `y = σ(x) = 1 / (1 + e⁻ˣ)`; `dL/dx = gy · y · (1 - y)`. Computed without overflow for
+    /// large `|x|`.
+    pub fn sigmoid(&self) -> Tensor<T> {
+        self.unary("sigmoid", sigmoid_scalar, |_, y, gy| gy * &(y * &(-y + T::one())))
+    }
+
+    /// `y = tanh x`; `dL/dx = gy · (1 - y²)`.
+    pub fn tanh(&self) -> Tensor<T> {
+        self.unary("tanh", |x| x.tanh(), |_, y, gy| gy * &(-(y * y) + T::one()))
+    }
+
+    /// `y = max(0, x)`; `dL/dx = gy · 1[x > 0]` (the subgradient at 0 is 0, as PyTorch).
+    pub fn relu(&self) -> Tensor<T> {
+        self.unary("relu", |x| if x > T::zero() || x.is_nan() { x } else { T::zero() }, |x, _, gy| gy * &step(x))
+    }
+
+    /// `y = x` for `x > 0`, `negative_slope · x` otherwise; `dL/dx = gy` or
+    /// `gy · negative_slope` (the slope side at 0).
+    pub fn leaky_relu(&self, negative_slope: T) -> Tensor<T> {
+        self.unary(
+            "leaky_relu",
+            move |x| if x > T::zero() { x } else { x * negative_slope },
+            move |x, _, gy| gy * &x.constant_map(|v| if v > T::zero() { T::one() } else { negative_slope }),
+        )
+    }
+
+    /// `y = ln(1 + e^{βx}) / β`, and `y = x` where `βx > threshold` (PyTorch's softplus);
+    /// `dL/dx = gy · σ(βx)` (and `gy` above the threshold).
+    pub fn softplus(&self, beta: T, threshold: T) -> Tensor<T> {
+        self.unary(
+            "softplus",
+            move |x| if x * beta > threshold { x } else { (x * beta).exp().ln_1p() / beta },
+            move |x, _, gy| {
+                let linear = x.constant_map(|v| if v * beta > threshold { T::one() } else { T::zero() });
+                let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&linear + T::one())) + &linear;
+                gy * &slope
+            },
+        )
+    }
+
+    /// `y = min(max(x, min), max)`; `dL/dx = gy · 1[min ≤ x ≤ max]` (PyTorch passes the
+    /// gradient at the bounds). `NaN` stays `NaN`.
+    pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
+        self.unary(
+            "clamp",
+            move |x| if x < min { min } else if x > max { max } else { x },
+            move |x, _, gy| gy * &x.constant_map(|v| if v >= min && v <= max { T::one() } else { T::zero() }),
+        )
+    }
+
+    /// `y = x + c`; `dL/dx = gy`.
+    pub fn add_scalar(&self, c: T) -> Tensor<T> {
+        self.unary("add_scalar", move |x| x + c, |_, _, gy| gy.clone())
+    }
+
+    /// `y = c · x`; `dL/dx = c · gy`.
+    pub fn mul_scalar(&self, c: T) -> Tensor<T> {
+        self.unary("mul_scalar", move |x| x * c, move |_, _, gy| gy.mul_scalar(c))
+    }
+
+    /// `y = x / c`; `dL/dx = gy / c`.
+    pub fn div_scalar(&self, c: T) -> Tensor<T> {
+        self.unary("div_scalar", move |x| x / c, move |_, _, gy| gy.div_scalar(c))
+    }
+
+    /// Dropout in evaluation mode: the identity, `dL/dx = gy`.
+    pub fn dropout_eval(&self) -> Tensor<T> {
+        self.unary("dropout_eval", |x| x, |_, _, gy| gy.clone())
+    }
+}
+
+/// `1[x > 0]` as a constant tensor.
+fn step<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.constant_map(|v| if v > T::zero() { T::one() } else { T::zero() })
+}
+
+/// σ(x) without overflow: `e^x` is only taken for `x < 0`.
+fn sigmoid_scalar<T: Element>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}

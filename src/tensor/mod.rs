@@ -1,0 +1,207 @@
+//! [`Tensor`]: a cheap-to-clone handle to an immutable node of the computational graph.
+
+mod creation;
+mod display;
+mod element;
+
+pub use creation::Creation;
+pub use element::Element;
+
+use crate::autograd::graph::{next_id, GradFn, Node};
+use crate::error::{Error, Result};
+use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
+use std::sync::Arc;
+
+/// An n-dimensional array of `T` that remembers how it was computed.
+///
+/// A `Tensor` is an `Arc` handle: cloning it is cheap and shares the node. The value is never
+/// mutated once the tensor exists, so a graph that holds it can always be differentiated.
+/// A tensor made by an op from inputs that require grad records the op and its inputs; a
+/// tensor made any other way is a *leaf*.
+///
+/// `T` defaults to `f32`, the fast type; use `Tensor<f64>` (or a turbofish) for gradient
+/// checks.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?.requires_grad_(true);
+/// let y = (&x * &x).sum();                   // y = Σ x²
+/// let grads = y.backward()?;
+/// assert_eq!(grads.get(&x).unwrap().to_vec(), vec![2.0, 4.0, 6.0]); // dy/dx = 2x
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct Tensor<T: Element = f32> {
+    pub(crate) node: Arc<Node<T>>,
+}
+
+impl<T: Element> Clone for Tensor<T> {
+    fn clone(&self) -> Self {
+        Tensor { node: Arc::clone(&self.node) }
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// A leaf that does not require grad, owning `value`.
+    pub(crate) fn leaf(value: ArcArray<T, IxDyn>, requires_grad: bool) -> Self {
+        Tensor {
+            node: Arc::new(Node { id: next_id(), value, requires_grad, grad_fn: None }),
+        }
+    }
+
+    /// The result of an op: records `rule` and `inputs` when grad mode is on and any input
+    /// requires grad, otherwise a plain leaf (so inference and first-order backward pay for
+    /// no graph).
+    pub(crate) fn from_op_arc(
+        value: ArcArray<T, IxDyn>,
+        inputs: &[&Tensor<T>],
+        rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
+    ) -> Self {
+        let records = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        if !records {
+            return Tensor::leaf(value, false);
+        }
+        let grad_fn = GradFn { rule: rule(), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
+        Tensor {
+            node: Arc::new(Node { id: next_id(), value, requires_grad: true, grad_fn: Some(grad_fn) }),
+        }
+    }
+
+    /// Makes a tensor from an op's forward `value`, its `inputs` and its backward `rule`:
+    /// the way to add an op outside the crate (see the [`ops`](crate::ops) module doc).
+    ///
+    /// The graph records the op only when grad mode is on and some input requires grad.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::autograd::rule;
+    /// // y = 3x, dL/dx = 3 dL/dy
+    /// let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true);
+    /// let y = Tensor::from_op(x.value().mapv(|v| 3.0 * v), &[&x],
+    ///     rule("triple", |_inputs, _y, gy| vec![Some(gy * 3.0)]));
+    /// let g = y.sum().backward()?;
+    /// assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0, 3.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn from_op(
+        value: ArrayD<T>,
+        inputs: &[&Tensor<T>],
+        rule: impl crate::autograd::Backward<T>,
+    ) -> Self {
+        Self::from_op_arc(value.into_shared(), inputs, || Box::new(rule))
+    }
+
+    /// The unique id of this node. Ids only grow: a tensor is always newer than its inputs.
+    pub fn id(&self) -> usize {
+        self.node.id
+    }
+
+    /// The dimensions, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        self.node.value.shape()
+    }
+
+    /// The number of dimensions (0 for a scalar).
+    pub fn ndim(&self) -> usize {
+        self.node.value.ndim()
+    }
+
+    /// The number of elements (1 for a scalar); the same as [`Tensor::numel`].
+    pub fn len(&self) -> usize {
+        self.node.value.len()
+    }
+
+    /// The number of elements, as PyTorch's `numel()`.
+    pub fn numel(&self) -> usize {
+        self.len()
+    }
+
+    /// True when the tensor has no elements (some dimension is 0).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether gradients flow to this tensor.
+    pub fn requires_grad(&self) -> bool {
+        self.node.requires_grad
+    }
+
+    /// True for a tensor no recorded op made.
+    pub fn is_leaf(&self) -> bool {
+        self.node.grad_fn.is_none()
+    }
+
+    /// A leaf sharing this tensor's value with `requires_grad` set to `flag`, as PyTorch's
+    /// `requires_grad_()` on a leaf. On a non-leaf it also detaches from the graph.
+    pub fn requires_grad_(self, flag: bool) -> Self {
+        if self.is_leaf() && self.requires_grad() == flag {
+            return self;
+        }
+        Tensor::leaf(self.node.value.clone(), flag)
+    }
+
+    /// The same value as a new leaf that does not require grad: gradients stop here.
+    pub fn detach(&self) -> Self {
+        Tensor::leaf(self.node.value.clone(), false)
+    }
+
+    /// The value as an ndarray view (no copy).
+    pub fn value(&self) -> ArrayViewD<'_, T> {
+        self.node.value.view()
+    }
+
+    /// The shared array itself (cheap to clone).
+    pub(crate) fn array(&self) -> &ArcArray<T, IxDyn> {
+        &self.node.value
+    }
+
+    /// The value as an owned ndarray (a copy).
+    pub fn to_ndarray(&self) -> ArrayD<T> {
+        self.node.value.to_owned()
+    }
+
+    /// The elements in row-major (logical) order.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.node.value.iter().copied().collect()
+    }
+
+    /// The only element of a one-element tensor.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// assert_eq!(Tensor::full(&[], 2.5).item()?, 2.5);
+    /// assert!(Tensor::zeros(&[2]).item().is_err());
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn item(&self) -> Result<T> {
+        if self.len() != 1 {
+            return Err(Error::shape(
+                "item",
+                format!("a tensor of shape {:?} has {} elements, not 1", self.shape(), self.len()),
+            ));
+        }
+        Ok(*self.node.value.iter().next().expect("one element"))
+    }
+
+    /// The same values in another element type (`f32` ↔ `f64`), as a new leaf with the same
+    /// `requires_grad`. Gradients do not flow across a cast.
+    pub fn cast<U: Element>(&self) -> Tensor<U> {
+        let value = self.node.value.mapv(|x| U::of(x.to_f64().expect("float to f64")));
+        Tensor::leaf(value.into_shared(), self.requires_grad())
+    }
+
+    /// The name of the op that made this tensor, if any (`"matmul"`, `"exp"`).
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.node.grad_fn.as_ref().map(|g| g.rule.name())
+    }
+
+    /// The tensors the op that made this one read, in order (empty for a leaf).
+    pub fn inputs(&self) -> &[Tensor<T>] {
+        self.node.grad_fn.as_ref().map(|g| g.inputs.as_slice()).unwrap_or(&[])
+    }
+}
+
+impl<T: Element> From<ArrayD<T>> for Tensor<T> {
+    fn from(value: ArrayD<T>) -> Self {
+        Tensor::leaf(value.into_shared(), false)
+    }
+}
