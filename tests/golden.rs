@@ -102,7 +102,10 @@ impl Case {
     fn indices(&self, name: &str) -> Result<ArrayD<usize>, String> {
         match self.tensors.get(name) {
             Some(Stored { shape, data: Data::Int(v) }) => {
-                let v = v.iter().map(|&i| usize::try_from(i).map_err(|_| format!("{name}: negative index {i}"))).collect::<Result<Vec<_>, _>>()?;
+                let v = v
+                    .iter()
+                    .map(|&i| usize::try_from(i).map_err(|_| format!("{name}: negative index {i}")))
+                    .collect::<Result<Vec<_>, _>>()?;
                 ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| e.to_string())
             }
             _ => Err(format!("no integer tensor {name}")),
@@ -175,10 +178,7 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         "pow" => x[0].pow(T::of(case.cfg_f64("exponent").ok_or("config has no exponent")?)),
         "softplus" => x[0].softplus(T::of(case.cfg_f64("beta").unwrap_or(1.0)), T::of(case.cfg_f64("threshold").unwrap_or(20.0))),
         "leaky_relu" => x[0].leaky_relu(T::of(case.cfg_f64("negative_slope").unwrap_or(0.01))),
-        "clamp" => x[0].clamp(
-            T::of(case.cfg_f64("min").unwrap_or(f64::NEG_INFINITY)),
-            T::of(case.cfg_f64("max").unwrap_or(f64::INFINITY)),
-        ),
+        "clamp" => x[0].clamp(T::of(case.cfg_f64("min").unwrap_or(f64::NEG_INFINITY)), T::of(case.cfg_f64("max").unwrap_or(f64::INFINITY))),
         "add" => x[0].add(&x[1]).map_err(s)?,
         "sub" => x[0].sub(&x[1]).map_err(s)?,
         "mul" => x[0].mul(&x[1]).map_err(s)?,
@@ -197,7 +197,9 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         "permute" => x[0].permute(&case.cfg_list("dims")?).map_err(s)?,
         "transpose" => x[0].transpose(case.cfg_i64("dim0")? as isize, case.cfg_i64("dim1")? as isize).map_err(s)?,
         "expand" => x[0].expand(&case.cfg_list("size")?).map_err(s)?,
-        "narrow" => x[0].narrow(case.cfg_i64("dim")? as isize, case.cfg_i64("start")? as usize, case.cfg_i64("length")? as usize).map_err(s)?,
+        "narrow" => {
+            x[0].narrow(case.cfg_i64("dim")? as isize, case.cfg_i64("start")? as usize, case.cfg_i64("length")? as usize).map_err(s)?
+        }
         "cat" => Tensor::cat(x, case.cfg_i64("dim")? as isize).map_err(s)?,
         "stack" => Tensor::stack(x, case.cfg_i64("dim")? as isize).map_err(s)?,
         "index_select" => {
@@ -247,16 +249,24 @@ fn run_op<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> 
     }
     let cotangents = (0..n_outputs).map(|k| case.float::<T>(&format!("cotangent.{k}"))).collect::<Result<Vec<_>, _>>()?;
     let wrt: Vec<Tensor<T>> = grad_inputs.iter().map(|&i| inputs[i].clone()).collect();
-    let grads = nabla::grad(&outputs, &wrt, Some(&cotangents), order == 2).map_err(|e| e.to_string())?;
+    let grads = nabla::grad(
+        &outputs.iter().collect::<Vec<_>>(),
+        &wrt.iter().collect::<Vec<_>>(),
+        Some(&cotangents.iter().collect::<Vec<_>>()),
+        order == 2,
+    )
+    .map_err(|e| e.to_string())?;
     for (g, &i) in grads.iter().zip(&grad_inputs) {
         check(&format!("grad.input.{i}"), g, &format!("grad.input.{i}"))?;
     }
     if order == 2 {
         let mut s = Tensor::<T>::zeros(&[]);
         for (g, &i) in grads.iter().zip(&grad_inputs) {
-            s = s.add(&g.mul(&case.float::<T>(&format!("cotangent2.input.{i}"))?).map_err(|e| e.to_string())?.sum()).map_err(|e| e.to_string())?;
+            s = s
+                .add(&g.mul(&case.float::<T>(&format!("cotangent2.input.{i}"))?).map_err(|e| e.to_string())?.sum())
+                .map_err(|e| e.to_string())?;
         }
-        let grads2 = nabla::grad(&[s], &wrt, None, false).map_err(|e| e.to_string())?;
+        let grads2 = nabla::grad(&[&s], &wrt.iter().collect::<Vec<_>>(), None, false).map_err(|e| e.to_string())?;
         for (g, &i) in grads2.iter().zip(&grad_inputs) {
             check(&format!("grad2.input.{i}"), g, &format!("grad2.input.{i}"))?;
         }

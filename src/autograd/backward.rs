@@ -78,11 +78,7 @@ enum Wanted<'a> {
 /// The reverse sweep. Visits every node that requires grad and can reach a root, newest
 /// first (ids only grow, so that is a topological order), runs each rule once with the sum
 /// of its output's cotangents, and frees a cotangent as soon as its node is done.
-fn sweep<T: Element>(
-    roots: &[(Tensor<T>, Tensor<T>)],
-    wanted: Wanted<'_>,
-    create_graph: bool,
-) -> Result<HashMap<usize, Tensor<T>>> {
+fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, create_graph: bool) -> Result<HashMap<usize, Tensor<T>>> {
     // Ancestors of a wanted tensor are older than it, so nothing older than the oldest
     // wanted tensor can matter.
     let oldest = match &wanted {
@@ -151,10 +147,7 @@ fn accumulate<T: Element>(cotangents: &mut HashMap<usize, Tensor<T>>, id: usize,
 
 fn check_cotangent<T: Element>(op: &'static str, output: &Tensor<T>, cotangent: &Tensor<T>) -> Result<()> {
     if output.shape() != cotangent.shape() {
-        return Err(Error::shape(
-            op,
-            format!("cotangent of shape {:?} for an output of shape {:?}", cotangent.shape(), output.shape()),
-        ));
+        return Err(Error::shape(op, format!("cotangent of shape {:?} for an output of shape {:?}", cotangent.shape(), output.shape())));
     }
     Ok(())
 }
@@ -202,15 +195,15 @@ impl<T: Element> Tensor<T> {
 /// use nabla::prelude::*;
 /// let x = Tensor::<f64>::from_vec(vec![3.0], &[1])?.requires_grad_(true);
 /// let y = x.pow(3.0).sum();                                        // y = x³
-/// let dy = nabla::grad(&[y], &[x.clone()], None, true)?;           // 3x² = 27
-/// let d2y = nabla::grad(&[dy[0].sum()], &[x.clone()], None, false)?; // 6x = 18
+/// let dy = nabla::grad(&[&y], &[&x], None, true)?;           // 3x² = 27
+/// let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false)?; // 6x = 18
 /// assert_eq!((dy[0].item()?, d2y[0].item()?), (27.0, 18.0));
 /// # Ok::<(), nabla::Error>(())
 /// ```
 pub fn grad<T: Element>(
-    outputs: &[Tensor<T>],
-    inputs: &[Tensor<T>],
-    cotangents: Option<&[Tensor<T>]>,
+    outputs: &[&Tensor<T>],
+    inputs: &[&Tensor<T>],
+    cotangents: Option<&[&Tensor<T>]>,
     create_graph: bool,
 ) -> Result<Vec<Tensor<T>>> {
     let roots: Vec<(Tensor<T>, Tensor<T>)> = match cotangents {
@@ -221,22 +214,16 @@ pub fn grad<T: Element>(
             for (o, c) in outputs.iter().zip(cts) {
                 check_cotangent("grad", o, c)?;
             }
-            outputs.iter().cloned().zip(cts.iter().cloned()).collect()
+            outputs.iter().map(|&o| o.clone()).zip(cts.iter().map(|&c| c.clone())).collect()
         }
         None => {
             if let Some(o) = outputs.iter().find(|o| o.len() != 1) {
-                return Err(Error::autograd(
-                    "grad",
-                    format!("an output of shape {:?} needs a cotangent; pass cotangents", o.shape()),
-                ));
+                return Err(Error::autograd("grad", format!("an output of shape {:?} needs a cotangent; pass cotangents", o.shape())));
             }
-            outputs.iter().map(|o| (o.clone(), Tensor::<T>::ones(o.shape()))).collect()
+            outputs.iter().map(|&o| (o.clone(), Tensor::<T>::ones(o.shape()))).collect()
         }
     };
     let ids: HashSet<usize> = inputs.iter().map(|t| t.id()).collect();
     let kept = sweep(&roots, Wanted::Ids(&ids), create_graph)?;
-    Ok(inputs
-        .iter()
-        .map(|x| kept.get(&x.id()).cloned().unwrap_or_else(|| Tensor::<T>::zeros(x.shape())))
-        .collect())
+    Ok(inputs.iter().map(|x| kept.get(&x.id()).cloned().unwrap_or_else(|| Tensor::<T>::zeros(x.shape()))).collect())
 }

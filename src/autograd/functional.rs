@@ -24,7 +24,7 @@ fn prepare<T: Element>(x: &Tensor<T>) -> Tensor<T> {
 pub fn vjp<T: Element>(f: impl Fn(&Tensor<T>) -> Result<Tensor<T>>, x: &Tensor<T>, v: &Tensor<T>) -> Result<(Tensor<T>, Tensor<T>)> {
     let x = prepare(x);
     let y = f(&x)?;
-    let g = grad(&[y.clone()], &[x], Some(&[v.clone()]), false)?.remove(0);
+    let g = grad(&[&y], &[&x], Some(&[v]), false)?.remove(0);
     Ok((y.detach(), g))
 }
 
@@ -48,11 +48,11 @@ pub fn jvp<T: Element>(f: impl Fn(&Tensor<T>) -> Result<Tensor<T>>, x: &Tensor<T
         let x = prepare(x);
         let y = f(&x)?;
         let u = Tensor::<T>::zeros(y.shape()).requires_grad_(true);
-        let jt_u = grad(&[y.clone()], &[x], Some(&[u.clone()]), true)?.remove(0);
+        let jt_u = grad(&[&y], &[&x], Some(&[&u]), true)?.remove(0);
         if !jt_u.requires_grad() {
             return Ok((y.detach(), Tensor::<T>::zeros(y.shape())));
         }
-        let jv = grad(&[jt_u], &[u], Some(&[v.clone()]), false)?.remove(0);
+        let jv = grad(&[&jt_u], &[&u], Some(&[v]), false)?.remove(0);
         Ok((y.detach(), jv))
     })
 }
@@ -77,7 +77,7 @@ pub fn jacobian<T: Element>(f: impl Fn(&Tensor<T>) -> Result<Tensor<T>>, x: &Ten
         let mut e = vec![T::zero(); y.len()];
         e[i] = T::one();
         let cotangent = Tensor::<T>::from_vec(e, y.shape())?;
-        rows.extend(grad(&[y.clone()], &[x.clone()], Some(&[cotangent]), false)?[0].to_vec());
+        rows.extend(grad(&[&y], &[&x], Some(&[&cotangent]), false)?[0].to_vec());
     }
     Tensor::<T>::from_vec(rows, &[y.shape(), x.shape()].concat())
 }
@@ -104,11 +104,11 @@ pub fn hvp<T: Element>(f: impl Fn(&Tensor<T>) -> Result<Tensor<T>>, x: &Tensor<T
         if y.len() != 1 {
             return Err(Error::shape("hvp", format!("f must return one element, got shape {:?}", y.shape())));
         }
-        let g = grad(&[y.clone()], &[x.clone()], None, true)?.remove(0);
+        let g = grad(&[&y], &[&x], None, true)?.remove(0);
         if !g.requires_grad() {
             return Ok((y.detach(), Tensor::<T>::zeros(x.shape())));
         }
-        let hv = grad(&[g], &[x], Some(&[v.clone()]), false)?.remove(0);
+        let hv = grad(&[&g], &[&x], Some(&[v]), false)?.remove(0);
         Ok((y.detach(), hv))
     })
 }

@@ -48,8 +48,9 @@ where
     let y = f(&xs)?;
     let mut rng = crate::rng(options.seed);
     let w = Tensor::<f64>::randn(y.shape(), &mut rng).add_scalar(0.5);
-    let analytic = grad(&[y], &xs, Some(&[w.clone()]), false)?;
-    let loss = |xs: &[Tensor<f64>]| -> Result<f64> { super::no_grad(|| f(xs).and_then(|y| y.mul(&w)).map(|l| l.sum().item().expect("0-d"))) };
+    let analytic = grad(&[&y], &xs.iter().collect::<Vec<_>>(), Some(&[&w]), false)?;
+    let loss =
+        |xs: &[Tensor<f64>]| -> Result<f64> { super::no_grad(|| f(xs).and_then(|y| y.mul(&w)).map(|l| l.sum().item().expect("0-d"))) };
     for (i, x) in xs.iter().enumerate() {
         let base = x.to_vec();
         let a = analytic[i].to_vec();
@@ -95,7 +96,7 @@ where
     let vs: Vec<Tensor<f64>> = inputs.iter().map(|x| Tensor::<f64>::randn(x.shape(), &mut rng)).collect();
     let first_order = |xs: &[Tensor<f64>]| -> Result<Tensor<f64>> {
         let xs: Vec<Tensor<f64>> = xs.iter().map(|x| x.clone().requires_grad_(true)).collect();
-        let gs = super::enable_grad(|| grad(&[f(&xs)?], &xs, Some(&[w.clone()]), true))?;
+        let gs = super::enable_grad(|| grad(&[&f(&xs)?], &xs.iter().collect::<Vec<_>>(), Some(&[&w]), true))?;
         let mut s = Tensor::<f64>::scalar(0.0);
         for (g, v) in gs.iter().zip(&vs) {
             s = s.add(&g.mul(v)?.sum())?;

@@ -61,19 +61,29 @@ impl<T: Element> Tensor<T> {
     /// `y = max(a, b)`, broadcasting; the gradient goes to the larger input, and is split
     /// half and half where they are equal (PyTorch's choice).
     pub fn maximum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "maximum", |a, b| if a >= b || a.is_nan() { a } else { b }, |a, b, _, gy| {
-            let to_a = share_of_first(a, b, |x, y| x > y);
-            (gy * &to_a, gy * &(-&to_a + T::one()))
-        })
+        self.binary(
+            other,
+            "maximum",
+            |a, b| if a >= b || a.is_nan() { a } else { b },
+            |a, b, _, gy| {
+                let to_a = share_of_first(a, b, |x, y| x > y);
+                (gy * &to_a, gy * &(-&to_a + T::one()))
+            },
+        )
     }
 
     /// `y = min(a, b)`, broadcasting; the gradient goes to the smaller input, split half and
     /// half at ties.
     pub fn minimum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "minimum", |a, b| if a <= b || a.is_nan() { a } else { b }, |a, b, _, gy| {
-            let to_a = share_of_first(a, b, |x, y| x < y);
-            (gy * &to_a, gy * &(-&to_a + T::one()))
-        })
+        self.binary(
+            other,
+            "minimum",
+            |a, b| if a <= b || a.is_nan() { a } else { b },
+            |a, b, _, gy| {
+                let to_a = share_of_first(a, b, |x, y| x < y);
+                (gy * &to_a, gy * &(-&to_a + T::one()))
+            },
+        )
     }
 }
 
@@ -107,11 +117,8 @@ fn share_of_first<T: Element>(a: &Tensor<T>, b: &Tensor<T>, wins: fn(T, T) -> bo
 /// ```
 pub fn where_<T: Element>(condition: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Result<Tensor<T>> {
     let shape = broadcast_shape("where", &broadcast_shape("where", condition.shape(), a.shape())?, b.shape())?;
-    let mask: ArrayD<T> = condition
-        .array()
-        .broadcast(IxDyn(&shape))
-        .expect("checked broadcast")
-        .mapv(|c| if c > T::zero() { T::one() } else { T::zero() });
+    let mask: ArrayD<T> =
+        condition.array().broadcast(IxDyn(&shape)).expect("checked broadcast").mapv(|c| if c > T::zero() { T::one() } else { T::zero() });
     let mask = Tensor::from(mask);
     let not_mask = -&mask + T::one();
     // a·m + b·(1-m) would turn inf·0 into NaN, so select instead and keep the masks for

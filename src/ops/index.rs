@@ -45,9 +45,7 @@ impl<T: Element> Tensor<T> {
         shape[d] = size;
         let mut value = ArrayD::zeros(IxDyn(&shape));
         for (k, &i) in index.iter().enumerate() {
-            ndarray::Zip::from(value.index_axis_mut(Axis(d), i))
-                .and(self.array().index_axis(Axis(d), k))
-                .for_each(|t, &g| *t = *t + g);
+            ndarray::Zip::from(value.index_axis_mut(Axis(d), i)).and(self.array().index_axis(Axis(d), k)).for_each(|t, &g| *t = *t + g);
         }
         Tensor::from_op_arc(value.into_shared(), &[self], move || {
             Box::new(rule("index_add", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
@@ -71,11 +69,17 @@ impl<T: Element> Tensor<T> {
     pub fn gather(&self, dim: isize, index: &ArrayD<usize>) -> Result<Tensor<T>> {
         let d = normalize_dim("gather", dim, self.ndim())?;
         if index.ndim() != self.ndim() {
-            return Err(Error::shape("gather", format!("index has {} dims, the input {:?} has {}", index.ndim(), self.shape(), self.ndim())));
+            return Err(Error::shape(
+                "gather",
+                format!("index has {} dims, the input {:?} has {}", index.ndim(), self.shape(), self.ndim()),
+            ));
         }
         for (i, (&n, &m)) in index.shape().iter().zip(self.shape()).enumerate() {
             if i != d && n > m {
-                return Err(Error::shape("gather", format!("index {:?} is larger than the input {:?} at dim {i}", index.shape(), self.shape())));
+                return Err(Error::shape(
+                    "gather",
+                    format!("index {:?} is larger than the input {:?} at dim {i}", index.shape(), self.shape()),
+                ));
             }
         }
         let size = self.shape()[d];

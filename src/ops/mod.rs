@@ -22,8 +22,8 @@
 //! }
 //!
 //! let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?.requires_grad_(true);
-//! let dy = nabla::grad(&[cube(&x).sum()], &[x.clone()], None, true)?;   // 3x² = 12
-//! let d2y = nabla::grad(&[dy[0].sum()], &[x.clone()], None, false)?;    // 6x = 12
+//! let dy = nabla::grad(&[&cube(&x).sum()], &[&x], None, true)?;   // 3x² = 12
+//! let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false)?;    // 6x = 12
 //! assert_eq!((dy[0].item()?, d2y[0].item()?), (12.0, 12.0));
 //! # Ok::<(), nabla::Error>(())
 //! ```
@@ -96,12 +96,7 @@ pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Res
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => {
-                return Err(Error::shape(
-                    op,
-                    format!("{a:?} and {b:?} cannot be broadcast: sizes {da} and {db} at dim {i} differ"),
-                ))
-            }
+            _ => return Err(Error::shape(op, format!("{a:?} and {b:?} cannot be broadcast: sizes {da} and {db} at dim {i} differ"))),
         }
     }
     Ok(out)

@@ -13,7 +13,12 @@ fn keepdim_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
 }
 
 /// Reduces `x` over `dims` (sorted, distinct) with `fold` along one axis at a time.
-fn reduce_array<T: Element>(x: &Tensor<T>, dims: &[usize], keepdim: bool, fold: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>) -> ArrayD<T> {
+fn reduce_array<T: Element>(
+    x: &Tensor<T>,
+    dims: &[usize],
+    keepdim: bool,
+    fold: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>,
+) -> ArrayD<T> {
     let mut value = x.to_ndarray();
     for &d in dims.iter().rev() {
         value = fold(value.view(), Axis(d));
@@ -154,9 +159,10 @@ impl<T: Element> Tensor<T> {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let lead = self.ndim().checked_sub(shape.len()).ok_or_else(|| {
-            Error::shape("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape()))
-        })?;
+        let lead = self
+            .ndim()
+            .checked_sub(shape.len())
+            .ok_or_else(|| Error::shape("sum_to_shape", format!("{:?} has fewer dims than {shape:?}", self.shape())))?;
         let mut dims = Vec::new();
         for (i, &n) in self.shape().iter().enumerate() {
             if i < lead {
@@ -175,4 +181,3 @@ impl<T: Element> Tensor<T> {
 pub(crate) fn as_isize(dims: &[usize]) -> Vec<isize> {
     dims.iter().map(|&d| d as isize).collect()
 }
-

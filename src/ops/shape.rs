@@ -96,7 +96,10 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn permute(&self, dims: &[isize]) -> Result<Tensor<T>> {
         if dims.len() != self.ndim() {
-            return Err(Error::shape("permute", format!("{dims:?} has {} dims, the tensor {:?} has {}", dims.len(), self.shape(), self.ndim())));
+            return Err(Error::shape(
+                "permute",
+                format!("{dims:?} has {} dims, the tensor {:?} has {}", dims.len(), self.shape(), self.ndim()),
+            ));
         }
         let mut perm = Vec::with_capacity(dims.len());
         for &d in dims {

@@ -52,9 +52,21 @@ impl<T: Element> Tensor<T> {
 
     /// `y = |x|`; `dL/dx = gy · sign(x)`, with the subgradient `sign(0) = 0` (PyTorch's).
     pub fn abs(&self) -> Tensor<T> {
-        self.unary("abs", |x| x.abs(), |x, _, gy| {
-            gy * &x.constant_map(|v| if v > T::zero() { T::one() } else if v < T::zero() { -T::one() } else { T::zero() })
-        })
+        self.unary(
+            "abs",
+            |x| x.abs(),
+            |x, _, gy| {
+                gy * &x.constant_map(|v| {
+                    if v > T::zero() {
+                        T::one()
+                    } else if v < T::zero() {
+                        -T::one()
+                    } else {
+                        T::zero()
+                    }
+                })
+            },
+        )
     }
 
     /// `y = xᵖ`; `dL/dx = gy · p · xᵖ⁻¹`.
@@ -66,13 +78,17 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn pow(&self, exponent: T) -> Tensor<T> {
-        self.unary("pow", move |x| x.powf(exponent), move |x, _, gy| {
-            if exponent == T::zero() {
-                gy * T::zero()
-            } else {
-                gy * &x.pow(exponent - T::one()) * exponent
-            }
-        })
+        self.unary(
+            "pow",
+            move |x| x.powf(exponent),
+            move |x, _, gy| {
+                if exponent == T::zero() {
+                    gy * T::zero()
+                } else {
+                    gy * &x.pow(exponent - T::one()) * exponent
+                }
+            },
+        )
     }
 
     /// `y = 1 / x`; `dL/dx = -gy · y²`.
@@ -125,7 +141,15 @@ impl<T: Element> Tensor<T> {
     pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
         self.unary(
             "clamp",
-            move |x| if x < min { min } else if x > max { max } else { x },
+            move |x| {
+                if x < min {
+                    min
+                } else if x > max {
+                    max
+                } else {
+                    x
+                }
+            },
             move |x, _, gy| gy * &x.constant_map(|v| if v >= min && v <= max { T::one() } else { T::zero() }),
         )
     }

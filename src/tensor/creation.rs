@@ -62,10 +62,7 @@ impl<T: Element> Creation<T> for Tensor<T> {
     fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Tensor<T>> {
         let n = data.len();
         ArrayD::from_shape_vec(IxDyn(shape), data).map(Tensor::from).map_err(|_| {
-            Error::shape(
-                "from_vec",
-                format!("{n} values cannot fill shape {shape:?} ({} elements)", shape.iter().product::<usize>()),
-            )
+            Error::shape("from_vec", format!("{n} values cannot fill shape {shape:?} ({} elements)", shape.iter().product::<usize>()))
         })
     }
     fn arange(start: T, end: T, step: T) -> Result<Tensor<T>> {

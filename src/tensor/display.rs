@@ -31,7 +31,8 @@ fn write_nested<T: Element>(
         (0..n).map(Some).collect()
     };
     write!(f, "[")?;
-    let separator = if view.ndim() == 1 { ", ".to_string() } else { format!(",{}{}", "\n".repeat(view.ndim() - 1), " ".repeat(indent + 1)) };
+    let separator =
+        if view.ndim() == 1 { ", ".to_string() } else { format!(",{}{}", "\n".repeat(view.ndim() - 1), " ".repeat(indent + 1)) };
     for (k, i) in shown.iter().enumerate() {
         if k > 0 {
             write!(f, "{separator}")?;

@@ -13,19 +13,7 @@ use std::iter::Sum;
 /// assert_eq!(<f64 as Element>::DTYPE, "f64");
 /// assert_eq!(f32::of(0.5), 0.5f32);
 /// ```
-pub trait Element:
-    Float
-    + FromPrimitive
-    + ScalarOperand
-    + LinalgScalar
-    + Debug
-    + Display
-    + Default
-    + Sum
-    + Send
-    + Sync
-    + 'static
-{
+pub trait Element: Float + FromPrimitive + ScalarOperand + LinalgScalar + Debug + Display + Default + Sum + Send + Sync + 'static {
     /// The type's name as PyTorch's dtype says it (`f32`, `f64`).
     const DTYPE: &'static str;
 

@@ -43,9 +43,7 @@ impl<T: Element> Clone for Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// A leaf that does not require grad, owning `value`.
     pub(crate) fn leaf(value: ArcArray<T, IxDyn>, requires_grad: bool) -> Self {
-        Tensor {
-            node: Arc::new(Node { id: next_id(), value, requires_grad, grad_fn: None }),
-        }
+        Tensor { node: Arc::new(Node { id: next_id(), value, requires_grad, grad_fn: None }) }
     }
 
     /// The result of an op: records `rule` and `inputs` when grad mode is on and any input
@@ -61,9 +59,7 @@ impl<T: Element> Tensor<T> {
             return Tensor::leaf(value, false);
         }
         let grad_fn = GradFn { rule: rule(), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
-        Tensor {
-            node: Arc::new(Node { id: next_id(), value, requires_grad: true, grad_fn: Some(grad_fn) }),
-        }
+        Tensor { node: Arc::new(Node { id: next_id(), value, requires_grad: true, grad_fn: Some(grad_fn) }) }
     }
 
     /// Makes a tensor from an op's forward `value`, its `inputs` and its backward `rule`:
@@ -82,11 +78,7 @@ impl<T: Element> Tensor<T> {
     /// assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0, 3.0]);
     /// # Ok::<(), nabla::Error>(())
     /// ```
-    pub fn from_op(
-        value: ArrayD<T>,
-        inputs: &[&Tensor<T>],
-        rule: impl crate::autograd::Backward<T>,
-    ) -> Self {
+    pub fn from_op(value: ArrayD<T>, inputs: &[&Tensor<T>], rule: impl crate::autograd::Backward<T>) -> Self {
         Self::from_op_arc(value.into_shared(), inputs, || Box::new(rule))
     }
 
@@ -174,10 +166,7 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn item(&self) -> Result<T> {
         if self.len() != 1 {
-            return Err(Error::shape(
-                "item",
-                format!("a tensor of shape {:?} has {} elements, not 1", self.shape(), self.len()),
-            ));
+            return Err(Error::shape("item", format!("a tensor of shape {:?} has {} elements, not 1", self.shape(), self.len())));
         }
         Ok(*self.node.value.iter().next().expect("one element"))
     }

@@ -1,0 +1,153 @@
+//! The reverse-mode engine as a specification: sharing, deep graphs, grad mode, detach,
+//! higher order, numerical stability.
+
+use nabla::autograd::{rule, Backward};
+use nabla::prelude::*;
+
+fn t(v: &[f64]) -> Tensor<f64> {
+    Tensor::<f64>::from_vec(v.to_vec(), &[v.len()]).unwrap()
+}
+
+#[test]
+fn gradients_add_up_where_a_tensor_is_used_twice() {
+    // y = x·x + 3x: dy/dx = 2x + 3 (hand computation)
+    let x = t(&[1.0, -2.0, 0.5]).requires_grad_(true);
+    let y = (&(&x * &x) + &(&x * 3.0)).sum();
+    let g = y.backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec(), vec![5.0, -1.0, 4.0]);
+}
+
+#[test]
+fn shared_weights_get_the_sum_of_both_uses() {
+    // Weight tying: L = sum(w·a) + sum(w·b), dL/dw = a + b.
+    let w = t(&[1.0, 2.0]).requires_grad_(true);
+    let (a, b) = (t(&[3.0, 4.0]), t(&[10.0, 20.0]));
+    let loss = &(&w * &a).sum() + &(&w * &b).sum();
+    assert_eq!(loss.backward().unwrap().get(&w).unwrap().to_vec(), vec![13.0, 24.0]);
+}
+
+#[test]
+fn a_chain_of_100_000_ops_differentiates_and_drops_without_overflowing_the_stack() {
+    let x = Tensor::<f64>::scalar(1.0).requires_grad_(true);
+    let mut y = x.clone();
+    for _ in 0..100_000 {
+        y = &y * 1.00001;
+    }
+    let g = y.backward().unwrap();
+    // d/dx (1.00001^n x) = 1.00001^n
+    let expected = 1.00001f64.powi(100_000);
+    assert!((g.get(&x).unwrap().item().unwrap() - expected).abs() < 1e-9 * expected);
+    drop(g);
+    drop(y); // the drop is iterative too: this line would overflow a recursive drop
+}
+
+#[test]
+fn no_grad_records_nothing_and_detach_stops_gradients() {
+    let x = t(&[2.0]).requires_grad_(true);
+    let y = nabla::no_grad(|| x.exp());
+    assert!(!y.requires_grad() && y.is_leaf());
+    assert!(nabla::autograd::is_grad_enabled(), "no_grad restores the mode");
+    // z = x · detach(x): dz/dx = detach(x) = 2, not 2x = 4
+    let z = (&x * &x.detach()).sum();
+    assert_eq!(z.backward().unwrap().get(&x).unwrap().to_vec(), vec![2.0]);
+}
+
+#[test]
+fn backward_returns_only_leaf_gradients_and_grad_reaches_intermediates() {
+    let x = t(&[1.0, 2.0]).requires_grad_(true);
+    let h = x.exp();
+    let y = (&h * 2.0).sum();
+    let g = y.backward().unwrap();
+    assert!(g.get(&h).is_none() && g.len() == 1);
+    let dh = nabla::grad(&[&y], &[&h], None, false).unwrap();
+    assert_eq!(dh[0].to_vec(), vec![2.0, 2.0]);
+}
+
+#[test]
+fn grad_of_an_unused_input_is_zero() {
+    let x = t(&[1.0]).requires_grad_(true);
+    let unused = t(&[5.0, 6.0]).requires_grad_(true);
+    let g = nabla::grad(&[&x.exp().sum()], &[&unused], None, false).unwrap();
+    assert_eq!(g[0].to_vec(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn third_derivative_of_a_polynomial() {
+    // f = x⁴: f' = 4x³, f'' = 12x², f''' = 24x; at x = 2: 32, 48, 48
+    let x = t(&[2.0]).requires_grad_(true);
+    let d1 = nabla::grad(&[&x.pow(4.0).sum()], &[&x], None, true).unwrap().remove(0);
+    let d2 = nabla::grad(&[&d1.sum()], &[&x], None, true).unwrap().remove(0);
+    let d3 = nabla::grad(&[&d2.sum()], &[&x], None, false).unwrap().remove(0);
+    assert_eq!((d1.to_vec()[0], d2.to_vec()[0], d3.to_vec()[0]), (32.0, 48.0, 48.0));
+}
+
+#[test]
+fn a_rule_that_is_not_differentiable_refuses_double_backward() {
+    struct Opaque;
+    impl Backward<f64> for Opaque {
+        fn name(&self) -> &'static str {
+            "opaque"
+        }
+        fn backward(&self, _: &[Tensor<f64>], _: &Tensor<f64>, gy: &Tensor<f64>) -> Vec<Option<Tensor<f64>>> {
+            vec![Some(gy.clone())]
+        }
+        fn is_differentiable(&self) -> bool {
+            false
+        }
+    }
+    let x = t(&[1.0]).requires_grad_(true);
+    let y = Tensor::from_op(x.to_ndarray(), &[&x], Opaque);
+    assert!(nabla::grad(&[&y.sum()], &[&x], None, false).is_ok());
+    let err = nabla::grad(&[&y.sum()], &[&x], None, true).unwrap_err();
+    assert_eq!(err.to_string(), "opaque: this backward rule is not differentiable: higher-order gradients through it are not supported");
+}
+
+#[test]
+fn softmax_and_log_softmax_stay_finite_for_huge_logits() {
+    let x = t(&[1e4, -1e4, 0.0, 1e4]).reshape(&[1, 4]).unwrap().requires_grad_(true);
+    let w = t(&[0.3, -1.0, 2.0, 0.5]).reshape(&[1, 4]).unwrap();
+    for (name, y) in [("softmax", x.softmax(1).unwrap()), ("log_softmax", x.log_softmax(1).unwrap())] {
+        assert!(y.to_vec().iter().all(|v| v.is_finite()), "{name} values: {y}");
+        let g = (&y * &w).sum().backward().unwrap();
+        assert!(g.get(&x).unwrap().to_vec().iter().all(|v| v.is_finite()), "{name} gradient");
+    }
+    // log_softmax of the two tied maxima is -ln 2; the others underflow softmax but not log.
+    let ls = x.log_softmax(1).unwrap().to_vec();
+    assert!((ls[0] + std::f64::consts::LN_2).abs() < 1e-12 && (ls[1] + 2e4 + std::f64::consts::LN_2).abs() < 1e-9);
+}
+
+#[test]
+fn sigmoid_is_the_two_class_softmax_with_one_logit_at_zero() {
+    let x = t(&[-3.0, -0.5, 0.0, 2.0, 40.0]);
+    let pairs = Tensor::stack(&[x.clone(), Tensor::<f64>::zeros(&[5])], 1).unwrap();
+    let p = pairs.softmax(1).unwrap().narrow(1, 0, 1).unwrap().reshape(&[5]).unwrap();
+    for (a, b) in x.sigmoid().to_vec().iter().zip(p.to_vec()) {
+        assert!((a - b).abs() < 1e-15);
+    }
+}
+
+#[test]
+fn custom_ops_with_a_closure_rule() {
+    // y = sin x, dL/dx = gy · cos x
+    let x = t(&[0.0, 1.0]).requires_grad_(true);
+    let y = Tensor::from_op(
+        x.value().mapv(f64::sin),
+        &[&x],
+        rule("sin", |inputs: &[Tensor<f64>], _: &Tensor<f64>, gy: &Tensor<f64>| {
+            vec![Some(gy * &Tensor::from(inputs[0].value().mapv(f64::cos)))]
+        }),
+    );
+    assert_eq!(y.op_name(), Some("sin"));
+    let g = y.sum().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec(), vec![1.0, 1f64.cos()]);
+}
+
+#[test]
+fn the_graph_can_be_differentiated_twice() {
+    let x = t(&[3.0]).requires_grad_(true);
+    let y = x.pow(2.0).sum();
+    let first = y.backward().unwrap().get(&x).unwrap().to_vec();
+    let second = y.backward().unwrap().get(&x).unwrap().to_vec();
+    assert_eq!(first, vec![6.0]);
+    assert_eq!(first, second);
+}

@@ -1,0 +1,180 @@
+//! Finite-difference checks (f64, central differences, random non-uniform cotangents) of
+//! every op's backward rule, first and second order, on several shapes with broadcasting.
+//! Inputs are drawn from each op's domain: positive for log/sqrt/pow, away from the kinks
+//! of relu/abs/clamp/max (the kinks have golden values in tests/golden).
+
+use nabla::autograd::{gradcheck, gradgradcheck, GradcheckOptions};
+use nabla::prelude::*;
+use nabla::Result;
+use ndarray::{arr2, ArrayD};
+
+type Op = fn(&[Tensor<f64>]) -> Result<Tensor<f64>>;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::<f64>::randn(shape, &mut nabla::rng(seed))
+}
+
+/// Values in `[0.5, 2]`: positive, away from 0.
+fn positive(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::<f64>::uniform(shape, 0.5, 2.0, &mut nabla::rng(seed))
+}
+
+/// Normal draws pushed at least 0.1 away from 0, where relu, abs and friends have kinks.
+fn away_from_zero(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let x = randn(shape, seed);
+    Tensor::<f64>::from_vec(x.to_vec().into_iter().map(|v| if v.abs() < 0.1 { v.signum() * 0.1 + v } else { v }).collect(), shape).unwrap()
+}
+
+/// Checks first and second order of `f` at `inputs`, naming the case on failure.
+fn check(name: &str, f: Op, inputs: &[Tensor<f64>]) {
+    let options = GradcheckOptions::default();
+    if let Err(e) = gradcheck(f, inputs, &options) {
+        panic!("{name}: first order: {e}");
+    }
+    if let Err(e) = gradgradcheck(f, inputs, &options) {
+        panic!("{name}: second order: {e}");
+    }
+}
+
+#[test]
+fn unary_ops_match_finite_differences() {
+    let cases: &[(&str, Op, Tensor<f64>)] = &[
+        ("neg", |x| Ok(x[0].neg()), randn(&[3, 4], 1)),
+        ("exp", |x| Ok(x[0].exp()), randn(&[3, 4], 2)),
+        ("log", |x| Ok(x[0].log()), positive(&[5], 3)),
+        ("sqrt", |x| Ok(x[0].sqrt()), positive(&[2, 3], 4)),
+        ("abs", |x| Ok(x[0].abs()), away_from_zero(&[4, 2], 5)),
+        ("pow 3", |x| Ok(x[0].pow(3.0)), randn(&[2, 3], 6)),
+        ("pow -0.5", |x| Ok(x[0].pow(-0.5)), positive(&[4], 7)),
+        ("pow 2.5", |x| Ok(x[0].pow(2.5)), positive(&[3, 2], 8)),
+        ("recip", |x| Ok(x[0].recip()), positive(&[3], 9)),
+        ("sigmoid", |x| Ok(x[0].sigmoid()), randn(&[3, 4], 10)),
+        ("tanh", |x| Ok(x[0].tanh()), randn(&[2, 2, 3], 11)),
+        ("relu", |x| Ok(x[0].relu()), away_from_zero(&[3, 4], 12)),
+        ("leaky_relu", |x| Ok(x[0].leaky_relu(0.1)), away_from_zero(&[3, 4], 13)),
+        ("softplus", |x| Ok(x[0].softplus(1.0, 20.0)), randn(&[3, 5], 14)),
+        ("softplus beta 2 threshold 1", |x| Ok(x[0].softplus(2.0, 1.0)), away_from_zero(&[3, 5], 15).mul_scalar(0.2).add_scalar(0.26)),
+        ("clamp", |x| Ok(x[0].clamp(-0.5, 0.7)), Tensor::<f64>::from_vec(vec![-1.0, -0.3, 0.1, 0.5, 0.9, 2.0], &[2, 3]).unwrap()),
+        ("add_scalar", |x| Ok(&x[0] + 2.5), randn(&[3], 16)),
+        ("mul_scalar", |x| Ok(&x[0] * -1.5), randn(&[3], 17)),
+        ("div_scalar", |x| Ok(&x[0] / 4.0), randn(&[3], 18)),
+        ("scalar minus", |x| Ok(1.0 - &x[0]), randn(&[3], 19)),
+        ("scalar over", |x| Ok(2.0 / &x[0]), positive(&[3], 20)),
+        ("dropout_eval", |x| Ok(x[0].dropout_eval()), randn(&[2, 3], 21)),
+    ];
+    for (name, f, x) in cases {
+        check(name, *f, std::slice::from_ref(x));
+    }
+}
+
+#[test]
+fn binary_ops_match_finite_differences_with_broadcasting() {
+    let shapes: &[(&[usize], &[usize])] = &[(&[3, 4], &[3, 4]), (&[3, 4], &[4]), (&[2, 1, 4], &[3, 1]), (&[], &[2, 3]), (&[2, 3], &[2, 1])];
+    let ops: &[(&str, Op)] = &[
+        ("add", |x| x[0].add(&x[1])),
+        ("sub", |x| x[0].sub(&x[1])),
+        ("mul", |x| x[0].mul(&x[1])),
+        ("div", |x| x[0].div(&x[1])),
+        ("maximum", |x| x[0].maximum(&x[1])),
+        ("minimum", |x| x[0].minimum(&x[1])),
+        ("operators", |x| Ok(&(&x[0] * &x[1]) - &(&x[0] / &x[1]) + 1.0)),
+    ];
+    for (k, (sa, sb)) in shapes.iter().enumerate() {
+        for (name, f) in ops {
+            // Positive b keeps div away from its pole; distinct ranges keep max/min away
+            // from ties.
+            let a = randn(sa, 100 + k as u64);
+            let b = positive(sb, 200 + k as u64).add_scalar(2.5);
+            check(&format!("{name} {sa:?} {sb:?}"), *f, &[a, b]);
+        }
+    }
+}
+
+#[test]
+fn where_routes_gradients_by_condition() {
+    let f: Op = |x| {
+        let c = Tensor::<f64>::from_vec(vec![1.0, -1.0, 0.0, 2.0], &[4, 1]).unwrap();
+        nabla::where_(&c, &x[0], &x[1])
+    };
+    check("where", f, &[randn(&[4, 3], 30), randn(&[3], 31)]);
+}
+
+#[test]
+fn reductions_match_finite_differences() {
+    let ops: &[(&str, Op)] = &[
+        ("sum", |x| Ok(x[0].sum())),
+        ("sum dims", |x| x[0].sum_dims(&[0, 2], false)),
+        ("sum keepdim", |x| x[0].sum_dims(&[-1], true)),
+        ("mean", |x| Ok(x[0].mean())),
+        ("mean dims", |x| x[0].mean_dims(&[1], true)),
+        ("amax", |x| x[0].amax_dims(&[1], false)),
+        ("amin", |x| x[0].amin_dims(&[0, 2], true)),
+        ("amax all", |x| Ok(x[0].amax())),
+        ("logsumexp", |x| x[0].logsumexp_dims(&[1], false)),
+        ("logsumexp two dims", |x| x[0].logsumexp_dims(&[0, 2], true)),
+        ("softmax", |x| x[0].softmax(1)),
+        ("softmax last", |x| x[0].softmax(-1)),
+        ("log_softmax", |x| x[0].log_softmax(0)),
+    ];
+    for (name, f) in ops {
+        check(name, *f, &[randn(&[2, 3, 4], 40)]);
+    }
+}
+
+#[test]
+fn shape_ops_match_finite_differences() {
+    let ops: &[(&str, Op)] = &[
+        ("reshape", |x| x[0].reshape(&[4, -1])),
+        ("flatten", |x| x[0].flatten(1, 2)),
+        ("unsqueeze", |x| x[0].unsqueeze(1)),
+        ("permute", |x| x[0].permute(&[2, 0, 1])),
+        ("transpose", |x| x[0].transpose(0, 2)),
+        ("expand", |x| x[0].narrow(1, 0, 1)?.expand(&[3, 2, 3, 4])),
+        ("narrow", |x| x[0].narrow(2, 1, 2)),
+        ("index_select", |x| x[0].index_select(2, &[3, 0, 3, 1])),
+        ("gather", |x| x[0].gather(1, &ndarray::Array3::from_shape_fn((2, 2, 4), |(i, j, k)| (i + 2 * j + k) % 3).into_dyn())),
+        ("cat", |x| Tensor::cat(&[x[0].clone(), x[0].exp()], 1)),
+        ("stack", |x| Tensor::stack(&[x[0].clone(), x[0].pow(2.0), x[0].neg()], 3)),
+        ("permute then reduce", |x| x[0].permute(&[1, 2, 0])?.sum_dims(&[0], false)),
+    ];
+    for (name, f) in ops {
+        check(name, *f, &[randn(&[2, 3, 4], 50)]);
+    }
+}
+
+#[test]
+fn matmul_and_linear_match_finite_differences() {
+    let shapes: &[(&[usize], &[usize])] = &[
+        (&[3, 4], &[4, 5]),
+        (&[4], &[4]),
+        (&[4], &[4, 3]),
+        (&[3, 4], &[4]),
+        (&[2, 3, 4], &[4, 2]),
+        (&[2, 3, 4], &[2, 4, 5]),
+        (&[2, 1, 3, 4], &[3, 4, 2]),
+    ];
+    for (k, (sa, sb)) in shapes.iter().enumerate() {
+        check(&format!("matmul {sa:?} @ {sb:?}"), |x| x[0].matmul(&x[1]), &[randn(sa, 60 + k as u64), randn(sb, 70 + k as u64)]);
+    }
+    check("matmul of a transpose", |x| x[0].t().matmul(&x[1]), &[randn(&[4, 3], 80), randn(&[4, 2], 81)]);
+    check("linear", |x| x[0].linear(&x[1], Some(&x[2])), &[randn(&[4, 3], 82), randn(&[5, 3], 83), randn(&[5], 84)]);
+    check("linear 3-D input, no bias", |x| x[0].linear(&x[1], None), &[randn(&[2, 4, 3], 85), randn(&[5, 3], 86)]);
+}
+
+#[test]
+fn gradcheck_catches_a_wrong_rule() {
+    use nabla::autograd::rule;
+    // y = x², with a rule that forgets the factor 2.
+    let wrong: Op =
+        |x| Ok(Tensor::from_op(x[0].value().mapv(|v| v * v), &[&x[0]], rule("wrong_square", |inputs, _y, gy| vec![Some(gy * &inputs[0])])));
+    let err = gradcheck(wrong, &[randn(&[3], 90)], &GradcheckOptions::default()).unwrap_err();
+    assert!(err.to_string().starts_with("gradcheck: input 0 of shape [3], element 0: backward gives"), "{err}");
+}
+
+#[test]
+fn gather_index_shape_from_ndarray() {
+    // Sanity of the index type used above: an ndarray of usize, any shape.
+    let idx: ArrayD<usize> = arr2(&[[0usize, 1], [1, 0]]).into_dyn();
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    assert_eq!(x.gather(0, &idx).unwrap().to_vec(), vec![1.0, 4.0, 3.0, 2.0]);
+}
