@@ -31,7 +31,9 @@ impl Default for GradcheckOptions {
 /// With a random, non-uniform cotangent `w` (an all-ones `w` hides wrong rules: the sum of
 /// a softmax has zero gradient whatever the rule says), it compares `dL/dx` from backward
 /// with `(L(x + eps·e_j) - L(x - eps·e_j)) / 2eps` for every element `j` of every input,
-/// where `L = sum(w · f(x))`. `Err` names the first input and element that disagree.
+/// where `L = sum(w · f(x))`, and checks that backward with `create_graph` (the
+/// differentiable form of each rule) gives the same gradient as plain backward (which may
+/// take fused paths). `Err` names the first input and element that disagree.
 ///
 /// ```
 /// use nabla::prelude::*;
@@ -48,7 +50,21 @@ where
     let y = f(&xs)?;
     let mut rng = crate::rng(options.seed);
     let w = Tensor::<f64>::randn(y.shape(), &mut rng).add_scalar(0.5);
-    let analytic = grad(&[&y], &xs.iter().collect::<Vec<_>>(), Some(&[&w]), false)?;
+    let wrt: Vec<&Tensor<f64>> = xs.iter().collect();
+    let analytic = grad(&[&y], &wrt, Some(&[&w]), false)?;
+    // Rules may take a fused path when nothing is recorded; the recorded (differentiable)
+    // path must give the same gradient.
+    let recorded = super::enable_grad(|| grad(&[&y], &wrt, Some(&[&w]), true))?;
+    for (i, (a, r)) in analytic.iter().zip(&recorded).enumerate() {
+        for (j, (a, r)) in a.to_vec().into_iter().zip(r.to_vec()).enumerate() {
+            if (a - r).abs() > options.atol + options.rtol * r.abs() {
+                return Err(Error::autograd(
+                    "gradcheck",
+                    format!("input {i}, element {j}: backward gives {a}, backward with create_graph gives {r}"),
+                ));
+            }
+        }
+    }
     let loss =
         |xs: &[Tensor<f64>]| -> Result<f64> { super::no_grad(|| f(xs).and_then(|y| y.mul(&w)).map(|l| l.sum().item().expect("0-d"))) };
     for (i, x) in xs.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Elementwise functions of two tensors with NumPy broadcasting, `where`, and the
 //! arithmetic operators.
 
-use super::{broadcast_shape, PARALLEL_MIN_LEN};
+use super::{broadcast_shape, kernel};
 use crate::autograd::rule;
 use crate::error::Result;
 use crate::tensor::{Element, Tensor};
@@ -17,9 +17,7 @@ impl<T: Element> Tensor<T> {
         let shape = broadcast_shape(name, self.shape(), other.shape())?;
         let a = self.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
         let b = other.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
-        let zip = Zip::from(&a).and(&b);
-        let value: ArrayD<T> =
-            if a.len() >= PARALLEL_MIN_LEN { zip.par_map_collect(|&x, &y| f(x, y)) } else { zip.map_collect(|&x, &y| f(x, y)) };
+        let value = kernel::zip2(&a, &b, f);
         Ok(Tensor::from_op_arc(value.into_shared(), &[self, other], || {
             Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
                 let (ga, gb) = vjp(&inputs[0], &inputs[1], y, gy);

@@ -36,30 +36,17 @@
 
 mod binary;
 mod index;
+mod kernel;
 mod linalg;
 mod reduce;
 mod shape;
 mod softmax;
 mod unary;
+pub(crate) mod vmath;
 
 use crate::error::{Error, Result};
-use crate::tensor::Element;
-use ndarray::{ArrayD, ArrayViewD, Zip};
 
 pub use binary::where_;
-
-/// Below this many elements an elementwise kernel runs on one thread: spawning costs more
-/// than it saves.
-const PARALLEL_MIN_LEN: usize = 1 << 16;
-
-/// `f` over every element, in parallel for large arrays.
-pub(crate) fn map_array<T: Element>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync + Send) -> ArrayD<T> {
-    if x.len() >= PARALLEL_MIN_LEN {
-        Zip::from(x).par_map_collect(|&v| f(v))
-    } else {
-        x.map(|&v| f(v))
-    }
-}
 
 /// A dim in `-ndim..ndim` as an axis index.
 pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result<usize> {

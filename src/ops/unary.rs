@@ -1,32 +1,47 @@
-//! Elementwise functions of one tensor, each a forward `f` and a backward rule.
+//! Elementwise functions of one tensor. Each is a forward `f`, its derivative `df(x, y)`
+//! as a scalar function, and the same vector-Jacobian product written with tensor ops.
+//!
+//! First-order backward (recording off) runs the fused loop `gx = gy · df(x, y)`: one pass
+//! over memory. With `create_graph` the tensor-op form runs instead, so the gradient is
+//! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
-use super::map_array;
-use crate::autograd::rule;
+use super::kernel;
+use crate::autograd::{is_grad_enabled, rule};
 use crate::tensor::{Element, Tensor};
 
 impl<T: Element> Tensor<T> {
-    /// The generic elementwise op: forward `f` on every element, backward `vjp(x, y, gy)`.
+    /// The generic elementwise op: forward `f`, fused backward `gy · df(x, y)`, and the
+    /// differentiable backward `vjp(x, y, gy)`.
     fn unary(
         &self,
         name: &'static str,
         f: impl Fn(T) -> T + Sync + Send,
+        df: impl Fn(T, T) -> T + Sync + Send + 'static,
         vjp: impl Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + Send + Sync + 'static,
     ) -> Tensor<T> {
-        let value = map_array(&self.value(), f);
+        let value = kernel::map(&self.value(), f);
         Tensor::from_op_arc(value.into_shared(), &[self], || {
-            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| vec![Some(vjp(&inputs[0], y, gy))]))
+            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
+                let x = &inputs[0];
+                let gx = if is_grad_enabled() {
+                    vjp(x, y, gy)
+                } else {
+                    Tensor::from(kernel::zip3(&gy.value(), &x.value(), &y.value(), |g, x, y| g * df(x, y)))
+                };
+                vec![Some(gx)]
+            }))
         })
     }
 
     /// A constant (no gradient) tensor `f(x)` of this tensor's values: masks and signs in
     /// backward rules, whose derivative is zero almost everywhere.
     pub(crate) fn constant_map(&self, f: impl Fn(T) -> T + Sync + Send) -> Tensor<T> {
-        Tensor::from(map_array(&self.value(), f))
+        Tensor::from(kernel::map(&self.value(), f))
     }
 
     /// `y = -x`; `dL/dx = -gy`.
     pub fn neg(&self) -> Tensor<T> {
-        self.unary("neg", |x| -x, |_, _, gy| gy.neg())
+        self.unary("neg", |x| -x, |_, _| -T::one(), |_, _, gy| gy.neg())
     }
 
     /// `y = eˣ`; `dL/dx = gy · y`.
@@ -37,39 +52,25 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn exp(&self) -> Tensor<T> {
-        self.unary("exp", |x| x.exp(), |_, y, gy| gy * y)
+        self.unary("exp", T::exp_v, |_, y| y, |_, y, gy| gy * y)
     }
 
     /// `y = ln x`; `dL/dx = gy / x`. Non-positive inputs give `NaN`/`-inf`, as PyTorch.
     pub fn log(&self) -> Tensor<T> {
-        self.unary("log", |x| x.ln(), |x, _, gy| gy / x)
+        self.unary("log", |x| x.ln(), |x, _| x.recip(), |x, _, gy| gy / x)
     }
 
     /// `y = √x`; `dL/dx = gy / (2y)`.
     pub fn sqrt(&self) -> Tensor<T> {
-        self.unary("sqrt", |x| x.sqrt(), |_, y, gy| gy / &(y * T::of(2.0)))
+        self.unary("sqrt", |x| x.sqrt(), |_, y| (y + y).recip(), |_, y, gy| gy / &(y * T::of(2.0)))
     }
 
     /// `y = |x|`; `dL/dx = gy · sign(x)`, with the subgradient `sign(0) = 0` (PyTorch's).
     pub fn abs(&self) -> Tensor<T> {
-        self.unary(
-            "abs",
-            |x| x.abs(),
-            |x, _, gy| {
-                gy * &x.constant_map(|v| {
-                    if v > T::zero() {
-                        T::one()
-                    } else if v < T::zero() {
-                        -T::one()
-                    } else {
-                        T::zero()
-                    }
-                })
-            },
-        )
+        self.unary("abs", |x| x.abs(), |x, _| sign(x), |x, _, gy| gy * &x.constant_map(sign))
     }
 
-    /// `y = xᵖ`; `dL/dx = gy · p · xᵖ⁻¹`.
+    /// `y = xᵖ`; `dL/dx = gy · p · xᵖ⁻¹` (0 for `p = 0`).
     ///
     /// ```
     /// use nabla::prelude::*;
@@ -78,59 +79,64 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn pow(&self, exponent: T) -> Tensor<T> {
+        let p = exponent;
         self.unary(
             "pow",
-            move |x| x.powf(exponent),
-            move |x, _, gy| {
-                if exponent == T::zero() {
-                    gy * T::zero()
-                } else {
-                    gy * &x.pow(exponent - T::one()) * exponent
-                }
-            },
+            move |x| x.powf(p),
+            move |x, _| if p == T::zero() { T::zero() } else { p * x.powf(p - T::one()) },
+            move |x, _, gy| if p == T::zero() { gy * T::zero() } else { gy * &x.pow(p - T::one()) * p },
         )
     }
 
     /// `y = 1 / x`; `dL/dx = -gy · y²`.
     pub fn recip(&self) -> Tensor<T> {
-        self.unary("recip", |x| x.recip(), |_, y, gy| (gy * &(y * y)).neg())
+        self.unary("recip", |x| x.recip(), |_, y| -(y * y), |_, y, gy| (gy * &(y * y)).neg())
     }
 
-    /// `y = σ(x) = 1 / (1 + e⁻ˣ)`; `dL/dx = gy · y · (1 - y)`. Computed without overflow for
-    /// large `|x|`.
+    /// `y = σ(x) = 1 / (1 + e⁻ˣ)`; `dL/dx = gy · y · (1 - y)`. No overflow for large `|x|`.
     pub fn sigmoid(&self) -> Tensor<T> {
-        self.unary("sigmoid", sigmoid_scalar, |_, y, gy| gy * &(y * &(-y + T::one())))
+        self.unary("sigmoid", T::sigmoid_v, |_, y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + T::one())))
     }
 
     /// `y = tanh x`; `dL/dx = gy · (1 - y²)`.
     pub fn tanh(&self) -> Tensor<T> {
-        self.unary("tanh", |x| x.tanh(), |_, y, gy| gy * &(-(y * y) + T::one()))
+        self.unary("tanh", T::tanh_v, |_, y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + T::one()))
     }
 
     /// `y = max(0, x)`; `dL/dx = gy · 1[x > 0]` (the subgradient at 0 is 0, as PyTorch).
+    /// `NaN` stays `NaN`.
     pub fn relu(&self) -> Tensor<T> {
-        self.unary("relu", |x| if x > T::zero() || x.is_nan() { x } else { T::zero() }, |x, _, gy| gy * &step(x))
+        self.unary(
+            "relu",
+            |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
+            |x, _| step(x),
+            |x, _, gy| gy * &x.constant_map(step),
+        )
     }
 
     /// `y = x` for `x > 0`, `negative_slope · x` otherwise; `dL/dx = gy` or
     /// `gy · negative_slope` (the slope side at 0).
     pub fn leaky_relu(&self, negative_slope: T) -> Tensor<T> {
+        let slope = move |x: T| if x > T::zero() { T::one() } else { negative_slope };
         self.unary(
             "leaky_relu",
             move |x| if x > T::zero() { x } else { x * negative_slope },
-            move |x, _, gy| gy * &x.constant_map(|v| if v > T::zero() { T::one() } else { negative_slope }),
+            move |x, _| slope(x),
+            move |x, _, gy| gy * &x.constant_map(slope),
         )
     }
 
     /// `y = ln(1 + e^{βx}) / β`, and `y = x` where `βx > threshold` (PyTorch's softplus);
     /// `dL/dx = gy · σ(βx)` (and `gy` above the threshold).
     pub fn softplus(&self, beta: T, threshold: T) -> Tensor<T> {
+        let linear = move |x: T| x * beta > threshold;
         self.unary(
             "softplus",
-            move |x| if x * beta > threshold { x } else { (x * beta).exp().ln_1p() / beta },
+            move |x| if linear(x) { x } else { (x * beta).exp().ln_1p() / beta },
+            move |x, _| if linear(x) { T::one() } else { (x * beta).sigmoid_v() },
             move |x, _, gy| {
-                let linear = x.constant_map(|v| if v * beta > threshold { T::one() } else { T::zero() });
-                let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&linear + T::one())) + &linear;
+                let above = x.constant_map(|v| if linear(v) { T::one() } else { T::zero() });
+                let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&above + T::one())) + &above;
                 gy * &slope
             },
         )
@@ -139,6 +145,7 @@ impl<T: Element> Tensor<T> {
     /// `y = min(max(x, min), max)`; `dL/dx = gy · 1[min ≤ x ≤ max]` (PyTorch passes the
     /// gradient at the bounds). `NaN` stays `NaN`.
     pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
+        let inside = move |x: T| if x >= min && x <= max { T::one() } else { T::zero() };
         self.unary(
             "clamp",
             move |x| {
@@ -150,42 +157,48 @@ impl<T: Element> Tensor<T> {
                     x
                 }
             },
-            move |x, _, gy| gy * &x.constant_map(|v| if v >= min && v <= max { T::one() } else { T::zero() }),
+            move |x, _| inside(x),
+            move |x, _, gy| gy * &x.constant_map(inside),
         )
     }
 
     /// `y = x + c`; `dL/dx = gy`.
     pub fn add_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("add_scalar", move |x| x + c, |_, _, gy| gy.clone())
+        self.unary("add_scalar", move |x| x + c, |_, _| T::one(), |_, _, gy| gy.clone())
     }
 
     /// `y = c · x`; `dL/dx = c · gy`.
     pub fn mul_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("mul_scalar", move |x| x * c, move |_, _, gy| gy.mul_scalar(c))
+        self.unary("mul_scalar", move |x| x * c, move |_, _| c, move |_, _, gy| gy.mul_scalar(c))
     }
 
     /// `y = x / c`; `dL/dx = gy / c`.
     pub fn div_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("div_scalar", move |x| x / c, move |_, _, gy| gy.div_scalar(c))
+        self.unary("div_scalar", move |x| x / c, move |_, _| c.recip(), move |_, _, gy| gy.div_scalar(c))
     }
 
     /// Dropout in evaluation mode: the identity, `dL/dx = gy`.
     pub fn dropout_eval(&self) -> Tensor<T> {
-        self.unary("dropout_eval", |x| x, |_, _, gy| gy.clone())
+        self.unary("dropout_eval", |x| x, |_, _| T::one(), |_, _, gy| gy.clone())
     }
 }
 
-/// `1[x > 0]` as a constant tensor.
-fn step<T: Element>(x: &Tensor<T>) -> Tensor<T> {
-    x.constant_map(|v| if v > T::zero() { T::one() } else { T::zero() })
+/// `1[x > 0]`.
+fn step<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else {
+        T::zero()
+    }
 }
 
-/// σ(x) without overflow: `e^x` is only taken for `x < 0`.
-fn sigmoid_scalar<T: Element>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+/// `sign(x)` with `sign(0) = 0`.
+fn sign<T: Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
     } else {
-        let e = x.exp();
-        e / (T::one() + e)
+        T::zero()
     }
 }

@@ -19,6 +19,13 @@ pub trait Element: Float + FromPrimitive + ScalarOperand + LinalgScalar + Debug 
 
     /// Converts an `f64` constant to this type (rounding for `f32`).
     fn of(x: f64) -> Self;
+
+    /// `eˣ` in a form loops vectorise (for `f32`; `f64` uses the standard library).
+    fn exp_v(self) -> Self;
+    /// `tanh x`, vectorisable like [`Element::exp_v`].
+    fn tanh_v(self) -> Self;
+    /// `σ(x) = 1 / (1 + e⁻ˣ)`, vectorisable like [`Element::exp_v`], without overflow.
+    fn sigmoid_v(self) -> Self;
 }
 
 impl Element for f32 {
@@ -26,11 +33,39 @@ impl Element for f32 {
     fn of(x: f64) -> Self {
         x as f32
     }
+    #[inline(always)]
+    fn exp_v(self) -> Self {
+        crate::ops::vmath::exp(self)
+    }
+    #[inline(always)]
+    fn tanh_v(self) -> Self {
+        crate::ops::vmath::tanh(self)
+    }
+    #[inline(always)]
+    fn sigmoid_v(self) -> Self {
+        crate::ops::vmath::sigmoid(self)
+    }
 }
 
+/// `f64` is the type of gradient checks: it keeps the standard library's correctly
+/// rounded functions rather than trade digits for speed.
 impl Element for f64 {
     const DTYPE: &'static str = "f64";
     fn of(x: f64) -> Self {
         x
+    }
+    fn exp_v(self) -> Self {
+        self.exp()
+    }
+    fn tanh_v(self) -> Self {
+        self.tanh()
+    }
+    fn sigmoid_v(self) -> Self {
+        if self >= 0.0 {
+            1.0 / (1.0 + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (1.0 + e)
+        }
     }
 }
