@@ -29,7 +29,9 @@ pub(crate) struct GradFn<T: Element> {
 impl<T: Element> Drop for Node<T> {
     /// Drops the chain of inputs with a loop, not recursion: the default drop of a
     /// 100,000-op chain would overflow the stack.
+    /// Also hands a large buffer this node owned alone to the pool for reuse.
     fn drop(&mut self) {
+        crate::tensor::pool::recycle(std::mem::replace(&mut self.value, ArcArray::from_elem(IxDyn(&[]), T::zero())));
         let Some(grad_fn) = self.grad_fn.take() else { return };
         let mut pending = grad_fn.inputs;
         while let Some(tensor) = pending.pop() {

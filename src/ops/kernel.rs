@@ -12,93 +12,100 @@ use std::mem::MaybeUninit;
 pub(crate) const PARALLEL_MIN_LEN: usize = 1 << 16;
 const CHUNK: usize = 1 << 14;
 
-/// Runs `body` in a function compiled with the widest vector extension the CPU has, so
-/// the loops inlined into it are vectorised for that width.
-#[inline(always)]
-fn with_widest_simd<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { with_avx512(body) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { with_avx2(body) };
+/// A loop that writes `out[i]` from its inputs at `start + i`. Its `fill` is
+/// `#[inline(always)]`, so that it is compiled inside each `target_feature` function below
+/// (closures would not be inlined reliably, and their loops would stay at the baseline
+/// width).
+trait Loop<T>: Sync {
+    fn fill(&self, start: usize, out: &mut [MaybeUninit<T>]);
+}
+
+struct Map<'a, T, F> {
+    xs: &'a [T],
+    f: F,
+}
+
+impl<T: Element, F: Fn(T) -> T + Sync> Loop<T> for Map<'_, T, F> {
+    #[inline(always)]
+    fn fill(&self, start: usize, out: &mut [MaybeUninit<T>]) {
+        for (o, &x) in out.iter_mut().zip(&self.xs[start..]) {
+            o.write((self.f)(x));
         }
     }
-    body()
+}
+
+struct Zip2<'a, T, F> {
+    xs: &'a [T],
+    ys: &'a [T],
+    f: F,
+}
+
+impl<T: Element, F: Fn(T, T) -> T + Sync> Loop<T> for Zip2<'_, T, F> {
+    #[inline(always)]
+    fn fill(&self, start: usize, out: &mut [MaybeUninit<T>]) {
+        for ((o, &x), &y) in out.iter_mut().zip(&self.xs[start..]).zip(&self.ys[start..]) {
+            o.write((self.f)(x, y));
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
-unsafe fn with_avx512<R>(body: impl FnOnce() -> R) -> R {
-    body()
+unsafe fn fill_avx512<T, L: Loop<T>>(l: &L, start: usize, out: &mut [MaybeUninit<T>]) {
+    l.fill(start, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn with_avx2<R>(body: impl FnOnce() -> R) -> R {
-    body()
+unsafe fn fill_avx2<T, L: Loop<T>>(l: &L, start: usize, out: &mut [MaybeUninit<T>]) {
+    l.fill(start, out)
 }
 
-/// Fills `out[i] = f(i)` for a fresh buffer of `len` elements, in parallel chunks when
-/// large; `f` reads the inputs at index `i`.
-fn fill<T: Element>(len: usize, f: impl Fn(&mut [MaybeUninit<T>], usize) + Sync) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(len);
+/// Runs the loop compiled for the widest vector extension the CPU has.
+fn fill_widest<T, L: Loop<T>>(l: &L, start: usize, out: &mut [MaybeUninit<T>]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { fill_avx512(l, start, out) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { fill_avx2(l, start, out) };
+        }
+    }
+    l.fill(start, out)
+}
+
+/// A fresh buffer of `len` elements written by `l`, in parallel chunks when large.
+fn run<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>) -> ArrayD<T> {
+    let mut out: Vec<T> = crate::tensor::pool::take(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     if len >= PARALLEL_MIN_LEN {
-        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(k, chunk)| with_widest_simd(|| f(chunk, k * CHUNK)));
+        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(k, chunk)| fill_widest(l, k * CHUNK, chunk));
     } else {
-        with_widest_simd(|| f(spare, 0));
+        fill_widest(l, 0, spare);
     }
-    // SAFETY: `f` wrote every element of `spare`, the first `len` slots of `out`.
+    // SAFETY: every `Loop` writes each element of the slice it is given, and the slices
+    // cover the first `len` slots of `out`.
     unsafe { out.set_len(len) };
-    out
+    ArrayD::from_shape_vec(IxDyn(shape), out).expect("same length")
 }
 
 /// `f(x)` for every element.
 pub(crate) fn map<T: Element>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync + Send) -> ArrayD<T> {
-    let Some(xs) = x.as_slice() else {
-        return Zip::from(x).map_collect(|&v| f(v));
-    };
-    let out = fill(xs.len(), |chunk, start| {
-        for (o, &v) in chunk.iter_mut().zip(&xs[start..]) {
-            o.write(f(v));
-        }
-    });
-    ArrayD::from_shape_vec(IxDyn(x.shape()), out).expect("same length")
+    match x.as_slice() {
+        Some(xs) => run(xs.len(), x.shape(), &Map { xs, f }),
+        None => Zip::from(x).map_collect(|&v| f(v)),
+    }
 }
 
 /// `f(a, b)` for every element of two arrays of one shape.
 pub(crate) fn zip2<T: Element>(a: &ArrayViewD<'_, T>, b: &ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) -> ArrayD<T> {
     debug_assert_eq!(a.shape(), b.shape());
-    let (Some(xs), Some(ys)) = (a.as_slice(), b.as_slice()) else {
-        let zip = Zip::from(a).and(b);
-        return if a.len() >= PARALLEL_MIN_LEN { zip.par_map_collect(|&x, &y| f(x, y)) } else { zip.map_collect(|&x, &y| f(x, y)) };
-    };
-    let out = fill(xs.len(), |chunk, start| {
-        for ((o, &x), &y) in chunk.iter_mut().zip(&xs[start..]).zip(&ys[start..]) {
-            o.write(f(x, y));
-        }
-    });
-    ArrayD::from_shape_vec(IxDyn(a.shape()), out).expect("same length")
-}
-
-/// `f(a, b, c)` for every element of three arrays of one shape.
-pub(crate) fn zip3<T: Element>(
-    a: &ArrayViewD<'_, T>,
-    b: &ArrayViewD<'_, T>,
-    c: &ArrayViewD<'_, T>,
-    f: impl Fn(T, T, T) -> T + Sync + Send,
-) -> ArrayD<T> {
-    let (Some(xs), Some(ys), Some(zs)) = (a.as_slice(), b.as_slice(), c.as_slice()) else {
-        return Zip::from(a).and(b).and(c).map_collect(|&x, &y, &z| f(x, y, z));
-    };
-    let out = fill(xs.len(), |chunk, start| {
-        for (((o, &x), &y), &z) in chunk.iter_mut().zip(&xs[start..]).zip(&ys[start..]).zip(&zs[start..]) {
-            o.write(f(x, y, z));
-        }
-    });
-    ArrayD::from_shape_vec(IxDyn(a.shape()), out).expect("same length")
+    match (a.as_slice(), b.as_slice()) {
+        (Some(xs), Some(ys)) => run(xs.len(), a.shape(), &Zip2 { xs, ys, f }),
+        _ if a.len() >= PARALLEL_MIN_LEN => Zip::from(a).and(b).par_map_collect(|&x, &y| f(x, y)),
+        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+    }
 }

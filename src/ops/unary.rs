@@ -1,7 +1,8 @@
-//! Elementwise functions of one tensor. Each is a forward `f`, its derivative `df(x, y)`
-//! as a scalar function, and the same vector-Jacobian product written with tensor ops.
+//! Elementwise functions of one tensor. Each is a forward `f`, its derivative `df` as a
+//! scalar function of the input or of the output ([`Reads`]), and the same vector-Jacobian
+//! product written with tensor ops.
 //!
-//! First-order backward (recording off) runs the fused loop `gx = gy · df(x, y)`: one pass
+//! First-order backward (recording off) runs the fused loop `gx = gy · df(·)`: one pass
 //! over memory. With `create_graph` the tensor-op form runs instead, so the gradient is
 //! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
@@ -9,14 +10,25 @@ use super::kernel;
 use crate::autograd::{is_grad_enabled, rule};
 use crate::tensor::{Element, Tensor};
 
+/// What the derivative of an elementwise op is a function of: reading only that array in
+/// the fused backward saves a pass over memory.
+#[derive(Clone, Copy)]
+enum Reads {
+    /// `df(x)`: the derivative is a function of the input.
+    Input,
+    /// `df(y)`: of the output (exp, tanh, sigmoid, sqrt, recip).
+    Output,
+}
+
 impl<T: Element> Tensor<T> {
-    /// The generic elementwise op: forward `f`, fused backward `gy · df(x, y)`, and the
+    /// The generic elementwise op: forward `f`, fused backward `gy · df(x or y)`, and the
     /// differentiable backward `vjp(x, y, gy)`.
     fn unary(
         &self,
         name: &'static str,
         f: impl Fn(T) -> T + Sync + Send,
-        df: impl Fn(T, T) -> T + Sync + Send + 'static,
+        reads: Reads,
+        df: impl Fn(T) -> T + Sync + Send + 'static,
         vjp: impl Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + Send + Sync + 'static,
     ) -> Tensor<T> {
         let value = kernel::map(&self.value(), f);
@@ -26,7 +38,11 @@ impl<T: Element> Tensor<T> {
                 let gx = if is_grad_enabled() {
                     vjp(x, y, gy)
                 } else {
-                    Tensor::from(kernel::zip3(&gy.value(), &x.value(), &y.value(), |g, x, y| g * df(x, y)))
+                    let at = match reads {
+                        Reads::Input => x,
+                        Reads::Output => y,
+                    };
+                    Tensor::from(kernel::zip2(&gy.value(), &at.value(), |g, v| g * df(v)))
                 };
                 vec![Some(gx)]
             }))
@@ -41,7 +57,7 @@ impl<T: Element> Tensor<T> {
 
     /// `y = -x`; `dL/dx = -gy`.
     pub fn neg(&self) -> Tensor<T> {
-        self.unary("neg", |x| -x, |_, _| -T::one(), |_, _, gy| gy.neg())
+        self.unary("neg", |x| -x, Reads::Input, |_| -T::one(), |_, _, gy| gy.neg())
     }
 
     /// `y = eˣ`; `dL/dx = gy · y`.
@@ -52,22 +68,22 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn exp(&self) -> Tensor<T> {
-        self.unary("exp", T::exp_v, |_, y| y, |_, y, gy| gy * y)
+        self.unary("exp", T::exp_v, Reads::Output, |y| y, |_, y, gy| gy * y)
     }
 
     /// `y = ln x`; `dL/dx = gy / x`. Non-positive inputs give `NaN`/`-inf`, as PyTorch.
     pub fn log(&self) -> Tensor<T> {
-        self.unary("log", |x| x.ln(), |x, _| x.recip(), |x, _, gy| gy / x)
+        self.unary("log", |x| x.ln(), Reads::Input, |x| x.recip(), |x, _, gy| gy / x)
     }
 
     /// `y = √x`; `dL/dx = gy / (2y)`.
     pub fn sqrt(&self) -> Tensor<T> {
-        self.unary("sqrt", |x| x.sqrt(), |_, y| (y + y).recip(), |_, y, gy| gy / &(y * T::of(2.0)))
+        self.unary("sqrt", |x| x.sqrt(), Reads::Output, |y| (y + y).recip(), |_, y, gy| gy / &(y * T::of(2.0)))
     }
 
     /// `y = |x|`; `dL/dx = gy · sign(x)`, with the subgradient `sign(0) = 0` (PyTorch's).
     pub fn abs(&self) -> Tensor<T> {
-        self.unary("abs", |x| x.abs(), |x, _| sign(x), |x, _, gy| gy * &x.constant_map(sign))
+        self.unary("abs", |x| x.abs(), Reads::Input, sign, |x, _, gy| gy * &x.constant_map(sign))
     }
 
     /// `y = xᵖ`; `dL/dx = gy · p · xᵖ⁻¹` (0 for `p = 0`).
@@ -83,24 +99,25 @@ impl<T: Element> Tensor<T> {
         self.unary(
             "pow",
             move |x| x.powf(p),
-            move |x, _| if p == T::zero() { T::zero() } else { p * x.powf(p - T::one()) },
+            Reads::Input,
+            move |x| if p == T::zero() { T::zero() } else { p * x.powf(p - T::one()) },
             move |x, _, gy| if p == T::zero() { gy * T::zero() } else { gy * &x.pow(p - T::one()) * p },
         )
     }
 
     /// `y = 1 / x`; `dL/dx = -gy · y²`.
     pub fn recip(&self) -> Tensor<T> {
-        self.unary("recip", |x| x.recip(), |_, y| -(y * y), |_, y, gy| (gy * &(y * y)).neg())
+        self.unary("recip", |x| x.recip(), Reads::Output, |y| -(y * y), |_, y, gy| (gy * &(y * y)).neg())
     }
 
     /// `y = σ(x) = 1 / (1 + e⁻ˣ)`; `dL/dx = gy · y · (1 - y)`. No overflow for large `|x|`.
     pub fn sigmoid(&self) -> Tensor<T> {
-        self.unary("sigmoid", T::sigmoid_v, |_, y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + T::one())))
+        self.unary("sigmoid", T::sigmoid_v, Reads::Output, |y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + T::one())))
     }
 
     /// `y = tanh x`; `dL/dx = gy · (1 - y²)`.
     pub fn tanh(&self) -> Tensor<T> {
-        self.unary("tanh", T::tanh_v, |_, y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + T::one()))
+        self.unary("tanh", T::tanh_v, Reads::Output, |y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + T::one()))
     }
 
     /// `y = max(0, x)`; `dL/dx = gy · 1[x > 0]` (the subgradient at 0 is 0, as PyTorch).
@@ -109,7 +126,8 @@ impl<T: Element> Tensor<T> {
         self.unary(
             "relu",
             |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
-            |x, _| step(x),
+            Reads::Input,
+            step,
             |x, _, gy| gy * &x.constant_map(step),
         )
     }
@@ -121,7 +139,8 @@ impl<T: Element> Tensor<T> {
         self.unary(
             "leaky_relu",
             move |x| if x > T::zero() { x } else { x * negative_slope },
-            move |x, _| slope(x),
+            Reads::Input,
+            slope,
             move |x, _, gy| gy * &x.constant_map(slope),
         )
     }
@@ -133,7 +152,8 @@ impl<T: Element> Tensor<T> {
         self.unary(
             "softplus",
             move |x| if linear(x) { x } else { (x * beta).exp().ln_1p() / beta },
-            move |x, _| if linear(x) { T::one() } else { (x * beta).sigmoid_v() },
+            Reads::Input,
+            move |x| if linear(x) { T::one() } else { (x * beta).sigmoid_v() },
             move |x, _, gy| {
                 let above = x.constant_map(|v| if linear(v) { T::one() } else { T::zero() });
                 let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&above + T::one())) + &above;
@@ -157,29 +177,30 @@ impl<T: Element> Tensor<T> {
                     x
                 }
             },
-            move |x, _| inside(x),
+            Reads::Input,
+            inside,
             move |x, _, gy| gy * &x.constant_map(inside),
         )
     }
 
     /// `y = x + c`; `dL/dx = gy`.
     pub fn add_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("add_scalar", move |x| x + c, |_, _| T::one(), |_, _, gy| gy.clone())
+        self.unary("add_scalar", move |x| x + c, Reads::Input, |_| T::one(), |_, _, gy| gy.clone())
     }
 
     /// `y = c · x`; `dL/dx = c · gy`.
     pub fn mul_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("mul_scalar", move |x| x * c, move |_, _| c, move |_, _, gy| gy.mul_scalar(c))
+        self.unary("mul_scalar", move |x| x * c, Reads::Input, move |_| c, move |_, _, gy| gy.mul_scalar(c))
     }
 
     /// `y = x / c`; `dL/dx = gy / c`.
     pub fn div_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("div_scalar", move |x| x / c, move |_, _| c.recip(), move |_, _, gy| gy.div_scalar(c))
+        self.unary("div_scalar", move |x| x / c, Reads::Input, move |_| c.recip(), move |_, _, gy| gy.div_scalar(c))
     }
 
     /// Dropout in evaluation mode: the identity, `dL/dx = gy`.
     pub fn dropout_eval(&self) -> Tensor<T> {
-        self.unary("dropout_eval", |x| x, |_, _| T::one(), |_, _, gy| gy.clone())
+        self.unary("dropout_eval", |x| x, Reads::Input, |_| T::one(), |_, _, gy| gy.clone())
     }
 }
 

@@ -15,29 +15,36 @@ const ROUNDER: f32 = 12_582_912.0;
 const EXP_HI: f32 = 88.722_84;
 const EXP_LO: f32 = -103.972_08;
 
-/// 2^n for an integer-valued `n` in [-126, 127].
-#[inline(always)]
-fn pow2i(n: f32) -> f32 {
-    f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 /// e^x: x = n ln2 + r with |r| ≤ ln2/2, e^r by its Taylor polynomial to r⁷ (error below
 /// 2⁻²⁴ relative), scaled by 2^n in two halves so that the extremes of n stay normal.
+///
+/// Written for the vectoriser: `max`/`min` rather than `clamp` (whose NaN rule and
+/// assertion keep loops scalar), the integer n read from the rounder's bits rather than an
+/// `as i32` cast, and selects at the end for overflow, underflow and NaN.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(EXP_LO, EXP_HI);
+    #[allow(clippy::manual_clamp)] // clamp keeps the loop scalar (see above)
+    let xc = x.max(EXP_LO).min(EXP_HI);
     let n = (xc * LOG2_E + ROUNDER) - ROUNDER;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let half = (n * 0.5 + ROUNDER) - ROUNDER;
-    let y = p * pow2i(half) * pow2i(n - half);
-    if x > EXP_HI {
-        f32::INFINITY
-    } else if x < EXP_LO {
-        0.0
+    // n + 1.5·2²³ holds n in its low mantissa bits: subtracting the rounder's bits gives n.
+    let n_int = (n + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32;
+    let half = n_int >> 1;
+    let y = p * pow2i(half) * pow2i(n_int - half);
+    let y = if x > EXP_HI { f32::INFINITY } else { y };
+    let y = if x < EXP_LO { 0.0 } else { y };
+    if x.is_nan() {
+        x
     } else {
         y
     }
+}
+
+/// 2^n for an integer n in [-126, 127], built from its exponent bits.
+#[inline(always)]
+fn pow2i(n: i32) -> f32 {
+    f32::from_bits(((n + 127) as u32) << 23)
 }
 
 /// σ(x) from `e = e^{-|x|}`, which never overflows: `1 / (1 + e)` for `x ≥ 0` and

@@ -3,6 +3,7 @@
 mod creation;
 mod display;
 mod element;
+pub(crate) mod pool;
 
 pub use creation::Creation;
 pub use element::Element;

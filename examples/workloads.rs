@@ -1,0 +1,81 @@
+//! The reference workloads of the benchmark suite (W1..W7), timed the way the PyTorch
+//! reference script times them, so that `compare.sh` can pair the two in one run.
+//!
+//! ```text
+//! cargo run --release --example workloads -- <w1..w7> <threads> [seconds]
+//! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
+//! ```
+//!
+//! A workload the crate cannot run yet prints nothing (W1-W4 and W6 need the layers,
+//! losses and convolutions of later issues).
+
+use nabla::prelude::*;
+use std::time::{Duration, Instant};
+
+/// Warm up for at least 3 calls and 0.3 s, then time at least 10 calls and until
+/// `seconds` have passed (at most 20,000): the median and the count.
+fn bench(seconds: f64, mut f: impl FnMut()) -> (Duration, usize) {
+    let start = Instant::now();
+    let mut n = 0;
+    while n < 3 || start.elapsed() < Duration::from_secs_f64(0.3) {
+        f();
+        n += 1;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 10 || (start.elapsed().as_secs_f64() < seconds && times.len() < 20_000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], times.len())
+}
+
+/// The peak resident set of this process, in MB (Linux; 0 elsewhere).
+fn max_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+fn report(workload: &str, variant: &str, threads: usize, (median, iters): (Duration, usize), flop: Option<f64>) {
+    let ms = median.as_secs_f64() * 1e3;
+    let gflops = flop.map(|f| format!(" gflops={:.2}", f / median.as_secs_f64() / 1e9)).unwrap_or_default();
+    println!("RESULT nabla {workload} {variant} threads={threads} median_ms={ms:.4} iters={iters}{gflops} maxrss_mb={:.1}", max_rss_mb());
+}
+
+fn main() -> nabla::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--quick").collect();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let workload = args.first().map(String::as_str).unwrap_or("w5");
+    let threads: usize = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(1);
+    let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(if quick { 0.1 } else { 2.0 });
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("the first and only global pool");
+    let mut rng = nabla::rng(42);
+    match workload {
+        "w5" => {
+            let n = if quick { 128 } else { 1024 };
+            let flop = 2.0 * (n as f64).powi(3);
+            let a = Tensor::randn(&[n, n], &mut rng);
+            let b = Tensor::randn(&[n, n], &mut rng);
+            report("w5", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| a.matmul(&b).unwrap()))), Some(flop));
+            let (a, b) = (a.requires_grad_(true), b.requires_grad_(true));
+            let g = Tensor::ones(&[n, n]);
+            let step = || drop(a.matmul(&b).unwrap().backward_with(&g).unwrap());
+            report("w5", "fwd_bwd", threads, bench(seconds, step), Some(3.0 * flop));
+        }
+        "w7" => {
+            let n = if quick { 1 << 16 } else { 4 << 20 };
+            let x = Tensor::randn(&[n], &mut rng);
+            let f = |x: &Tensor| &(&x.tanh() * &x.sigmoid()) + x;
+            report("w7", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| f(&x)))), None);
+            let x = x.requires_grad_(true);
+            let g = Tensor::ones(&[n]);
+            report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
+        }
+        "w1" | "w2" | "w3" | "w4" | "w6" => {}
+        other => eprintln!("workloads: unknown workload {other} (w1..w7)"),
+    }
+    Ok(())
+}
