@@ -1,1 +1,53 @@
-fn main() {}
+//! Criterion benches of the reference workloads this crate can run so far (see
+//! `../shared/bench/WORKLOADS.md` in the project, and `examples/workloads.rs` for the
+//! PyTorch comparison): W5 (GEMM), W7 (elementwise) and the per-op overhead on tiny tensors.
+//!
+//! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nabla::prelude::*;
+use std::time::Duration;
+
+fn w5_gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w5_gemm");
+    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    let n = 1024;
+    let mut rng = nabla::rng(42);
+    let a = Tensor::randn(&[n, n], &mut rng);
+    let b = Tensor::randn(&[n, n], &mut rng);
+    group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+    group.bench_function(BenchmarkId::new("fwd", n), |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
+    let (a, b) = (a.requires_grad_(true), b.requires_grad_(true));
+    let g = Tensor::ones(&[n, n]);
+    group.throughput(Throughput::Elements(6 * (n as u64).pow(3)));
+    group.bench_function(BenchmarkId::new("fwd_bwd", n), |bench| bench.iter(|| a.matmul(&b).unwrap().backward_with(&g).unwrap()));
+    group.finish();
+}
+
+fn w7_elementwise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w7_elementwise");
+    group.sample_size(30).measurement_time(Duration::from_secs(5));
+    let n = 4 << 20;
+    let x = Tensor::randn(&[n], &mut nabla::rng(42));
+    let f = |x: &Tensor| &(&x.tanh() * &x.sigmoid()) + x;
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| f(&x))));
+    let x = x.requires_grad_(true);
+    let g = Tensor::ones(&[n]);
+    group.bench_function("fwd_bwd", |bench| bench.iter(|| f(&x).backward_with(&g).unwrap()));
+    group.finish();
+}
+
+fn per_op_overhead(c: &mut Criterion) {
+    let mut group = c.benchmark_group("per_op_overhead");
+    let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]).unwrap();
+    let b = Tensor::from_vec(vec![0.5, 0.25, 0.125, 1.0], &[4]).unwrap();
+    group.bench_function("add_4_no_grad", |bench| bench.iter(|| a.add(&b).unwrap()));
+    let (ga, gb) = (a.clone().requires_grad_(true), b.clone().requires_grad_(true));
+    group.bench_function("add_4_recorded", |bench| bench.iter(|| ga.add(&gb).unwrap()));
+    group.bench_function("add_4_fwd_bwd", |bench| bench.iter(|| ga.add(&gb).unwrap().sum().backward().unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, w5_gemm, w7_elementwise, per_op_overhead);
+criterion_main!(benches);

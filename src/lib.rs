@@ -44,6 +44,11 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// What most programs need: `use nabla::prelude::*;`.
 pub mod prelude {
     pub use crate::autograd::{no_grad, Gradients};

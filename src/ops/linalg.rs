@@ -17,7 +17,10 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
     let (m, k) = a.dim();
     let n = b.dim().1;
-    let mut out = Array2::<T>::zeros((m, n));
+    // A recycled buffer: fresh memory would cost a page fault per 4 KiB on first touch.
+    let mut buffer = crate::tensor::pool::take::<T>(m * n);
+    buffer.resize(m * n, T::zero());
+    let mut out = Array2::from_shape_vec((m, n), buffer).expect("m * n elements");
     if m == 0 || n == 0 || k == 0 {
         return out;
     }
