@@ -12,6 +12,7 @@ use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// (kind, name) pairs not built yet; `*` stands for every name of a kind.
@@ -310,7 +311,7 @@ fn golden_cases_match_pytorch() {
         let case = match Case::load(path) {
             Ok(c) => c,
             Err(e) => {
-                println!("FAIL {file} - cannot load: {e}");
+                let _ = writeln!(std::io::stderr(), "FAIL {file} - cannot load: {e}");
                 failed += 1;
                 continue;
             }
@@ -335,7 +336,7 @@ fn golden_cases_match_pytorch() {
                 Ok(_) => {}
                 Err(e) => {
                     case_ok = false;
-                    println!("FAIL {} {dtype} {e}", case.file);
+                    let _ = writeln!(std::io::stderr(), "FAIL {} {dtype} {e}", case.file);
                 }
             }
         }
@@ -345,6 +346,8 @@ fn golden_cases_match_pytorch() {
             failed += 1;
         }
     }
-    println!("golden: {passed} passed, {failed} failed, {pending} pending");
+    // Written to stderr directly, not with println!, so that the summary shows even when
+    // the test harness captures output.
+    let _ = writeln!(std::io::stderr(), "golden: {passed} passed, {failed} failed, {pending} pending");
     assert_eq!(failed, 0, "golden: {failed} cases disagree with PyTorch (lines above)");
 }
