@@ -53,6 +53,16 @@ pub enum Error {
         /// What was wrong, with the values.
         msg: String,
     },
+    /// Reading or writing a file failed.
+    #[error("{op}: {path}: {msg}")]
+    Io {
+        /// What was being done (`save`, `load`).
+        op: &'static str,
+        /// The file.
+        path: String,
+        /// The system's or the parser's message.
+        msg: String,
+    },
     /// Asking for gradients in a way that has no answer (a non-scalar root without a
     /// cotangent, a rule that cannot be differentiated again).
     #[error("{op}: {msg}")]

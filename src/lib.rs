@@ -21,9 +21,15 @@
 #![deny(missing_docs)]
 
 pub mod autograd;
+pub mod data;
 mod error;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
+
+/// The array crate nabla is built on, for labels (`ArrayD<usize>`) and raw values.
+pub use ndarray;
 
 pub use autograd::{grad, no_grad, Gradients};
 pub use error::{Error, Result};
@@ -53,5 +59,8 @@ pub struct ReadmeDoctests;
 pub mod prelude {
     pub use crate::autograd::{no_grad, Gradients};
     pub use crate::error::{Error, Result};
+    pub use crate::nn::Module;
+    pub use crate::optim::Optimizer;
     pub use crate::tensor::{Creation, Element, Tensor};
+    pub use crate::{data, ndarray, nn, optim};
 }

@@ -7,6 +7,8 @@
 //! the PENDING list (capabilities later issues bring) is pending; any other case that cannot
 //! be built is a failure.
 
+use nabla::nn::StoredTensor;
+use nabla::nn::{functional, load_state_dict, Param, Reduction, StateDict};
 use nabla::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -27,14 +29,17 @@ const PENDING: &[(&str, &str)] = &[
     ("op", "lp_pool2d"),
     ("op", "lse_pool1d"),
     ("op", "lse_pool2d"),
-    ("op", "mse_loss"),
-    ("op", "nll_loss"),
-    ("op", "cross_entropy"),
-    ("op", "margin_ranking_loss"),
-    ("module", "*"),
-    ("optim", "*"),
-    ("clip", "*"),
-    ("train", "*"),
+    ("module", "Conv1d"),
+    ("module", "Conv2d"),
+    ("module", "MaxPool1d"),
+    ("module", "MaxPool2d"),
+    ("module", "AvgPool1d"),
+    ("module", "AvgPool2d"),
+    ("module", "LPPool1d"),
+    ("module", "LPPool2d"),
+    ("module", "RNN"),
+    ("module", "GRU"),
+    ("module", "LSTM"),
 ];
 
 enum Data {
@@ -138,6 +143,29 @@ impl Case {
         self.cfg_dims(key).ok_or_else(|| format!("config has no list {key}"))
     }
 
+    fn reduction(&self) -> Result<Reduction, String> {
+        Reduction::parse(self.config.get("reduction").and_then(Value::as_str).unwrap_or("mean")).map_err(|e| e.to_string())
+    }
+
+    /// PyTorch's `ignore_index` (default -100, which no label can equal).
+    fn ignore_index(&self) -> Option<usize> {
+        self.config.get("ignore_index").and_then(Value::as_i64).and_then(|i| usize::try_from(i).ok())
+    }
+
+    /// The case's tensors under `prefix` (e.g. `param.`), names without the prefix, as a
+    /// state dict of element type `T`.
+    fn state_dict<T: Element>(&self, prefix: &str) -> StateDict {
+        let dtype = if T::DTYPE == "f64" { "F64" } else { "F32" };
+        let mut state = StateDict::default();
+        for (name, stored) in &self.tensors {
+            if let (Some(short), Data::Float(v)) = (name.strip_prefix(prefix), &stored.data) {
+                let values = v.iter().map(|&x| T::of(x).to_f64().unwrap()).collect();
+                state.tensors.insert(short.to_string(), StoredTensor { dtype: dtype.into(), shape: stored.shape.clone(), values });
+            }
+        }
+        state
+    }
+
     fn cfg_keepdim(&self) -> bool {
         self.config.get("keepdim").and_then(Value::as_bool).unwrap_or(false)
     }
@@ -210,6 +238,21 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         "gather" => x[0].gather(case.cfg_i64("dim")? as isize, &case.indices("input.1")?).map_err(s)?,
         "matmul" => x[0].matmul(&x[1]).map_err(s)?,
         "linear" => x[0].linear(&x[1], x.get(2)).map_err(s)?,
+        "mse_loss" => functional::mse_loss(&x[0], &x[1], case.reduction()?).map_err(s)?,
+        "nll_loss" => functional::nll_loss(&x[0], &case.indices("input.1")?, None, case.ignore_index(), case.reduction()?).map_err(s)?,
+        "cross_entropy" => functional::cross_entropy(
+            &x[0],
+            &case.indices("input.1")?,
+            None,
+            case.ignore_index(),
+            case.cfg_f64("label_smoothing").unwrap_or(0.0),
+            case.reduction()?,
+        )
+        .map_err(s)?,
+        "margin_ranking_loss" => {
+            functional::margin_ranking_loss(&x[0], &x[1], &x[2], T::of(case.cfg_f64("margin").unwrap_or(0.0)), case.reduction()?)
+                .map_err(s)?
+        }
         other => return Err(format!("op {other} is not in nabla's vocabulary")),
     };
     Ok(vec![y])
@@ -275,6 +318,357 @@ fn run_op<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> 
     Ok(worst)
 }
 
+/// Compares `actual` with the case's tensor `key`, tracking the worst error.
+fn check_tensor<T: Element>(
+    case: &Case,
+    label: &str,
+    actual: &Tensor<T>,
+    key: &str,
+    rtol: f64,
+    atol: f64,
+    worst: &mut f64,
+) -> Result<(), String> {
+    let (shape, expected) = case.reference(key)?;
+    if actual.shape() != shape {
+        return Err(format!("{label}: shape {:?}, PyTorch {:?}", actual.shape(), shape));
+    }
+    let (ok, err) = compare(&to_f64(actual), expected, rtol, atol);
+    *worst = worst.max(err);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{label}: largest relative error {err:.3e}"))
+    }
+}
+
+type Forward<T> = Box<dyn Fn(&[Tensor<T>]) -> Result<Vec<Tensor<T>>, String> + Send + Sync>;
+
+/// A built module: its parameters by name and its forward.
+type Built<T> = (Vec<(String, Param<T>)>, Forward<T>);
+
+/// A module (or loss) from its class name and config: its parameters by name and its
+/// forward over the case's float inputs (integer inputs are read from the case).
+fn build_module<T: Element>(
+    case: &Case,
+    name: &str,
+    config: &Value,
+    training: bool,
+) -> Result<Built<T>, String> {
+    let s = |e: nabla::Error| e.to_string();
+    let get = |k: &str| config.get(k).and_then(Value::as_f64);
+    let get_usize = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| format!("config has no {k}"));
+    let mut rng = nabla::rng(0);
+    let module: Box<dyn Module<T>> = match name {
+        "Linear" => {
+            let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
+            Box::new(nn::Linear::<T>::with_bias(get_usize("in_features")?, get_usize("out_features")?, bias, &mut rng))
+        }
+        "Embedding" => Box::new(nn::Embedding::<T>::new(get_usize("num_embeddings")?, get_usize("embedding_dim")?, &mut rng)),
+        "Flatten" => Box::new(nn::Flatten {
+            start_dim: config.get("start_dim").and_then(Value::as_i64).unwrap_or(1) as isize,
+            end_dim: config.get("end_dim").and_then(Value::as_i64).unwrap_or(-1) as isize,
+        }),
+        "ReLU" => Box::new(nn::ReLU),
+        "Sigmoid" => Box::new(nn::Sigmoid),
+        "Tanh" => Box::new(nn::Tanh),
+        "Softplus" => Box::new(nn::Softplus { beta: get("beta").unwrap_or(1.0), threshold: get("threshold").unwrap_or(20.0) }),
+        "LeakyReLU" => Box::new(nn::LeakyReLU { negative_slope: get("negative_slope").unwrap_or(0.01) }),
+        "PReLU" => Box::new(nn::PReLU::<T>::new(get_usize("num_parameters").unwrap_or(1), get("init").unwrap_or(0.25))),
+        "RReLU" => Box::new(nn::RReLU::new(get("lower").unwrap_or(1.0 / 8.0), get("upper").unwrap_or(1.0 / 3.0), &mut rng).map_err(s)?),
+        "Softmax" => Box::new(nn::Softmax { dim: case_dim(config)? }),
+        "LogSoftmax" => Box::new(nn::LogSoftmax { dim: case_dim(config)? }),
+        "MSELoss" | "NLLLoss" | "CrossEntropyLoss" | "MarginRankingLoss" => return build_loss(case, name, config),
+        "AdaptiveLogSoftmaxWithLoss" => {
+            let cutoffs: Vec<usize> = config
+                .get("cutoffs")
+                .and_then(Value::as_array)
+                .ok_or("config has no cutoffs")?
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|c| c as usize)
+                .collect();
+            let asm = nn::AdaptiveLogSoftmaxWithLoss::<T>::new(
+                get_usize("in_features")?,
+                get_usize("n_classes")?,
+                &cutoffs,
+                get("div_value").unwrap_or(4.0),
+                config.get("head_bias").and_then(Value::as_bool).unwrap_or(false),
+                &mut rng,
+            )
+            .map_err(s)?;
+            let params = asm.named_parameters();
+            let target = case.indices("input.1")?;
+            let forward: Forward<T> = Box::new(move |x| {
+                let out = asm.forward(&x[0], &target).map_err(|e| e.to_string())?;
+                Ok(vec![out.output, out.loss])
+            });
+            return Ok((params, forward));
+        }
+        other => return Err(format!("module {other} is not in nabla's vocabulary")),
+    };
+    module.set_training(training);
+    let params = module.named_parameters();
+    let int_input = case.is_int("input.0").then(|| case.indices("input.0")).transpose()?;
+    let forward: Forward<T> = Box::new(move |x| {
+        // Integer ids (Embedding) reach the module as a float tensor of whole numbers.
+        let y = match &int_input {
+            Some(ids) if x.is_empty() => {
+                let as_float =
+                    Tensor::<T>::from_vec(ids.iter().map(|&i| T::of(i as f64)).collect(), ids.shape()).map_err(|e| e.to_string())?;
+                module.forward(&as_float)
+            }
+            _ => module.forward(&x[0]),
+        };
+        y.map(|y| vec![y]).map_err(|e| e.to_string())
+    });
+    Ok((params, forward))
+}
+
+fn case_dim(config: &Value) -> Result<isize, String> {
+    config.get("dim").and_then(Value::as_i64).map(|d| d as isize).ok_or_else(|| "config has no dim".to_string())
+}
+
+fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) -> Result<Built<T>, String> {
+    let reduction = Reduction::parse(config.get("reduction").and_then(Value::as_str).unwrap_or("mean")).map_err(|e| e.to_string())?;
+    let margin = config.get("margin").and_then(Value::as_f64).unwrap_or(0.0);
+    let smoothing = config.get("label_smoothing").and_then(Value::as_f64).unwrap_or(0.0);
+    let ignore_index = config.get("ignore_index").and_then(Value::as_i64).and_then(|i| usize::try_from(i).ok());
+    let weight = match config.get("weight") {
+        Some(Value::Array(a)) => Some(
+            Tensor::<T>::from_vec(a.iter().map(|v| T::of(v.as_f64().unwrap_or(f64::NAN))).collect(), &[a.len()])
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let target = if case.is_int("input.1") { Some(case.indices("input.1")?) } else { None };
+    let name = name.to_string();
+    let forward: Forward<T> = Box::new(move |x| {
+        let e = |e: nabla::Error| e.to_string();
+        let y = match name.as_str() {
+            "MSELoss" => nn::MSELoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "MarginRankingLoss" => nn::MarginRankingLoss { margin, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
+            "NLLLoss" => nn::NLLLoss { weight: weight.clone(), ignore_index, reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
+            _ => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
+        };
+        Ok(vec![y])
+    });
+    Ok((Vec::new(), forward))
+}
+
+/// Runs a `module` case: parameters loaded by their PyTorch names, outputs, and gradients of
+/// inputs and parameters.
+fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
+    let name = case.meta("name")?;
+    let training = case.meta.get("mode").map(String::as_str) == Some("train");
+    let (params, forward) = build_module::<T>(case, name, &case.config, training)?;
+    load_state_dict(&params, &case.state_dict::<T>("param.")).map_err(|e| e.to_string())?;
+    let n_inputs = case.number("n_inputs")? as usize;
+    let n_outputs = case.number("n_outputs")? as usize;
+    let grad_inputs: Vec<usize> = serde_json::from_str(case.meta("grad_inputs")?).map_err(|e| e.to_string())?;
+    let float_inputs: Vec<usize> = (0..n_inputs).filter(|i| !case.is_int(&format!("input.{i}"))).collect();
+    let inputs: Vec<Tensor<T>> = float_inputs
+        .iter()
+        .map(|&i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i))))
+        .collect::<Result<_, _>>()?;
+    let snapshots: Vec<Tensor<T>> = params.iter().map(|(_, p)| p.tensor()).collect();
+    let outputs = forward(&inputs)?;
+    if outputs.len() != n_outputs {
+        return Err(format!("built {} outputs, the case has {n_outputs}", outputs.len()));
+    }
+    let mut worst: f64 = 0.0;
+    for (k, y) in outputs.iter().enumerate() {
+        check_tensor(case, &format!("output.{k}"), y, &format!("output.{k}"), rtol, atol, &mut worst)?;
+    }
+    let cotangents = (0..n_outputs).map(|k| case.float::<T>(&format!("cotangent.{k}"))).collect::<Result<Vec<_>, _>>()?;
+    let mut wrt: Vec<&Tensor<T>> =
+        grad_inputs.iter().map(|&i| &inputs[float_inputs.iter().position(|&f| f == i).expect("float input")]).collect();
+    wrt.extend(snapshots.iter());
+    let grads = nabla::grad(&outputs.iter().collect::<Vec<_>>(), &wrt, Some(&cotangents.iter().collect::<Vec<_>>()), false)
+        .map_err(|e| e.to_string())?;
+    for (g, &i) in grads.iter().zip(&grad_inputs) {
+        check_tensor(case, &format!("grad.input.{i}"), g, &format!("grad.input.{i}"), rtol, atol, &mut worst)?;
+    }
+    for (g, (pname, _)) in grads[grad_inputs.len()..].iter().zip(&params) {
+        let key = format!("grad.param.{pname}");
+        if case.tensors.contains_key(&key) {
+            check_tensor(case, &key, g, &key, rtol, atol, &mut worst)?;
+        }
+    }
+    Ok(worst)
+}
+
+fn build_optimizer<T: Element>(name: &str, config: &Value, params: Vec<Param<T>>) -> Result<Box<dyn Optimizer<T>>, String> {
+    let get = |k: &str, default: f64| config.get(k).and_then(Value::as_f64).unwrap_or(default);
+    let flag = |k: &str| config.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let betas = config
+        .get("betas")
+        .and_then(Value::as_array)
+        .map(|b| (b[0].as_f64().unwrap_or(0.9), b[1].as_f64().unwrap_or(0.999)))
+        .unwrap_or((0.9, 0.999));
+    Ok(match name {
+        "SGD" => Box::new(
+            optim::Sgd::new(params, get("lr", 1e-3))
+                .momentum(get("momentum", 0.0))
+                .dampening(get("dampening", 0.0))
+                .weight_decay(get("weight_decay", 0.0))
+                .nesterov(flag("nesterov")),
+        ),
+        "Adam" => Box::new(
+            optim::Adam::new(params, get("lr", 1e-3))
+                .betas(betas.0, betas.1)
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.0))
+                .amsgrad(flag("amsgrad")),
+        ),
+        "AdamW" => Box::new(
+            optim::AdamW::new(params, get("lr", 1e-3))
+                .betas(betas.0, betas.1)
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.01))
+                .amsgrad(flag("amsgrad")),
+        ),
+        "RMSprop" => Box::new(
+            optim::RmsProp::new(params, get("lr", 1e-2))
+                .alpha(get("alpha", 0.99))
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.0))
+                .momentum(get("momentum", 0.0))
+                .centered(flag("centered")),
+        ),
+        other => return Err(format!("optimizer {other} is not in nabla's vocabulary")),
+    })
+}
+
+/// Runs an `optim` case: the given gradients fed to the optimizer for `steps` steps.
+fn run_optim<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
+    let n = case.number("n_params")? as usize;
+    let steps = case.number("steps")? as usize;
+    let params: Vec<Param<T>> = (0..n).map(|i| case.float::<T>(&format!("param.{i}")).map(Param::new)).collect::<Result<_, _>>()?;
+    let mut opt = build_optimizer(case.meta("name")?, &case.config, params.clone())?;
+    for k in 0..steps {
+        let mut grads = Gradients::new();
+        for (i, p) in params.iter().enumerate() {
+            grads.insert(&p.tensor(), case.float::<T>(&format!("grad.{k}.{i}"))?);
+        }
+        opt.step(&grads).map_err(|e| e.to_string())?;
+    }
+    let mut worst: f64 = 0.0;
+    for (i, p) in params.iter().enumerate() {
+        check_tensor(case, &format!("expected.{i}"), &p.tensor(), &format!("expected.{i}"), rtol, atol, &mut worst)?;
+    }
+    Ok(worst)
+}
+
+/// Runs a `clip` case: the inputs are gradients of as many tensors, clipped together.
+fn run_clip<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
+    let n = case.number("n_inputs")? as usize;
+    let owners: Vec<Tensor<T>> = (0..n).map(|_| Tensor::<T>::zeros(&[1])).collect();
+    let mut grads = Gradients::new();
+    for (i, owner) in owners.iter().enumerate() {
+        grads.insert(owner, case.float::<T>(&format!("input.{i}"))?);
+    }
+    let mut worst: f64 = 0.0;
+    match case.meta("name")? {
+        "clip_grad_norm_" => {
+            let norm_type = match case.config.get("norm_type") {
+                Some(Value::String(s)) if s == "inf" => f64::INFINITY,
+                Some(v) => v.as_f64().ok_or("norm_type")?,
+                None => 2.0,
+            };
+            let total =
+                optim::clip_grad_norm(&mut grads, case.cfg_f64("max_norm").ok_or("max_norm")?, norm_type).map_err(|e| e.to_string())?;
+            check_tensor(case, "total_norm", &Tensor::<T>::scalar(T::of(total)), "total_norm", rtol, atol, &mut worst)?;
+        }
+        "clip_grad_value_" => {
+            optim::clip_grad_value(&mut grads, case.cfg_f64("clip_value").ok_or("clip_value")?).map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("clip {other} is not in nabla's vocabulary")),
+    }
+    for (i, owner) in owners.iter().enumerate() {
+        check_tensor(
+            case,
+            &format!("output.{i}"),
+            grads.get(owner).ok_or("gradient lost")?,
+            &format!("output.{i}"),
+            rtol,
+            atol,
+            &mut worst,
+        )?;
+    }
+    Ok(worst)
+}
+
+/// The (class name, config) pairs of a `train` case's JSON list.
+fn layer_list(json: &str) -> Result<Vec<(String, Value)>, String> {
+    let list: Vec<(String, Value)> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(list)
+}
+
+/// Runs a `train` case: a Sequential trained for a few steps; losses and final parameters.
+fn run_train<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
+    let layers = layer_list(case.meta("layers")?)?;
+    let mut model = nn::Sequential::<T>::new();
+    let mut all_params = Vec::new();
+    for (i, (name, config)) in layers.iter().enumerate() {
+        let (params, forward) = build_module::<T>(case, name, config, true)?;
+        all_params.extend(params.into_iter().map(|(n, p)| (format!("{i}.{n}"), p)));
+        model = model.push(FnModule(forward));
+    }
+    load_state_dict(&all_params, &case.state_dict::<T>("param.")).map_err(|e| e.to_string())?;
+    let (loss_name, loss_config): (String, Value) = serde_json::from_str(case.meta("loss")?).map_err(|e| e.to_string())?;
+    let (optim_name, optim_config): (String, Value) = serde_json::from_str(case.meta("optim")?).map_err(|e| e.to_string())?;
+    let mut opt = build_optimizer(&optim_name, &optim_config, all_params.iter().map(|(_, p)| p.clone()).collect())?;
+    let steps = case.number("steps")? as usize;
+    let mut losses = Vec::new();
+    for k in 0..steps {
+        let x = case.float::<T>(&format!("batch.{k}.x"))?;
+        let output = model.forward(&x).map_err(|e| e.to_string())?;
+        let loss = match loss_name.as_str() {
+            "CrossEntropyLoss" | "NLLLoss" => {
+                let y = case.indices(&format!("batch.{k}.y"))?;
+                let reduction =
+                    Reduction::parse(loss_config.get("reduction").and_then(Value::as_str).unwrap_or("mean")).map_err(|e| e.to_string())?;
+                if loss_name == "NLLLoss" {
+                    functional::nll_loss(&output, &y, None, None, reduction)
+                } else {
+                    functional::cross_entropy(&output, &y, None, None, 0.0, reduction)
+                }
+            }
+            "MSELoss" => functional::mse_loss(&output, &case.float::<T>(&format!("batch.{k}.y"))?, Reduction::Mean),
+            other => return Err(format!("loss {other} is not in nabla's vocabulary")),
+        }
+        .map_err(|e| e.to_string())?;
+        losses.push(loss.item().map_err(|e| e.to_string())?);
+        opt.step(&loss.backward().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let mut worst: f64 = 0.0;
+    let n = losses.len();
+    check_tensor(case, "losses", &Tensor::<T>::from_vec(losses, &[n]).map_err(|e| e.to_string())?, "losses", rtol, atol, &mut worst)?;
+    for (name, p) in &all_params {
+        let key = format!("expected.{name}");
+        check_tensor(case, &key, &p.tensor(), &key, rtol, atol, &mut worst)?;
+    }
+    Ok(worst)
+}
+
+/// A built forward as a module, for assembling a train case's Sequential.
+struct FnModule<T: Element>(Forward<T>);
+
+impl<T: Element> Module<T> for FnModule<T> {
+    fn forward(&self, input: &Tensor<T>) -> nabla::Result<Tensor<T>> {
+        (self.0)(std::slice::from_ref(input)).map(|mut v| v.remove(0)).map_err(|e| nabla::Error::Invalid { op: "golden", msg: e })
+    }
+}
+
+/// A train case is pending while one of its layers is.
+fn train_layers_pending(case: &Case) -> bool {
+    case.meta.get("layers").and_then(|l| layer_list(l).ok()).is_some_and(|layers| layers.iter().any(|(name, _)| is_pending("module", name)))
+}
+
 fn run_case<T: Element>(case: &Case) -> Result<f64, String> {
     let (rtol, atol) = match T::DTYPE {
         "f64" => (case.number("rtol_f64")?, case.number("atol_f64")?),
@@ -282,6 +676,10 @@ fn run_case<T: Element>(case: &Case) -> Result<f64, String> {
     };
     match case.meta("kind")? {
         "op" => run_op::<T>(case, rtol, atol),
+        "module" => run_module::<T>(case, rtol, atol),
+        "optim" => run_optim::<T>(case, rtol, atol),
+        "clip" => run_clip::<T>(case, rtol, atol),
+        "train" => run_train::<T>(case, rtol, atol),
         other => Err(format!("kind {other} is not supported")),
     }
 }
@@ -317,10 +715,11 @@ fn golden_cases_match_pytorch() {
             }
         };
         let (kind, name) = (case.meta.get("kind").cloned().unwrap_or_default(), case.meta.get("name").cloned().unwrap_or_default());
-        if is_pending(&kind, &name) {
+        if is_pending(&kind, &name) || (kind == "train" && train_layers_pending(&case)) {
             pending += 1;
             if verbose {
-                println!("PENDING {} - {kind} {name} is not built yet", case.file);
+                let what = if kind == "train" { format!("a layer of this {name} is") } else { format!("{kind} {name} is") };
+                println!("PENDING {} - {what} not built yet", case.file);
             }
             continue;
         }

@@ -83,6 +83,22 @@ impl<T: Element> Tensor<T> {
         Self::from_op_arc(value.into_shared(), inputs, || Box::new(rule))
     }
 
+    /// Applies `f` to the value of this leaf: in place when this handle is the only one to
+    /// the node and the array is not shared, otherwise on a copy that becomes a new leaf
+    /// (so graphs holding the old value keep it).
+    pub(crate) fn update_leaf(&mut self, f: impl FnOnce(&mut ndarray::ArrayViewMutD<'_, T>)) {
+        let requires_grad = self.requires_grad();
+        if let Some(node) = Arc::get_mut(&mut self.node) {
+            if node.grad_fn.is_none() && node.value.is_unique() {
+                f(&mut node.value.view_mut());
+                return;
+            }
+        }
+        let mut value = self.node.value.to_owned();
+        f(&mut value.view_mut());
+        *self = Tensor::leaf(value.into_shared(), requires_grad);
+    }
+
     /// The unique id of this node. Ids only grow: a tensor is always newer than its inputs.
     pub fn id(&self) -> usize {
         self.node.id

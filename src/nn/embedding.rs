@@ -1,0 +1,64 @@
+//! `Embedding`: a lookup table of vectors.
+
+use super::init::normal;
+use super::{Module, Param};
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+use ndarray::ArrayD;
+use rand::Rng;
+
+/// A table of `num_embeddings` vectors of size `embedding_dim`, as `torch.nn.Embedding`:
+/// ids of shape `s` give vectors of shape `s ++ [embedding_dim]`. The parameter is
+/// `weight`, initialised `N(0, 1)` as in PyTorch; its gradient adds up the cotangents of
+/// every occurrence of an id.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let table: nn::Embedding = nn::Embedding::new(10, 4, &mut nabla::rng(0));   // f32
+/// let ids = ndarray::arr2(&[[1usize, 2, 1]]).into_dyn();
+/// assert_eq!(table.lookup(&ids)?.shape(), &[1, 3, 4]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct Embedding<T: Element = f32> {
+    /// `[num_embeddings, embedding_dim]`.
+    pub weight: Param<T>,
+}
+
+impl<T: Element> Embedding<T> {
+    /// A table initialised `N(0, 1)`.
+    pub fn new(num_embeddings: usize, embedding_dim: usize, rng: &mut impl Rng) -> Self {
+        Embedding { weight: Param::new(normal(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)) }
+    }
+
+    /// The vectors of `ids`; `Err` for an id outside the table.
+    pub fn lookup(&self, ids: &ArrayD<usize>) -> Result<Tensor<T>> {
+        let weight = self.weight.tensor();
+        let flat: Vec<usize> = ids.iter().copied().collect();
+        let rows = weight.index_select(0, &flat).map_err(|e| match e {
+            Error::Index { index, size, .. } => Error::Index { op: "Embedding", index, dim: 0, size },
+            other => other,
+        })?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(weight.shape()[1]);
+        Ok(rows.reshape_to(&shape))
+    }
+}
+
+impl<T: Element> Module<T> for Embedding<T> {
+    /// Ids given as a float tensor of whole numbers (for use inside a `Sequential`);
+    /// [`Embedding::lookup`] takes integer ids directly.
+    fn forward(&self, ids: &Tensor<T>) -> Result<Tensor<T>> {
+        let as_index = |v: T| v.to_usize().filter(|&i| T::of(i as f64) == v);
+        let ids = ids
+            .value()
+            .iter()
+            .map(|&v| as_index(v).ok_or_else(|| Error::invalid("Embedding", format!("id {v} is not a non-negative whole number"))))
+            .collect::<Result<Vec<_>>>()
+            .map(|v| ArrayD::from_shape_vec(ids.shape(), v).expect("same shape"))?;
+        self.lookup(&ids)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+        vec![("weight".into(), self.weight.clone())]
+    }
+}

@@ -1,0 +1,278 @@
+//! The function forms of layers and losses, as `torch.nn.functional`.
+//!
+//! Class labels are `ndarray::ArrayD<usize>` (re-exported as `nabla::ndarray`): one index
+//! per sample, never floats.
+
+use crate::error::{Error, Result};
+use crate::tensor::{Creation, Element, Tensor};
+use ndarray::{ArrayD, IxDyn};
+use rand::Rng;
+
+/// How a loss combines its per-element values, as PyTorch's `reduction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// One value per element.
+    None,
+    /// The (weighted) mean (PyTorch's default).
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+}
+
+impl Reduction {
+    /// Parses PyTorch's names `"none"`, `"mean"`, `"sum"`.
+    pub fn parse(name: &str) -> Result<Reduction> {
+        match name {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            other => Err(Error::invalid("reduction", format!("{other:?} is not one of \"none\", \"mean\", \"sum\""))),
+        }
+    }
+
+    fn apply<T: Element>(self, losses: Tensor<T>) -> Tensor<T> {
+        match self {
+            Reduction::None => losses,
+            Reduction::Mean => losses.mean(),
+            Reduction::Sum => losses.sum(),
+        }
+    }
+}
+
+/// `max(0, x)`.
+pub fn relu<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.relu()
+}
+
+/// `x` for `x > 0`, else `negative_slope · x`.
+pub fn leaky_relu<T: Element>(x: &Tensor<T>, negative_slope: T) -> Tensor<T> {
+    x.leaky_relu(negative_slope)
+}
+
+/// `ln(1 + e^{βx}) / β` (linear above `threshold`).
+pub fn softplus<T: Element>(x: &Tensor<T>, beta: T, threshold: T) -> Tensor<T> {
+    x.softplus(beta, threshold)
+}
+
+/// `max(0, x) + a · min(0, x)` with `a` a learnable slope: one value, or one per channel
+/// (dim 1 of `x`), as `torch.nn.functional.prelu`.
+pub fn prelu<T: Element>(x: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>> {
+    let channels = if x.ndim() >= 2 { x.shape()[1] } else { 1 };
+    let a = match weight.len() {
+        1 => weight.reshape_to(&[]),
+        n if n == channels && x.ndim() >= 2 => {
+            let mut shape = vec![1; x.ndim()];
+            shape[1] = n;
+            weight.reshape_to(&shape)
+        }
+        n => return Err(Error::shape("prelu", format!("{n} slopes for an input of shape {:?} ({channels} channels)", x.shape()))),
+    };
+    // min(0, x) = x - relu(x); the derivative in x is 1 above 0 and a at or below 0.
+    let positive = x.relu();
+    positive.add(&(x - &positive).mul(&a)?)
+}
+
+/// Randomised leaky ReLU, as `torch.nn.functional.rrelu`: in training each non-positive
+/// element gets its own slope drawn from `U(lower, upper)`; in evaluation the slope is
+/// `(lower + upper) / 2`.
+pub fn rrelu<T: Element>(x: &Tensor<T>, lower: T, upper: T, training: bool, rng: &mut impl Rng) -> Tensor<T> {
+    if !training {
+        return x.leaky_relu((lower + upper) / T::of(2.0));
+    }
+    let slopes = Tensor::<T>::uniform(x.shape(), lower, upper, rng);
+    let factor =
+        Tensor::from(ndarray::Zip::from(x.array()).and(slopes.array()).map_collect(|&v, &a| if v >= T::zero() { T::one() } else { a }));
+    x * &factor
+}
+
+/// Dropout, as `torch.nn.functional.dropout`: in training, zeroes each element with
+/// probability `p` and scales the rest by `1/(1-p)`; in evaluation, the identity.
+pub fn dropout<T: Element>(x: &Tensor<T>, p: f64, training: bool, rng: &mut impl Rng) -> Result<Tensor<T>> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::invalid("dropout", format!("probability {p} is not in [0, 1]")));
+    }
+    if !training || p == 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = T::of(if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 });
+    let mask = ArrayD::from_shape_simple_fn(IxDyn(x.shape()), || if rng.random::<f64>() >= p { keep } else { T::zero() });
+    x.mul(&Tensor::from(mask))
+}
+
+/// Mean squared error `(input - target)²`, reduced; shapes must match.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{mse_loss, Reduction};
+/// let a = Tensor::from_vec(vec![1.0, 2.0], &[2])?;
+/// let b = Tensor::from_vec(vec![0.0, 4.0], &[2])?;
+/// assert_eq!(mse_loss(&a, &b, Reduction::Mean)?.item()?, 2.5);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn mse_loss<T: Element>(input: &Tensor<T>, target: &Tensor<T>, reduction: Reduction) -> Result<Tensor<T>> {
+    if input.shape() != target.shape() {
+        return Err(Error::shape("mse_loss", format!("input {:?} and target {:?} differ", input.shape(), target.shape())));
+    }
+    let diff = input.sub(target)?;
+    Ok(reduction.apply(&diff * &diff))
+}
+
+/// The class dim of `(N, C, d…)` moved last and flattened: `[N·d…, C]`, with the labels
+/// flattened alongside. `Err` when label and input shapes disagree.
+fn rows_by_class<T: Element>(op: &'static str, input: &Tensor<T>, target: &ArrayD<usize>) -> Result<(Tensor<T>, Vec<usize>, Vec<usize>)> {
+    let (classes, expected): (usize, Vec<usize>) = match input.ndim() {
+        1 => (input.shape()[0], vec![]),
+        0 => return Err(Error::shape(op, "input needs a class dim, got a 0-d tensor")),
+        _ => (input.shape()[1], [&input.shape()[..1], &input.shape()[2..]].concat()),
+    };
+    if target.shape() != expected.as_slice() {
+        return Err(Error::shape(
+            op,
+            format!("target {:?} does not match input {:?} (expected {expected:?})", target.shape(), input.shape()),
+        ));
+    }
+    let rows = if input.ndim() <= 2 {
+        input.reshape_to(&[target.len().max(1), classes])
+    } else {
+        let mut perm: Vec<isize> = vec![0];
+        perm.extend((2..input.ndim() as isize).collect::<Vec<_>>());
+        perm.push(1);
+        input.permute(&perm)?.reshape_to(&[target.len(), classes])
+    };
+    Ok((rows, target.iter().copied().collect(), expected))
+}
+
+/// Per-sample `-w[t]·logp[t]` and the per-sample weights `w[t]` (0 where ignored).
+fn picked_log_probs<T: Element>(
+    op: &'static str,
+    rows: &Tensor<T>,
+    labels: &[usize],
+    weight: Option<&Tensor<T>>,
+    ignore_index: Option<usize>,
+) -> Result<(Tensor<T>, Tensor<T>)> {
+    let classes = rows.shape()[1];
+    if let Some(w) = weight {
+        if w.shape() != [classes] {
+            return Err(Error::shape(op, format!("weight {:?} for {classes} classes", w.shape())));
+        }
+    }
+    let class_weight = weight.map(|w| w.to_vec());
+    let mut index = Vec::with_capacity(labels.len());
+    let mut sample_weight = Vec::with_capacity(labels.len());
+    for &t in labels {
+        if Some(t) == ignore_index {
+            index.push(0);
+            sample_weight.push(T::zero());
+        } else if t >= classes {
+            return Err(Error::Index { op, index: t, dim: 1, size: classes });
+        } else {
+            index.push(t);
+            sample_weight.push(class_weight.as_ref().map(|w| w[t]).unwrap_or(T::one()));
+        }
+    }
+    let index = ArrayD::from_shape_vec(IxDyn(&[labels.len(), 1]), index).expect("one per label");
+    let picked = rows.gather(1, &index)?.reshape_to(&[labels.len()]);
+    let sample_weight = Tensor::<T>::from_vec(sample_weight, &[labels.len()])?;
+    Ok((&picked.neg() * &sample_weight, sample_weight))
+}
+
+/// Negative log-likelihood of log-probabilities `input` (`(N, C)`, `(N, C, d…)` or `(C,)`)
+/// at the labels `target` (`(N)`, `(N, d…)` or `()`), as `torch.nn.functional.nll_loss`:
+/// `-w[t]·input[t]` per sample, 0 where the label is `ignore_index`; the mean divides by
+/// the sum of the weights of the samples not ignored.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{nll_loss, Reduction};
+/// let logp = Tensor::from_vec(vec![-0.5, -1.0, -2.0, -0.1], &[2, 2])?;
+/// let target = ndarray::arr1(&[1usize, 1]).into_dyn();
+/// assert_eq!(nll_loss(&logp, &target, None, None, Reduction::Mean)?.item()?, 0.55);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn nll_loss<T: Element>(
+    input: &Tensor<T>,
+    target: &ArrayD<usize>,
+    weight: Option<&Tensor<T>>,
+    ignore_index: Option<usize>,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let (rows, labels, label_shape) = rows_by_class("nll_loss", input, target)?;
+    let (losses, sample_weight) = picked_log_probs("nll_loss", &rows, &labels, weight, ignore_index)?;
+    Ok(match reduction {
+        Reduction::None => losses.reshape_to(&label_shape),
+        Reduction::Sum => losses.sum(),
+        Reduction::Mean => losses.sum().div(&sample_weight.sum())?,
+    })
+}
+
+/// Cross-entropy of logits `input` (class dim 1) against labels, as
+/// `torch.nn.functional.cross_entropy`: `nll_loss(log_softmax(input, 1), target)`, with
+/// PyTorch's label smoothing `ε`: `(1-ε)·nll + ε/C · Σ_c -w_c·log p_c`.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{cross_entropy, Reduction};
+/// let logits = Tensor::zeros(&[4, 10]);                   // uniform: loss = ln 10
+/// let target = ndarray::Array1::from(vec![0usize, 3, 9, 2]).into_dyn();
+/// let loss = cross_entropy(&logits, &target, None, None, 0.0, Reduction::Mean)?;
+/// assert!((loss.item()? - 10f32.ln()).abs() < 1e-6);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn cross_entropy<T: Element>(
+    input: &Tensor<T>,
+    target: &ArrayD<usize>,
+    weight: Option<&Tensor<T>>,
+    ignore_index: Option<usize>,
+    label_smoothing: f64,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::invalid("cross_entropy", format!("label_smoothing {label_smoothing} is not in [0, 1]")));
+    }
+    if input.ndim() == 0 {
+        return Err(Error::shape("cross_entropy", "input needs a class dim, got a 0-d tensor"));
+    }
+    let class_dim = if input.ndim() == 1 { 0 } else { 1 };
+    let log_probs = input.log_softmax(class_dim)?;
+    let nll = nll_loss(&log_probs, target, weight, ignore_index, reduction)?;
+    if label_smoothing == 0.0 {
+        return Ok(nll);
+    }
+    let (rows, labels, label_shape) = rows_by_class("cross_entropy", &log_probs, target)?;
+    let classes = rows.shape()[1];
+    let weighted = match weight {
+        Some(w) => rows.mul(w)?,
+        None => rows.clone(),
+    };
+    let not_ignored: Vec<T> = labels.iter().map(|&t| if Some(t) == ignore_index { T::zero() } else { T::one() }).collect();
+    let not_ignored = Tensor::<T>::from_vec(not_ignored, &[labels.len()])?;
+    let smooth = &weighted.sum_dims(&[1], false)?.neg() * &not_ignored;
+    let smooth = match reduction {
+        Reduction::None => smooth.reshape_to(&label_shape),
+        Reduction::Sum => smooth.sum(),
+        Reduction::Mean => {
+            let denominator = match weight {
+                Some(_) => picked_log_probs("cross_entropy", &rows, &labels, weight, ignore_index)?.1.sum(),
+                None => not_ignored.sum(),
+            };
+            smooth.sum().div(&denominator)?
+        }
+    };
+    let eps = T::of(label_smoothing);
+    Ok(&nll * (T::one() - eps) + &smooth * (eps / T::of(classes as f64)))
+}
+
+/// `max(0, -y·(x1 - x2) + margin)` with `y ∈ {1, -1}` saying which input should rank
+/// higher, as `torch.nn.functional.margin_ranking_loss`.
+pub fn margin_ranking_loss<T: Element>(
+    x1: &Tensor<T>,
+    x2: &Tensor<T>,
+    y: &Tensor<T>,
+    margin: T,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    // clamp, not relu: PyTorch passes the gradient at exactly 0 (clamp_min).
+    let losses = y.neg().mul(&x1.sub(x2)?)?.add_scalar(margin).clamp(T::zero(), T::infinity());
+    Ok(reduction.apply(losses))
+}

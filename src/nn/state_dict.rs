@@ -1,0 +1,128 @@
+//! State dicts: parameters saved to and loaded from safetensors files under PyTorch's
+//! `state_dict` names, so weights move between nabla and PyTorch by name.
+
+use super::Param;
+use crate::error::{Error, Result};
+use crate::tensor::Element;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One stored tensor, as read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTensor {
+    /// `"F32"`, `"F64"`, `"I64"`, … (safetensors' names).
+    pub dtype: String,
+    /// The dimensions.
+    pub shape: Vec<usize>,
+    /// The values as f64 (integers converted), row-major.
+    pub values: Vec<f64>,
+}
+
+/// The tensors of a safetensors file by name, and its metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    /// Tensors by name.
+    pub tensors: BTreeMap<String, StoredTensor>,
+    /// The file's `__metadata__` strings.
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn io_error(op: &'static str, path: &Path, msg: impl ToString) -> Error {
+    Error::Io { op, path: path.display().to_string(), msg: msg.to_string() }
+}
+
+/// Reads every tensor of a safetensors file (F32, F64, F16 excluded; I64, I32 as numbers).
+pub fn read_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_error("load", path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| io_error("load", path, e))?;
+    let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| io_error("load", path, e))?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let raw = view.data();
+        let values: Vec<f64> = match view.dtype() {
+            Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
+            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
+            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
+            other => return Err(io_error("load", path, format!("tensor {name}: dtype {other:?} is not supported"))),
+        };
+        tensors.insert(name, StoredTensor { dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec(), values });
+    }
+    Ok(StateDict { tensors, metadata })
+}
+
+fn dtype_name<T: Element>() -> &'static str {
+    match T::DTYPE {
+        "f64" => "F64",
+        _ => "F32",
+    }
+}
+
+/// Writes `params` to `path` as safetensors under their names. The file is written to a
+/// temporary file beside it and renamed over it, so a crash never leaves a half-written
+/// file in place of the previous one.
+pub fn save_state_dict<T: Element>(params: &[(String, Param<T>)], path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = params
+        .iter()
+        .map(|(name, p)| {
+            let t = p.tensor();
+            let bytes = t.to_vec().iter().flat_map(|&v| le_bytes(v)).collect();
+            (name.clone(), t.shape().to_vec(), bytes)
+        })
+        .collect();
+    let dtype = if T::DTYPE == "f64" { Dtype::F64 } else { Dtype::F32 };
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| io_error("save", path, e))?;
+    let data = safetensors::serialize(views, &None).map_err(|e| io_error("save", path, e))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, data).map_err(|e| io_error("save", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error("save", path, e))
+}
+
+fn le_bytes<T: Element>(v: T) -> Vec<u8> {
+    match T::DTYPE {
+        "f64" => v.to_f64().expect("float").to_le_bytes().to_vec(),
+        _ => (v.to_f64().expect("float") as f32).to_le_bytes().to_vec(),
+    }
+}
+
+/// Sets `params` from `state` by name, as PyTorch's `load_state_dict(strict=True)`: every
+/// parameter must be present with its shape and element type, and the file must hold
+/// nothing else. On any mismatch nothing is changed and the error lists every mismatch.
+pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateDict) -> Result<()> {
+    let mut problems = Vec::new();
+    for (name, p) in params {
+        match state.tensors.get(name) {
+            None => problems.push(format!("missing {name}")),
+            Some(t) if t.shape != p.shape() => {
+                problems.push(format!("{name} has shape {:?} in the file, {:?} in the module", t.shape, p.shape()))
+            }
+            Some(t) if t.dtype != dtype_name::<T>() => {
+                problems.push(format!("{name} is {} in the file, {} in the module", t.dtype, dtype_name::<T>()))
+            }
+            Some(_) => {}
+        }
+    }
+    for name in state.tensors.keys() {
+        if !params.iter().any(|(n, _)| n == name) {
+            problems.push(format!("unexpected {name}"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::invalid("load_state_dict", problems.join("; ")));
+    }
+    for (name, p) in params {
+        let t = &state.tensors[name];
+        let value = ndarray::ArrayD::from_shape_vec(t.shape.as_slice(), t.values.iter().map(|&v| T::of(v)).collect())
+            .map_err(|e| Error::shape("load_state_dict", format!("{name}: {e}")))?;
+        p.set(value)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Gradient clipping, applied to every gradient of a store together.
+
+use crate::autograd::Gradients;
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+
+/// Scales all gradients together so that their joint `norm_type`-norm is at most
+/// `max_norm`, as `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
+/// `norm_type` may be `f64::INFINITY` (the largest absolute value). The scale is
+/// `min(1, max_norm / (norm + 1e-6))`, PyTorch's.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let w = Tensor::from_vec(vec![3.0, 4.0], &[2])?.requires_grad_(true);
+/// let mut grads = (&w * &w).sum().backward()?;     // ∇ = (6, 8), norm 10
+/// let norm = optim::clip_grad_norm(&mut grads, 1.0, 2.0)?;
+/// assert_eq!(norm, 10.0);
+/// let g = grads.get(&w).unwrap().to_vec();
+/// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn clip_grad_norm<T: Element>(grads: &mut Gradients<T>, max_norm: f64, norm_type: f64) -> Result<f64> {
+    if norm_type.is_nan() || norm_type <= 0.0 {
+        return Err(Error::invalid("clip_grad_norm", format!("norm_type {norm_type} must be positive")));
+    }
+    let mut total: f64 = 0.0;
+    for (_, g) in grads.iter() {
+        for &v in g.value().iter() {
+            let a = v.to_f64().unwrap_or(f64::NAN).abs();
+            total = if norm_type.is_infinite() { total.max(a) } else { total + a.powf(norm_type) };
+        }
+    }
+    let norm = if norm_type.is_infinite() { total } else { total.powf(1.0 / norm_type) };
+    let scale = T::of((max_norm / (norm + 1e-6)).min(1.0));
+    for g in grads.values_mut() {
+        *g = Tensor::from(g.value().mapv(|v| v * scale));
+    }
+    Ok(norm)
+}
+
+/// Clamps every gradient element to `[-clip_value, clip_value]`, as
+/// `torch.nn.utils.clip_grad_value_`.
+pub fn clip_grad_value<T: Element>(grads: &mut Gradients<T>, clip_value: f64) -> Result<()> {
+    if clip_value.is_nan() || clip_value < 0.0 {
+        return Err(Error::invalid("clip_grad_value", format!("clip_value {clip_value} must be non-negative")));
+    }
+    let c = T::of(clip_value);
+    for g in grads.values_mut() {
+        *g = g.detach().clamp(-c, c);
+    }
+    Ok(())
+}
