@@ -348,12 +348,7 @@ type Built<T> = (Vec<(String, Param<T>)>, Forward<T>);
 
 /// A module (or loss) from its class name and config: its parameters by name and its
 /// forward over the case's float inputs (integer inputs are read from the case).
-fn build_module<T: Element>(
-    case: &Case,
-    name: &str,
-    config: &Value,
-    training: bool,
-) -> Result<Built<T>, String> {
+fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: bool) -> Result<Built<T>, String> {
     let s = |e: nabla::Error| e.to_string();
     let get = |k: &str| config.get(k).and_then(Value::as_f64);
     let get_usize = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| format!("config has no {k}"));

@@ -62,6 +62,8 @@ pub struct Split {
     pub test_x: Tensor,
     /// Test labels.
     pub test_y: ArrayD<usize>,
+    /// Which samples of the full set are the test samples, in order.
+    pub test_indices: Vec<usize>,
 }
 
 impl Digits {
@@ -80,6 +82,7 @@ impl Digits {
             train_y: self.labels.select_rows(train),
             test_x: scaled.select_rows(test),
             test_y: self.labels.select_rows(test),
+            test_indices: test.to_vec(),
         })
     }
 }
