@@ -158,6 +158,17 @@ impl RReLU {
     }
 }
 
+impl RReLU {
+    /// Training mode (the default). An inherent method, so that it needs no element type.
+    pub fn train(&self) {
+        self.mode.set(true)
+    }
+    /// Evaluation mode.
+    pub fn eval(&self) {
+        self.mode.set(false)
+    }
+}
+
 impl<T: Element> Module<T> for RReLU {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,6 +195,17 @@ impl Dropout {
             return Err(Error::invalid("Dropout", format!("probability {p} is not in [0, 1]")));
         }
         Ok(Dropout { p, mode: Mode::default(), rng: Mutex::new(StdRng::seed_from_u64(rng.random())) })
+    }
+}
+
+impl Dropout {
+    /// Training mode (the default). An inherent method, so that it needs no element type.
+    pub fn train(&self) {
+        self.mode.set(true)
+    }
+    /// Evaluation mode.
+    pub fn eval(&self) {
+        self.mode.set(false)
     }
 }
 

@@ -276,3 +276,9 @@ pub fn margin_ranking_loss<T: Element>(
     let losses = y.neg().mul(&x1.sub(x2)?)?.add_scalar(margin).clamp(T::zero(), T::infinity());
     Ok(reduction.apply(losses))
 }
+
+/// `nll_loss(log_softmax(logits, 1), target)` with the mean reduction: the composition
+/// that [`cross_entropy`] equals (kept as its test oracle).
+pub fn log_softmax_nll<T: Element>(logits: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
+    nll_loss(&logits.log_softmax(1)?, target, None, None, Reduction::Mean)
+}

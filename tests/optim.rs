@@ -1,0 +1,116 @@
+//! Optimisers, schedules, clipping and optimiser state.
+
+use nabla::nn::functional::{mse_loss, Reduction};
+use nabla::optim::{CosineAnnealingLr, ExponentialLr, LrScheduler, Schedule, StepLr};
+use nabla::prelude::*;
+
+/// Least squares `min ||Xw - y||²` solved by the normal equations `XᵀX w = Xᵀy` (Gaussian
+/// elimination, f64), the reference for gradient descent.
+fn normal_equations(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
+    let d = x[0].len();
+    let mut a = vec![vec![0.0; d + 1]; d];
+    for (row, &t) in x.iter().zip(y) {
+        for i in 0..d {
+            for j in 0..d {
+                a[i][j] += row[i] * row[j];
+            }
+            a[i][d] += row[i] * t;
+        }
+    }
+    for col in 0..d {
+        let pivot = (col..d).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs())).unwrap();
+        a.swap(col, pivot);
+        for r in 0..d {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                for c in col..=d {
+                    a[r][c] -= f * a[col][c];
+                }
+            }
+        }
+    }
+    (0..d).map(|i| a[i][d] / a[i][i]).collect()
+}
+
+#[test]
+fn full_batch_gradient_descent_reaches_the_normal_equation_solution() {
+    let mut rng = nabla::rng(11);
+    let x = Tensor::<f64>::randn(&[200, 3], &mut rng);
+    let y = x.matmul(&Tensor::<f64>::from_vec(vec![1.5, -2.0, 0.5], &[3, 1]).unwrap()).unwrap()
+        + &Tensor::<f64>::randn(&[200, 1], &mut rng).mul_scalar(0.3);
+    let rows: Vec<Vec<f64>> = x.to_vec().chunks(3).map(|r| r.to_vec()).collect();
+    let exact = normal_equations(&rows, &y.to_vec());
+    let w = nn::Param::new(Tensor::<f64>::zeros(&[3, 1]));
+    let mut opt = optim::Sgd::new(vec![w.clone()], 0.1);
+    for _ in 0..500 {
+        let loss = mse_loss(&x.matmul(&w.tensor()).unwrap(), &y, Reduction::Mean).unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+    }
+    for (a, b) in w.tensor().to_vec().iter().zip(&exact) {
+        assert!((a - b).abs() < 1e-10, "GD {a} vs normal equations {b}");
+    }
+}
+
+#[test]
+fn schedules_follow_their_closed_forms() {
+    let step = StepLr { step_size: 3, gamma: 0.1 };
+    assert_eq!((0..7).map(|e| step.lr_at(1.0, e)).collect::<Vec<_>>()[..], [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1f64.powi(2)][..]);
+    assert_eq!(ExponentialLr { gamma: 0.5 }.lr_at(2.0, 3), 0.25);
+    let cosine = CosineAnnealingLr { t_max: 10, eta_min: 0.1 };
+    assert_eq!(cosine.lr_at(1.0, 0), 1.0);
+    assert!((cosine.lr_at(1.0, 5) - 0.55).abs() < 1e-15);
+    assert!((cosine.lr_at(1.0, 10) - 0.1).abs() < 1e-15);
+    let w = nn::Param::new(Tensor::zeros(&[1]));
+    let mut opt = optim::Adam::new(vec![w], 0.1);
+    let mut schedule = Schedule::new(ExponentialLr { gamma: 0.5 }, &opt);
+    schedule.step(&mut opt);
+    schedule.step(&mut opt);
+    assert_eq!(opt.lr(), 0.025);
+}
+
+/// Five Adam steps on a fixed quadratic, interrupted after two by a save and a restore
+/// into a fresh optimiser, end where five uninterrupted steps end.
+#[test]
+fn optimizer_state_saved_and_restored_continues_identically() {
+    let target = Tensor::<f64>::from_vec(vec![1.0, -1.0, 2.0], &[3]).unwrap();
+    let run = |interrupt: bool| -> Vec<f64> {
+        let w = nn::Param::new(Tensor::<f64>::zeros(&[3]));
+        let mut opt = optim::Adam::new(vec![w.clone()], 0.1).amsgrad(true);
+        for k in 0..5 {
+            if interrupt && k == 2 {
+                let state = opt.state_dict();
+                opt = optim::Adam::new(vec![w.clone()], 0.1).amsgrad(true);
+                opt.load_state_dict(&state).unwrap();
+            }
+            let loss = (&w.tensor() - &target).pow(2.0).sum();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        w.tensor().to_vec()
+    };
+    assert_eq!(run(true), run(false));
+    let w = nn::Param::new(Tensor::<f64>::zeros(&[3]));
+    let mut opt = optim::Sgd::new(vec![w], 0.1).momentum(0.9);
+    let mut bad = std::collections::BTreeMap::new();
+    bad.insert("0.momentum_buffer".to_string(), Tensor::<f64>::zeros(&[4]));
+    assert_eq!(opt.load_state_dict(&bad).unwrap_err().to_string(), "load_state_dict: 0.momentum_buffer has shape [4], parameter 0 has [3]");
+}
+
+#[test]
+fn clipping_by_value_and_by_infinity_norm() {
+    let w = Tensor::<f64>::from_vec(vec![3.0, -4.0], &[2]).unwrap().requires_grad_(true);
+    let mut grads = (&w * &w).sum().backward().unwrap(); // (6, -8)
+    optim::clip_grad_value(&mut grads, 5.0).unwrap();
+    assert_eq!(grads.get(&w).unwrap().to_vec(), vec![5.0, -5.0]);
+    let norm = optim::clip_grad_norm(&mut grads, 1.0, f64::INFINITY).unwrap();
+    assert_eq!(norm, 5.0);
+    assert!((grads.get(&w).unwrap().to_vec()[0] - 5.0 / (5.0 + 1e-6)).abs() < 1e-15);
+    assert!(optim::clip_grad_norm(&mut grads, 1.0, 0.0).is_err());
+}
+
+#[test]
+fn nesterov_without_momentum_is_refused() {
+    let w = nn::Param::new(Tensor::zeros(&[1]));
+    let mut opt = optim::Sgd::new(vec![w.clone()], 0.1).nesterov(true);
+    let err = opt.step(&w.tensor().sum().backward().unwrap()).unwrap_err();
+    assert_eq!(err.to_string(), "Sgd: Nesterov momentum needs momentum > 0 and dampening 0, got 0 and 0");
+}
