@@ -6,6 +6,7 @@ use nabla::prelude::*;
 
 /// Least squares `min ||Xw - y||²` solved by the normal equations `XᵀX w = Xᵀy` (Gaussian
 /// elimination, f64), the reference for gradient descent.
+#[allow(clippy::needless_range_loop)] // index notation reads like the algebra
 fn normal_equations(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
     let d = x[0].len();
     let mut a = vec![vec![0.0; d + 1]; d];
