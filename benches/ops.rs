@@ -1,10 +1,12 @@
 //! Criterion benches of the reference workloads this crate can run so far (see
 //! `../shared/bench/WORKLOADS.md` in the project, and `examples/workloads.rs` for the
-//! PyTorch comparison): W5 (GEMM), W7 (elementwise) and the per-op overhead on tiny tensors.
+//! PyTorch comparison): W1 (MLP training step), W4 (tiny MLP step), W5 (GEMM), W7
+//! (elementwise) and the per-op overhead on tiny tensors.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
 use nabla::prelude::*;
 use std::time::Duration;
 
@@ -49,5 +51,48 @@ fn per_op_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, w5_gemm, w7_elementwise, per_op_overhead);
+fn w1_mlp_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w1_mlp_step");
+    group.sample_size(50).measurement_time(Duration::from_secs(5));
+    let mut rng = nabla::rng(42);
+    let model = nn::Sequential::new()
+        .push(nn::Linear::new(784, 512, &mut rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(512, 256, &mut rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(256, 10, &mut rng));
+    let x = Tensor::randn(&[128, 784], &mut rng);
+    let y = ndarray::Array1::from_shape_fn(128, |i| (i * 7) % 10).into_dyn();
+    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+    group.bench_function("train_step", |bench| {
+        bench.iter(|| {
+            let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        })
+    });
+    group.finish();
+}
+
+fn w4_tiny_mlp_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w4_tiny_mlp_step");
+    let mut rng = nabla::rng(42);
+    let model = nn::Sequential::new()
+        .push(nn::Linear::new(2, 16, &mut rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::new(16, 16, &mut rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::new(16, 1, &mut rng));
+    let x = Tensor::randn(&[8, 2], &mut rng);
+    let y = Tensor::randn(&[8, 1], &mut rng);
+    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+    group.bench_function("train_step", |bench| {
+        bench.iter(|| {
+            let loss = mse_loss(&model.forward(&x).unwrap(), &y, Reduction::Mean).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, w1_mlp_step, w4_tiny_mlp_step, w5_gemm, w7_elementwise, per_op_overhead);
 criterion_main!(benches);

@@ -6,9 +6,10 @@
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
 //!
-//! A workload the crate cannot run yet prints nothing (W1-W4 and W6 need the layers,
-//! losses and convolutions of later issues).
+//! A workload the crate cannot run yet prints nothing (W2, W3 and W6 need the convolutions
+//! and recurrent layers of later issues).
 
+use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
 use nabla::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,39 @@ fn main() -> nabla::Result<()> {
             let g = Tensor::ones(&[n]);
             report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
         }
-        "w1" | "w2" | "w3" | "w4" | "w6" => {}
+        "w1" => {
+            let model = nn::Sequential::new()
+                .push(nn::Linear::new(784, 512, &mut rng))
+                .push(nn::ReLU)
+                .push(nn::Linear::new(512, 256, &mut rng))
+                .push(nn::ReLU)
+                .push(nn::Linear::new(256, 10, &mut rng));
+            let x = Tensor::randn(&[128, 784], &mut rng);
+            let y = ndarray::Array1::from_shape_fn(128, |i| (i * 7) % 10).into_dyn();
+            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+            let mut step = || {
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            };
+            report("w1", "train_step", threads, bench(seconds, &mut step), None);
+        }
+        "w4" => {
+            let model = nn::Sequential::new()
+                .push(nn::Linear::new(2, 16, &mut rng))
+                .push(nn::Tanh)
+                .push(nn::Linear::new(16, 16, &mut rng))
+                .push(nn::Tanh)
+                .push(nn::Linear::new(16, 1, &mut rng));
+            let x = Tensor::randn(&[8, 2], &mut rng);
+            let y = Tensor::randn(&[8, 1], &mut rng);
+            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+            let mut step = || {
+                let loss = mse_loss(&model.forward(&x).unwrap(), &y, Reduction::Mean).unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            };
+            report("w4", "train_step", threads, bench(seconds, &mut step), None);
+        }
+        "w2" | "w3" | "w6" => {}
         other => eprintln!("workloads: unknown workload {other} (w1..w7)"),
     }
     Ok(())

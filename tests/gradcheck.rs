@@ -178,3 +178,16 @@ fn gather_index_shape_from_ndarray() {
     let x = Tensor::<f64>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
     assert_eq!(x.gather(0, &idx).unwrap().to_vec(), vec![1.0, 4.0, 3.0, 2.0]);
 }
+
+#[test]
+fn linear_matches_its_composition() {
+    // The fused op against x Wᵀ + b written with matmul, transpose and add.
+    let x = randn(&[2, 3, 4], 91);
+    let w = randn(&[5, 4], 92);
+    let b = randn(&[5], 93);
+    let fused = x.linear(&w, Some(&b)).unwrap();
+    let composed = x.matmul(&w.t()).unwrap().add(&b).unwrap();
+    for (a, c) in fused.to_vec().iter().zip(composed.to_vec()) {
+        assert!((a - c).abs() < 1e-14);
+    }
+}

@@ -81,7 +81,8 @@ fn fill_widest<T, L: Loop<T>>(l: &L, start: usize, out: &mut [MaybeUninit<T>]) {
 fn run<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>) -> ArrayD<T> {
     let mut out: Vec<T> = crate::tensor::pool::take(len);
     let spare = &mut out.spare_capacity_mut()[..len];
-    if len >= PARALLEL_MIN_LEN {
+    // With one thread in the pool, handing the work to it only adds a wake-up.
+    if len >= PARALLEL_MIN_LEN && rayon::current_num_threads() > 1 {
         spare.par_chunks_mut(CHUNK).enumerate().for_each(|(k, chunk)| fill_widest(l, k * CHUNK, chunk));
     } else {
         fill_widest(l, 0, spare);

@@ -15,45 +15,61 @@ const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
 /// `a @ b` for two matrices of any strides, into a fresh row-major matrix.
 pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
+    gemm_plus_row(a, b, None)
+}
+
+/// `a @ b + row` (the row added to every row of the product) for matrices of any strides.
+/// With a row, the output starts as copies of it and the product is accumulated into it, so
+/// a bias costs no extra pass over the output.
+pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, row: Option<&[T]>) -> Array2<T> {
     let (m, k) = a.dim();
     let n = b.dim().1;
     // A recycled buffer: fresh memory would cost a page fault per 4 KiB on first touch.
     let mut buffer = crate::tensor::pool::take::<T>(m * n);
-    buffer.resize(m * n, T::zero());
-    let mut out = Array2::from_shape_vec((m, n), buffer).expect("m * n elements");
-    if m == 0 || n == 0 || k == 0 {
-        return out;
+    if let Some(row) = row {
+        (0..m).for_each(|_| buffer.extend_from_slice(row));
+    } else if k == 0 {
+        buffer.resize(m * n, T::zero());
     }
-    let threads = rayon::current_num_threads();
-    let parallelism =
-        if m * n * k >= PARALLEL_MIN_FLOPS && threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    let (sa, sb) = (a.strides(), b.strides());
-    // SAFETY: the three pointers address matrices of the dims and element strides given,
-    // `out` is a distinct allocation of m x n, and T is f32 or f64, which gemm supports.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            sa[1],
-            sa[0],
-            b.as_ptr(),
-            sb[1],
-            sb[0],
-            T::zero(),
-            T::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    if m > 0 && n > 0 && k > 0 {
+        let threads = rayon::current_num_threads();
+        let parallelism =
+            if m * n * k >= PARALLEL_MIN_FLOPS && threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let (sa, sb) = (a.strides(), b.strides());
+        let read_dst = row.is_some();
+        let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
+        // SAFETY: the pointers address matrices of the dims and element strides given; `dst`
+        // has room for m x n elements and is a distinct allocation; gemm reads it only when
+        // `read_dst` (then it holds the rows written above); T is f32 or f64.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                n as isize,
+                read_dst,
+                a.as_ptr(),
+                sa[1],
+                sa[0],
+                b.as_ptr(),
+                sb[1],
+                sb[0],
+                T::one(),
+                T::one(),
+                false,
+                false,
+                false,
+                parallelism,
+            );
+            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
+            if !read_dst {
+                buffer.set_len(m * n);
+            }
+        }
     }
-    out
+    Array2::from_shape_vec((m, n), buffer).expect("m * n elements")
 }
 
 fn as_matrix<'a, T: Element>(x: &'a ArrayViewD<'a, T>) -> ArrayView2<'a, T> {
@@ -169,13 +185,43 @@ impl<T: Element> Tensor<T> {
                 format!("input {:?} does not end in in_features {in_features} of weight {:?}", self.shape(), weight.shape()),
             ));
         }
-        let y = self.matmul(&weight.t())?;
-        match bias {
-            Some(b) if b.shape() != [out_features] => {
-                Err(Error::shape("linear", format!("bias {:?} is not [out_features] = [{out_features}]", b.shape())))
+        if let Some(b) = bias {
+            if b.shape() != [out_features] {
+                return Err(Error::shape("linear", format!("bias {:?} is not [out_features] = [{out_features}]", b.shape())));
             }
-            Some(b) => y.add(b),
-            None => Ok(y),
         }
+        Ok(linear_op(self, weight, bias))
     }
+}
+
+/// `y = x Wᵀ + b` as one op: the product and the bias in one pass (the bias is the output's
+/// starting value), and gradients in the layout the parameters have:
+/// `dL/dx = gy W`, `dL/dW = gyᵀ x` (row-major like W, no transposed copy), `dL/db = Σ gy`.
+/// The composition `x.matmul(&w.t()) + b` is its test oracle.
+fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Tensor<T> {
+    let in_features = weight.shape()[1];
+    let rows = x.len() / in_features.max(1);
+    let x2 = x.reshape_to(&[rows, in_features]);
+    let bias_row = bias.map(|b| b.to_vec());
+    let value = gemm_plus_row(&as_matrix(&x2.value()), &as_matrix(&weight.value()).t(), bias_row.as_deref());
+    let mut out_shape = x.shape()[..x.ndim() - 1].to_vec();
+    out_shape.push(weight.shape()[0]);
+    let value = value.into_shape_with_order(IxDyn(&out_shape)).expect("rows x out");
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    Tensor::from_op_arc(value.into_shared(), &inputs, || {
+        Box::new(rule("linear", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            let (out_features, in_features) = (w.shape()[0], w.shape()[1]);
+            let rows = gy.len() / out_features.max(1);
+            let gy2 = gy.reshape_to(&[rows, out_features]);
+            let gx = x.requires_grad().then(|| gy2.matmul_same_batch(w).reshape_to(x.shape()));
+            let gw = w.requires_grad().then(|| gy2.t().matmul_same_batch(&x.reshape_to(&[rows, in_features])));
+            let mut grads = vec![gx, gw];
+            if let Some(b) = inputs.get(2) {
+                grads.push(b.requires_grad().then(|| gy2.sum_dims(&[0], false).expect("dim 0 exists")));
+            }
+            grads
+        }))
+    })
 }

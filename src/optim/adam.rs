@@ -93,7 +93,8 @@ impl<T: Element> Optimizer<T> for Adam<T> {
         let (b1, b2) = (T::of(self.betas.0), T::of(self.betas.1));
         let (lr, eps, wd) = (T::of(self.lr), T::of(self.eps), T::of(self.weight_decay));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
-            let Some(mut g) = g else { continue };
+            let Some(g) = g else { continue };
+            let mut g = g.to_ndarray();
             let param = self.params[i].clone();
             self.step[i] += 1;
             let t = self.step[i] as i32;

@@ -55,9 +55,10 @@ pub trait Optimizer<T: Element = f32> {
     fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor<T>>) -> Result<()>;
 }
 
-/// The gradient of each parameter, `None` where the store has none.
-fn gradients_of<T: Element>(params: &[Param<T>], grads: &Gradients<T>) -> Vec<Option<ArrayD<T>>> {
-    params.iter().map(|p| grads.get(&p.tensor()).map(|g| g.to_ndarray())).collect()
+/// The gradient of each parameter (a shared handle, no copy), `None` where the store has
+/// none.
+fn gradients_of<T: Element>(params: &[Param<T>], grads: &Gradients<T>) -> Vec<Option<Tensor<T>>> {
+    params.iter().map(|p| grads.get(&p.tensor()).cloned()).collect()
 }
 
 /// Per-parameter buffers by name, shared by the optimisers for their state dicts.

@@ -71,7 +71,8 @@ impl<T: Element> Optimizer<T> for RmsProp<T> {
     fn step(&mut self, grads: &Gradients<T>) -> Result<()> {
         let (lr, alpha, eps, wd, mu) = (T::of(self.lr), T::of(self.alpha), T::of(self.eps), T::of(self.weight_decay), T::of(self.momentum));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
-            let Some(mut g) = g else { continue };
+            let Some(g) = g else { continue };
+            let mut g = g.to_ndarray();
             let param = self.params[i].clone();
             self.step[i] += 1;
             if self.weight_decay != 0.0 {

@@ -78,8 +78,15 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         }
         let (lr, mu, damp, wd) = (T::of(self.lr), T::of(self.momentum), T::of(self.dampening), T::of(self.weight_decay));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
-            let Some(mut g) = g else { continue };
+            let Some(g) = g else { continue };
             let param = &self.params[i];
+            if self.weight_decay == 0.0 && self.momentum == 0.0 {
+                // Plain SGD reads the gradient where it lies: no copy.
+                param.update(|w| Zip::from(w).and(&g.value()).for_each(|w, &g| *w = *w - lr * g));
+                self.step[i] += 1;
+                continue;
+            }
+            let mut g = g.to_ndarray();
             if self.weight_decay != 0.0 {
                 Zip::from(&mut g).and(&param.tensor().value()).for_each(|g, &w| *g = *g + wd * w);
             }
