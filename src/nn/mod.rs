@@ -36,7 +36,7 @@ pub use linear::{Flatten, Identity, Linear};
 pub use loss::{CrossEntropyLoss, MSELoss, MarginRankingLoss, NLLLoss};
 pub use param::Param;
 pub use sequential::Sequential;
-pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, StateDict, StoredTensor};
+pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, save_tensors, StateDict, StoredTensor};
 
 use crate::error::Result;
 use crate::tensor::{Element, Tensor};

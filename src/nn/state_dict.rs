@@ -3,7 +3,7 @@
 
 use super::Param;
 use crate::error::{Error, Result};
-use crate::tensor::Element;
+use crate::tensor::{Element, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,11 +65,17 @@ fn dtype_name<T: Element>() -> &'static str {
 /// temporary file beside it and renamed over it, so a crash never leaves a half-written
 /// file in place of the previous one.
 pub fn save_state_dict<T: Element>(params: &[(String, Param<T>)], path: impl AsRef<Path>) -> Result<()> {
+    let tensors: Vec<(String, Tensor<T>)> = params.iter().map(|(name, p)| (name.clone(), p.tensor())).collect();
+    save_tensors(&tensors, path)
+}
+
+/// Writes named tensors to `path` as safetensors, through a temporary file renamed into
+/// place (what [`save_state_dict`] and `optim::save_state` use).
+pub fn save_tensors<T: Element>(tensors: &[(String, Tensor<T>)], path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = params
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(name, p)| {
-            let t = p.tensor();
+        .map(|(name, t)| {
             let bytes = t.to_vec().iter().flat_map(|&v| le_bytes(v)).collect();
             (name.clone(), t.shape().to_vec(), bytes)
         })

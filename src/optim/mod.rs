@@ -55,6 +55,40 @@ pub trait Optimizer<T: Element = f32> {
     fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor<T>>) -> Result<()>;
 }
 
+/// Writes an optimiser's state ([`Optimizer::state_dict`]) to a safetensors file.
+pub fn save_state<T: Element>(optimizer: &impl Optimizer<T>, path: impl AsRef<std::path::Path>) -> Result<()> {
+    let tensors: Vec<(String, Tensor<T>)> = optimizer.state_dict().into_iter().collect();
+    crate::nn::save_tensors(&tensors, path)
+}
+
+/// Restores an optimiser's state from a file written by [`save_state`]; `Err` (and nothing
+/// changed) when the file does not fit the optimiser's parameters.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let w = nn::Param::new(Tensor::ones(&[2]));
+/// let mut opt = optim::Sgd::new(vec![w.clone()], 0.1).momentum(0.9);
+/// opt.step(&w.tensor().sum().backward()?)?;
+/// let path = std::env::temp_dir().join("nabla-doc-sgd-state.safetensors");
+/// optim::save_state(&opt, &path)?;
+/// let mut restored = optim::Sgd::new(vec![w.clone()], 0.1).momentum(0.9);
+/// optim::load_state(&mut restored, &path)?;
+/// assert_eq!(restored.state_dict()["0.momentum_buffer"].to_vec(), vec![1.0, 1.0]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn load_state<T: Element>(optimizer: &mut impl Optimizer<T>, path: impl AsRef<std::path::Path>) -> Result<()> {
+    let file = crate::nn::read_safetensors(path)?;
+    let mut state = BTreeMap::new();
+    for (name, t) in file.tensors {
+        let values = t.values.iter().map(|&v| T::of(v)).collect();
+        state.insert(
+            name,
+            Tensor::from(ArrayD::from_shape_vec(t.shape.as_slice(), values).map_err(|e| Error::shape("load_state", e.to_string()))?),
+        );
+    }
+    optimizer.load_state_dict(&state)
+}
+
 /// The gradient of each parameter (a shared handle, no copy), `None` where the store has
 /// none.
 fn gradients_of<T: Element>(params: &[Param<T>], grads: &Gradients<T>) -> Vec<Option<Tensor<T>>> {
