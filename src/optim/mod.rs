@@ -1,7 +1,7 @@
 //! Optimisers, gradient clipping and learning-rate schedules, with PyTorch's update rules
 //! and defaults.
 //!
-//! An optimiser holds the [`Param`](crate::nn::Param)s it updates and reads their gradients
+//! An optimiser holds the [`Param`]s it updates and reads their gradients
 //! from the [`Gradients`] store a backward pass returned: nothing is stored on tensors, so
 //! there is no `zero_grad`. Full-batch, stochastic and mini-batch gradient descent are the
 //! same loop with batches of N, 1 and B samples (see [`crate::data::Batches`]).
