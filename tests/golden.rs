@@ -7,8 +7,9 @@
 //! the PENDING list (capabilities later issues bring) is pending; any other case that cannot
 //! be built is a failure.
 
-use nabla::nn::StoredTensor;
 use nabla::nn::{functional, load_state_dict, Param, Reduction, StateDict};
+use nabla::nn::{Pool1d, Pool2d, PoolKind, StoredTensor};
+use nabla::ops::{Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig};
 use nabla::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -18,29 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// (kind, name) pairs not built yet; `*` stands for every name of a kind.
-const PENDING: &[(&str, &str)] = &[
-    ("op", "conv1d"),
-    ("op", "conv2d"),
-    ("op", "max_pool1d"),
-    ("op", "max_pool2d"),
-    ("op", "avg_pool1d"),
-    ("op", "avg_pool2d"),
-    ("op", "lp_pool1d"),
-    ("op", "lp_pool2d"),
-    ("op", "lse_pool1d"),
-    ("op", "lse_pool2d"),
-    ("module", "Conv1d"),
-    ("module", "Conv2d"),
-    ("module", "MaxPool1d"),
-    ("module", "MaxPool2d"),
-    ("module", "AvgPool1d"),
-    ("module", "AvgPool2d"),
-    ("module", "LPPool1d"),
-    ("module", "LPPool2d"),
-    ("module", "RNN"),
-    ("module", "GRU"),
-    ("module", "LSTM"),
-];
+const PENDING: &[(&str, &str)] = &[("module", "RNN"), ("module", "GRU"), ("module", "LSTM")];
 
 enum Data {
     Float(Vec<f64>),
@@ -189,6 +168,88 @@ fn to_f64<T: Element>(t: &Tensor<T>) -> Vec<f64> {
     t.to_vec().into_iter().map(|x| x.to_f64().unwrap()).collect()
 }
 
+/// An int or a list of ints in a config, as one value per spatial dim (`dims` of them).
+fn spatial(config: &Value, key: &str, dims: usize, default: Option<usize>) -> Result<Vec<usize>, String> {
+    match config.get(key) {
+        Some(Value::Number(n)) => Ok(vec![n.as_u64().ok_or(format!("{key} is not a count"))? as usize; dims]),
+        Some(Value::Array(a)) if a.len() == dims => {
+            a.iter().map(|v| v.as_u64().map(|v| v as usize).ok_or(format!("{key} is not a list of counts"))).collect()
+        }
+        None | Some(Value::Null) => default.map(|d| vec![d; dims]).ok_or(format!("config has no {key}")),
+        Some(other) => Err(format!("{key} = {other} is not a count or a list of {dims}")),
+    }
+}
+
+fn conv2d_config(config: &Value) -> Result<Conv2dConfig, String> {
+    let pair = |key, default| spatial(config, key, 2, Some(default)).map(|v| [v[0], v[1]]);
+    Ok(Conv2dConfig {
+        stride: pair("stride", 1)?,
+        padding: pair("padding", 0)?,
+        dilation: pair("dilation", 1)?,
+        groups: config.get("groups").and_then(Value::as_u64).unwrap_or(1) as usize,
+    })
+}
+
+fn conv1d_config(config: &Value) -> Result<Conv1dConfig, String> {
+    let one = |key, default| spatial(config, key, 1, Some(default)).map(|v| v[0]);
+    Ok(Conv1dConfig {
+        stride: one("stride", 1)?,
+        padding: one("padding", 0)?,
+        dilation: one("dilation", 1)?,
+        groups: config.get("groups").and_then(Value::as_u64).unwrap_or(1) as usize,
+    })
+}
+
+fn pool2d_config(config: &Value) -> Result<Pool2dConfig, String> {
+    let kernel = spatial(config, "kernel_size", 2, None)?;
+    let stride = spatial(config, "stride", 2, None).unwrap_or_else(|_| kernel.clone());
+    let padding = spatial(config, "padding", 2, Some(0))?;
+    let dilation = spatial(config, "dilation", 2, Some(1))?;
+    Ok(Pool2dConfig {
+        kernel_size: [kernel[0], kernel[1]],
+        stride: [stride[0], stride[1]],
+        padding: [padding[0], padding[1]],
+        dilation: [dilation[0], dilation[1]],
+    })
+}
+
+fn pool1d_config(config: &Value) -> Result<Pool1dConfig, String> {
+    let kernel = spatial(config, "kernel_size", 1, None)?[0];
+    let stride = spatial(config, "stride", 1, None).map(|v| v[0]).unwrap_or(kernel);
+    Ok(Pool1dConfig {
+        kernel_size: kernel,
+        stride,
+        padding: spatial(config, "padding", 1, Some(0))?[0],
+        dilation: spatial(config, "dilation", 1, Some(1))?[0],
+    })
+}
+
+/// The pooling of a module or op name (`MaxPool2d`, `lp_pool1d`, …) and its config.
+fn pool_kind(name: &str, config: &Value) -> Option<PoolKind> {
+    let lower = name.to_lowercase();
+    if lower.starts_with("maxpool") || lower.starts_with("max_pool") {
+        Some(PoolKind::Max)
+    } else if lower.starts_with("avgpool") || lower.starts_with("avg_pool") {
+        Some(PoolKind::Avg { count_include_pad: config.get("count_include_pad").and_then(Value::as_bool).unwrap_or(true) })
+    } else if lower.starts_with("lppool") || lower.starts_with("lp_pool") {
+        Some(PoolKind::Lp { norm_type: config.get("norm_type").and_then(Value::as_f64).unwrap_or(2.0) })
+    } else if lower.starts_with("lsepool") || lower.starts_with("lse_pool") {
+        Some(PoolKind::Lse { beta: config.get("beta").and_then(Value::as_f64).unwrap_or(1.0) })
+    } else {
+        None
+    }
+}
+
+/// A pooling layer from its name and config.
+fn pool_module<T: Element>(name: &str, config: &Value) -> Result<Option<Box<dyn Module<T>>>, String> {
+    let Some(kind) = pool_kind(name, config) else { return Ok(None) };
+    Ok(Some(if name.ends_with("1d") {
+        Box::new(Pool1d { kind, config: pool1d_config(config)? })
+    } else {
+        Box::new(Pool2d { kind, config: pool2d_config(config)? })
+    }))
+}
+
 /// Builds the op of an `op` case from its inputs.
 fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<Tensor<T>>, String> {
     let s = |e: nabla::Error| e.to_string();
@@ -238,6 +299,12 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         "gather" => x[0].gather(case.cfg_i64("dim")? as isize, &case.indices("input.1")?).map_err(s)?,
         "matmul" => x[0].matmul(&x[1]).map_err(s)?,
         "linear" => x[0].linear(&x[1], x.get(2)).map_err(s)?,
+        "conv1d" => x[0].conv1d(&x[1], x.get(2), conv1d_config(&case.config)?).map_err(s)?,
+        "conv2d" => x[0].conv2d(&x[1], x.get(2), conv2d_config(&case.config)?).map_err(s)?,
+        pool if pool_kind(pool, &case.config).is_some() => {
+            let layer = pool_module::<T>(pool, &case.config)?.expect("a pool name");
+            layer.forward(&x[0]).map_err(s)?
+        }
         "mse_loss" => functional::mse_loss(&x[0], &x[1], case.reduction()?).map_err(s)?,
         "nll_loss" => functional::nll_loss(&x[0], &case.indices("input.1")?, None, case.ignore_index(), case.reduction()?).map_err(s)?,
         "cross_entropy" => functional::cross_entropy(
@@ -363,6 +430,18 @@ fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: b
             start_dim: config.get("start_dim").and_then(Value::as_i64).unwrap_or(1) as isize,
             end_dim: config.get("end_dim").and_then(Value::as_i64).unwrap_or(-1) as isize,
         }),
+        "Conv1d" | "Conv2d" => {
+            let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
+            let (cin, cout) = (get_usize("in_channels")?, get_usize("out_channels")?);
+            if name == "Conv1d" {
+                let k = spatial(config, "kernel_size", 1, None)?[0];
+                Box::new(nn::Conv1d::<T>::new(cin, cout, k, conv1d_config(config)?, bias, &mut rng).map_err(s)?)
+            } else {
+                let k = spatial(config, "kernel_size", 2, None)?;
+                Box::new(nn::Conv2d::<T>::new(cin, cout, [k[0], k[1]], conv2d_config(config)?, bias, &mut rng).map_err(s)?)
+            }
+        }
+        pool if pool_kind(pool, config).is_some() => pool_module::<T>(pool, config)?.expect("a pool name"),
         "ReLU" => Box::new(nn::ReLU),
         "Sigmoid" => Box::new(nn::Sigmoid),
         "Tanh" => Box::new(nn::Tanh),

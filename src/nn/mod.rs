@@ -19,22 +19,26 @@
 
 mod activation;
 mod adaptive;
+mod conv;
 mod embedding;
 pub mod functional;
 pub mod init;
 mod linear;
 mod loss;
 mod param;
+mod pool;
 mod sequential;
 mod state_dict;
 
 pub use activation::{Dropout, LeakyReLU, LogSoftmax, PReLU, RReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
+pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
 pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
 pub use loss::{CrossEntropyLoss, MSELoss, MarginRankingLoss, NLLLoss};
 pub use param::Param;
+pub use pool::{avg_pool2d, max_pool2d, Pool1d, Pool2d, PoolKind};
 pub use sequential::Sequential;
 pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, save_tensors, StateDict, StoredTensor};
 

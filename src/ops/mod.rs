@@ -35,9 +35,11 @@
 //! - say what subgradient you chose where the function has a kink (`relu'(0) = 0`).
 
 mod binary;
+mod conv;
 mod index;
 mod kernel;
 mod linalg;
+mod pool;
 mod reduce;
 mod shape;
 mod softmax;
@@ -47,6 +49,8 @@ pub(crate) mod vmath;
 use crate::error::{Error, Result};
 
 pub use binary::where_;
+pub use conv::{conv_output_size, receptive_field, Conv1dConfig, Conv2dConfig};
+pub use pool::{Pool1dConfig, Pool2dConfig};
 
 /// A dim in `-ndim..ndim` as an axis index.
 pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result<usize> {

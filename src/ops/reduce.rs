@@ -24,7 +24,7 @@ fn reduce_array<T: Element>(
         value = fold(value.view(), Axis(d));
     }
     if keepdim {
-        value.into_shape_with_order(IxDyn(&keepdim_shape(x.shape(), dims))).expect("keepdim reshape")
+        value.into_shape_clone(IxDyn(&keepdim_shape(x.shape(), dims))).expect("keepdim reshape")
     } else {
         value
     }
@@ -141,7 +141,7 @@ impl<T: Element> Tensor<T> {
             value
         } else {
             let shape: Vec<usize> = self.shape().iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &n)| n).collect();
-            value.into_shape_with_order(IxDyn(&shape)).expect("drop reduced dims")
+            value.into_shape_clone(IxDyn(&shape)).expect("drop reduced dims")
         };
         Ok(Tensor::from_op_arc(value.into_shared(), &[self], move || {
             Box::new(rule("logsumexp", move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {

@@ -1,0 +1,102 @@
+//! `Conv1d` and `Conv2d`: convolution layers with PyTorch's parameters and initialisation.
+
+use super::init::{kaiming_uniform, uniform, FanMode};
+use super::{Module, Param};
+use crate::error::Result;
+use crate::ops::{Conv1dConfig, Conv2dConfig};
+use crate::tensor::{Element, Tensor};
+use rand::Rng;
+
+/// A 2-D convolution layer, as `torch.nn.Conv2d`: `weight (O, C/groups, kh, kw)` and
+/// `bias (O)`, initialised as PyTorch does (`U(±1/√fan_in)` for both, `fan_in = C/groups ·
+/// kh · kw`).
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::ops::Conv2dConfig;
+/// let conv = nn::Conv2d::new(1, 8, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }, true, &mut nabla::rng(0))?;
+/// assert_eq!(conv.forward(&Tensor::zeros(&[2, 1, 8, 8]))?.shape(), &[2, 8, 8, 8]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct Conv2d<T: Element = f32> {
+    /// `(out_channels, in_channels / groups, kh, kw)`.
+    pub weight: Param<T>,
+    /// `(out_channels)`, or `None`.
+    pub bias: Option<Param<T>>,
+    /// Stride, padding, dilation, groups.
+    pub config: Conv2dConfig,
+}
+
+fn init_conv<T: Element>(shape: &[usize], bias: bool, rng: &mut impl Rng) -> Result<(Param<T>, Option<Param<T>>)> {
+    let weight = kaiming_uniform(shape, 5f64.sqrt(), FanMode::FanIn, rng)?;
+    let fan_in: usize = shape[1..].iter().product();
+    let bound = if fan_in > 0 { 1.0 / (fan_in as f64).sqrt() } else { 0.0 };
+    let bias = bias.then(|| Param::new(uniform(&[shape[0]], bound, rng)));
+    Ok((Param::new(weight), bias))
+}
+
+impl<T: Element> Conv2d<T> {
+    /// A layer from `in_channels` to `out_channels` with a `kernel_size` window.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: [usize; 2],
+        config: Conv2dConfig,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let groups = config.groups.max(1);
+        let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size[0], kernel_size[1]], bias, rng)?;
+        Ok(Conv2d { weight, bias, config })
+    }
+}
+
+impl<T: Element> Module<T> for Conv2d<T> {
+    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let bias = self.bias.as_ref().map(Param::tensor);
+        input.conv2d(&self.weight.tensor(), bias.as_ref(), self.config)
+    }
+    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+        let mut params = vec![("weight".to_string(), self.weight.clone())];
+        params.extend(self.bias.as_ref().map(|b| ("bias".to_string(), b.clone())));
+        params
+    }
+}
+
+/// A 1-D convolution layer, as `torch.nn.Conv1d`: `weight (O, C/groups, k)`, `bias (O)`.
+pub struct Conv1d<T: Element = f32> {
+    /// `(out_channels, in_channels / groups, k)`.
+    pub weight: Param<T>,
+    /// `(out_channels)`, or `None`.
+    pub bias: Option<Param<T>>,
+    /// Stride, padding, dilation, groups.
+    pub config: Conv1dConfig,
+}
+
+impl<T: Element> Conv1d<T> {
+    /// A layer from `in_channels` to `out_channels` with a window of `kernel_size`.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        config: Conv1dConfig,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let groups = config.groups.max(1);
+        let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size], bias, rng)?;
+        Ok(Conv1d { weight, bias, config })
+    }
+}
+
+impl<T: Element> Module<T> for Conv1d<T> {
+    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let bias = self.bias.as_ref().map(Param::tensor);
+        input.conv1d(&self.weight.tensor(), bias.as_ref(), self.config)
+    }
+    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+        let mut params = vec![("weight".to_string(), self.weight.clone())];
+        params.extend(self.bias.as_ref().map(|b| ("bias".to_string(), b.clone())));
+        params
+    }
+}

@@ -1,0 +1,365 @@
+//! Convolution, as PyTorch's `conv1d`/`conv2d`: layouts `(N, C, L)` and `(N, C, H, W)`,
+//! weights `[out, in/groups, k…]`, with stride, zero padding, dilation and groups.
+//!
+//! Three ops close the family under differentiation, so gradients of any order work:
+//! the convolution `y = conv(x, w)`, its adjoint in the input (`conv_input_grad`, the
+//! transposed convolution) and its adjoint in the weight (`conv_weight_grad`). Each one's
+//! backward rule is written with the other two: with `⟨a, b⟩` the sum of `a ⊙ b`,
+//! `⟨gy, conv(x, w)⟩ = ⟨input_grad(gy, w), x⟩ = ⟨weight_grad(x, gy), w⟩`.
+//!
+//! The kernels are im2col + GEMM per sample and group (the `gemm` crate), samples in
+//! parallel with rayon.
+
+use super::linalg::gemm;
+use crate::autograd::rule;
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+use ndarray::{Array2, ArrayD, ArrayView2, IxDyn};
+use rayon::prelude::*;
+
+/// Stride, zero padding, dilation (per spatial dim) and groups of a 2-D convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dConfig {
+    /// Step between windows, `(height, width)`.
+    pub stride: [usize; 2],
+    /// Zeros added on each side, `(height, width)`.
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps (the "skip" convolution), `(height, width)`.
+    pub dilation: [usize; 2],
+    /// Input and output channels split into this many independent groups.
+    pub groups: usize,
+}
+
+impl Default for Conv2dConfig {
+    /// Stride 1, no padding, no dilation, one group: PyTorch's defaults.
+    fn default() -> Self {
+        Conv2dConfig { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }
+    }
+}
+
+/// The 1-D counterpart of [`Conv2dConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv1dConfig {
+    /// Step between windows.
+    pub stride: usize,
+    /// Zeros added on each side.
+    pub padding: usize,
+    /// Spacing between kernel taps.
+    pub dilation: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Default for Conv1dConfig {
+    fn default() -> Self {
+        Conv1dConfig { stride: 1, padding: 0, dilation: 1, groups: 1 }
+    }
+}
+
+/// The output length of a window sweep: `⌊(n + 2p - d(k - 1) - 1) / s⌋ + 1`, or `None` when
+/// the (dilated) kernel does not fit.
+pub fn conv_output_size(n: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+    let span = dilation * (kernel.max(1) - 1) + 1;
+    let padded = n + 2 * padding;
+    (padded >= span && stride > 0).then(|| (padded - span) / stride + 1)
+}
+
+/// Everything a kernel needs about one convolution's shapes.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    cfg: Conv2dConfig,
+}
+
+impl Geometry {
+    fn c_per_group(&self) -> usize {
+        self.c / self.cfg.groups
+    }
+    fn o_per_group(&self) -> usize {
+        self.o / self.cfg.groups
+    }
+    /// Rows of a group's column matrix: one per (input channel, kernel tap).
+    fn col_rows(&self) -> usize {
+        self.c_per_group() * self.kh * self.kw
+    }
+    fn col_cols(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// For each column-matrix entry, the input offset within one channel plane it reads, or
+    /// `None` for padding: computed once per call, shared by every channel and sample.
+    fn tap_offsets(&self) -> Vec<Option<usize>> {
+        let [sh, sw] = self.cfg.stride;
+        let [ph, pw] = self.cfg.padding;
+        let [dh, dw] = self.cfg.dilation;
+        let mut offsets = Vec::with_capacity(self.kh * self.kw * self.oh * self.ow);
+        for i in 0..self.kh {
+            for j in 0..self.kw {
+                for y in 0..self.oh {
+                    for x in 0..self.ow {
+                        let row = (y * sh + i * dh) as isize - ph as isize;
+                        let col = (x * sw + j * dw) as isize - pw as isize;
+                        let inside = row >= 0 && col >= 0 && (row as usize) < self.h && (col as usize) < self.w;
+                        offsets.push(inside.then(|| row as usize * self.w + col as usize));
+                    }
+                }
+            }
+        }
+        offsets
+    }
+}
+
+/// The column matrix of one sample and group: `[C/g · kh · kw, oh · ow]`.
+fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize, taps: &[Option<usize>]) -> Array2<T> {
+    let hw = g.h * g.w;
+    let taps_per_channel = g.kh * g.kw * g.col_cols();
+    let mut cols = Vec::with_capacity(g.col_rows() * g.col_cols());
+    for c in 0..g.c_per_group() {
+        let channel = &plane[(group * g.c_per_group() + c) * hw..][..hw];
+        cols.extend(taps[..taps_per_channel].iter().map(|t| t.map_or(T::zero(), |o| channel[o])));
+    }
+    Array2::from_shape_vec((g.col_rows(), g.col_cols()), cols).expect("rows x cols")
+}
+
+/// Adds a column matrix back into one sample's input planes: the adjoint of [`im2col`].
+fn col2im<T: Element>(cols: &ArrayView2<'_, T>, plane: &mut [T], g: &Geometry, group: usize, taps: &[Option<usize>]) {
+    let hw = g.h * g.w;
+    let taps_per_channel = g.kh * g.kw * g.col_cols();
+    for c in 0..g.c_per_group() {
+        let channel = &mut plane[(group * g.c_per_group() + c) * hw..][..hw];
+        let row_block = cols.slice(ndarray::s![c * g.kh * g.kw..(c + 1) * g.kh * g.kw, ..]);
+        for (tap, &v) in taps[..taps_per_channel].iter().zip(row_block.iter()) {
+            if let Some(o) = tap {
+                channel[*o] = channel[*o] + v;
+            }
+        }
+    }
+}
+
+fn standard<T: Element>(x: &Tensor<T>) -> std::borrow::Cow<'_, [T]> {
+    match x.value().to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(x.value().iter().copied().collect()),
+    }
+}
+
+/// The weight of one group as a matrix `[O/g, C/g · kh · kw]`.
+fn group_weight<'a, T: Element>(w: &'a [T], g: &Geometry, group: usize) -> ArrayView2<'a, T> {
+    let rows = g.o_per_group();
+    ArrayView2::from_shape((rows, g.col_rows()), &w[group * rows * g.col_rows()..][..rows * g.col_rows()]).expect("weight block")
+}
+
+/// `y[n, o] = Σ w[o] ⋆ x[n]` (+ bias), `[N, O, oh, ow]`.
+fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
+    let (xs, ws) = (standard(x), standard(w));
+    let taps = g.tap_offsets();
+    let per_sample = g.o * g.col_cols();
+    let mut out = vec![T::zero(); g.n * per_sample];
+    out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, out_n)| {
+        let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
+        for group in 0..g.cfg.groups {
+            let cols = im2col(plane, &g, group, &taps);
+            let y = gemm(&group_weight(&ws, &g, group), &cols.view());
+            let dst = &mut out_n[group * g.o_per_group() * g.col_cols()..][..g.o_per_group() * g.col_cols()];
+            dst.copy_from_slice(y.as_slice().expect("row-major"));
+        }
+    });
+    ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), out).expect("output shape")
+}
+
+/// `dL/dx` of a convolution given `gy`: `col2im(wᵀ gy)` per sample and group.
+fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
+    let (gys, ws) = (standard(gy), standard(w));
+    let taps = g.tap_offsets();
+    let per_sample = g.c * g.h * g.w;
+    let mut out = vec![T::zero(); g.n * per_sample];
+    out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
+        for group in 0..g.cfg.groups {
+            let gy_block = ArrayView2::from_shape(
+                (g.o_per_group(), g.col_cols()),
+                &gys[(n * g.o + group * g.o_per_group()) * g.col_cols()..][..g.o_per_group() * g.col_cols()],
+            )
+            .expect("gy block");
+            let cols = gemm(&group_weight(&ws, &g, group).t(), &gy_block);
+            col2im(&cols.view(), plane, &g, group, &taps);
+        }
+    });
+    ArrayD::from_shape_vec(IxDyn(&[g.n, g.c, g.h, g.w]), out).expect("input shape")
+}
+
+/// `dL/dw` of a convolution given `gy`: `Σ_n gy_n colsᵀ` per group.
+fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> ArrayD<T> {
+    let (xs, gys) = (standard(x), standard(gy));
+    let taps = g.tap_offsets();
+    let block = g.o_per_group() * g.col_rows();
+    let per_sample: Vec<Vec<T>> = (0..g.n)
+        .into_par_iter()
+        .map(|n| {
+            let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
+            let mut acc = Vec::with_capacity(g.cfg.groups * block);
+            for group in 0..g.cfg.groups {
+                let cols = im2col(plane, &g, group, &taps);
+                let gy_block = ArrayView2::from_shape(
+                    (g.o_per_group(), g.col_cols()),
+                    &gys[(n * g.o + group * g.o_per_group()) * g.col_cols()..][..g.o_per_group() * g.col_cols()],
+                )
+                .expect("gy block");
+                acc.extend(gemm(&gy_block, &cols.t()).iter().copied());
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![T::zero(); g.cfg.groups * block];
+    for sample in per_sample {
+        total.iter_mut().zip(sample).for_each(|(t, v)| *t = *t + v);
+    }
+    ArrayD::from_shape_vec(IxDyn(&[g.o, g.c_per_group(), g.kh, g.kw]), total).expect("weight shape")
+}
+
+/// Checks shapes and config; the geometry of `conv2d(x, w)`.
+fn geometry(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig) -> Result<Geometry> {
+    if x.len() != 4 || w.len() != 4 {
+        return Err(Error::shape(op, format!("input {x:?} and weight {w:?} must be (N, C, H, W) and (O, C/groups, kh, kw)")));
+    }
+    if cfg.groups == 0 || x[1] % cfg.groups != 0 || w[0] % cfg.groups != 0 {
+        return Err(Error::invalid(op, format!("groups {} must divide in channels {} and out channels {}", cfg.groups, x[1], w[0])));
+    }
+    if w[1] * cfg.groups != x[1] {
+        return Err(Error::shape(op, format!("weight {w:?} expects {} input channels, the input {x:?} has {}", w[1] * cfg.groups, x[1])));
+    }
+    if cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
+        return Err(Error::invalid(op, format!("stride {:?} and dilation {:?} must be positive", cfg.stride, cfg.dilation)));
+    }
+    let fail = || {
+        Error::shape(
+            op,
+            format!(
+                "kernel {:?} with dilation {:?} does not fit the padded input {:?} (padding {:?})",
+                &w[2..],
+                cfg.dilation,
+                &x[2..],
+                cfg.padding
+            ),
+        )
+    };
+    let oh = conv_output_size(x[2], w[2], cfg.stride[0], cfg.padding[0], cfg.dilation[0]).ok_or_else(fail)?;
+    let ow = conv_output_size(x[3], w[3], cfg.stride[1], cfg.padding[1], cfg.dilation[1]).ok_or_else(fail)?;
+    Ok(Geometry { n: x[0], c: x[1], h: x[2], w: x[3], o: w[0], kh: w[2], kw: w[3], oh, ow, cfg })
+}
+
+/// The convolution op (no bias): its rule uses the two adjoints.
+fn conv_op<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tensor<T> {
+    let value = conv_forward(x, w, g);
+    Tensor::from_op_arc(value.into_shared(), &[x, w], move || {
+        Box::new(rule("conv2d", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            vec![x.requires_grad().then(|| input_grad_op(gy, w, g)), w.requires_grad().then(|| weight_grad_op(x, gy, g))]
+        }))
+    })
+}
+
+/// `dL/dx = input_grad(gy, w)`, linear in each argument:
+/// `d⟨gz, input_grad(gy, w)⟩/dgy = conv(gz, w)`, `…/dw = weight_grad(gz, gy)`.
+fn input_grad_op<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tensor<T> {
+    let value = conv_input_grad_kernel(gy, w, g);
+    Tensor::from_op_arc(value.into_shared(), &[gy, w], move || {
+        Box::new(rule("conv2d_input_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
+            let (gy, w) = (&inputs[0], &inputs[1]);
+            vec![gy.requires_grad().then(|| conv_op(gz, w, g)), w.requires_grad().then(|| weight_grad_op(gz, gy, g))]
+        }))
+    })
+}
+
+/// `dL/dw = weight_grad(x, gy)`: `d⟨gz, weight_grad(x, gy)⟩/dx = input_grad(gy, gz)`,
+/// `…/dgy = conv(x, gz)`.
+fn weight_grad_op<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> Tensor<T> {
+    let value = conv_weight_grad_kernel(x, gy, g);
+    Tensor::from_op_arc(value.into_shared(), &[x, gy], move || {
+        Box::new(rule("conv2d_weight_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
+            let (x, gy) = (&inputs[0], &inputs[1]);
+            vec![x.requires_grad().then(|| input_grad_op(gy, gz, g)), gy.requires_grad().then(|| conv_op(x, gz, g))]
+        }))
+    })
+}
+
+fn add_channel_bias<T: Element>(op: &'static str, y: Tensor<T>, bias: Option<&Tensor<T>>) -> Result<Tensor<T>> {
+    let Some(b) = bias else { return Ok(y) };
+    let channels = y.shape()[1];
+    if b.shape() != [channels] {
+        return Err(Error::shape(op, format!("bias {:?} for {channels} output channels", b.shape())));
+    }
+    let mut shape = vec![1; y.ndim()];
+    shape[1] = channels;
+    y.add(&b.reshape_to(&shape))
+}
+
+impl<T: Element> Tensor<T> {
+    /// 2-D convolution (cross-correlation, as PyTorch) of `self: (N, C, H, W)` with
+    /// `weight: (O, C/groups, kh, kw)`, plus `bias: (O)`:
+    /// `y[n, o, i, j] = b[o] + Σ_{c, u, v} w[o, c, u, v] · x[n, c, i·s + u·d - p, j·s + v·d - p]`.
+    /// Output `(N, O, ⌊(H + 2p - d(kh - 1) - 1)/s⌋ + 1, …)`.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::ops::Conv2dConfig;
+    /// let x = Tensor::ones(&[1, 1, 4, 4]);
+    /// let w = Tensor::ones(&[1, 1, 3, 3]);
+    /// let y = x.conv2d(&w, None, Conv2dConfig { padding: [1, 1], ..Default::default() })?;
+    /// assert_eq!(y.shape(), &[1, 1, 4, 4]);
+    /// assert_eq!(y.value()[[0, 0, 0, 0]], 4.0);   // a corner sees 2 x 2 ones
+    /// assert_eq!(y.value()[[0, 0, 1, 1]], 9.0);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn conv2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, config: Conv2dConfig) -> Result<Tensor<T>> {
+        let g = geometry("conv2d", self.shape(), weight.shape(), config)?;
+        add_channel_bias("conv2d", conv_op(self, weight, g), bias)
+    }
+
+    /// 1-D convolution of `self: (N, C, L)` with `weight: (O, C/groups, k)`, plus
+    /// `bias: (O)`, as `torch.nn.functional.conv1d`; computed as a 2-D convolution of height 1.
+    pub fn conv1d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, config: Conv1dConfig) -> Result<Tensor<T>> {
+        if self.ndim() != 3 || weight.ndim() != 3 {
+            return Err(Error::shape(
+                "conv1d",
+                format!("input {:?} and weight {:?} must be (N, C, L) and (O, C/groups, k)", self.shape(), weight.shape()),
+            ));
+        }
+        let cfg = Conv2dConfig {
+            stride: [1, config.stride],
+            padding: [0, config.padding],
+            dilation: [1, config.dilation],
+            groups: config.groups,
+        };
+        let x = self.unsqueeze(2)?;
+        let w = weight.unsqueeze(2)?;
+        let g = geometry("conv1d", x.shape(), w.shape(), cfg)?;
+        let y = conv_op(&x, &w, g).squeeze(2)?;
+        add_channel_bias("conv1d", y, bias)
+    }
+}
+
+/// The receptive field of an output element of a stack of windowed layers (convolutions
+/// and poolings), each given as `(kernel, stride, dilation)`: how many consecutive input
+/// positions (along one dim) it depends on. `r = 1 + Σ_l d_l (k_l - 1) Π_{m<l} s_m`.
+///
+/// ```
+/// // two 3-wide convolutions, then a 2-wide pooling with stride 2, then a dilated 3-wide one
+/// assert_eq!(nabla::ops::receptive_field(&[(3, 1, 1), (3, 1, 1), (2, 2, 1), (3, 1, 2)]), 14);
+/// ```
+pub fn receptive_field(layers: &[(usize, usize, usize)]) -> usize {
+    let mut field = 1;
+    let mut jump = 1;
+    for &(kernel, stride, dilation) in layers {
+        field += dilation * (kernel.max(1) - 1) * jump;
+        jump *= stride;
+    }
+    field
+}

@@ -1,0 +1,209 @@
+//! Pooling: max, average, power-average (Lp) and log-sum-exp, in 1-D and 2-D.
+//!
+//! All four are one construction: gather every window into a trailing dim ("unfold", an
+//! `index_select` whose adjoint adds overlapping windows back), then reduce that dim with
+//! `amax`, `sum`, a power sum or `logsumexp`. The gradients are those of the reductions, so
+//! they need no code of their own and differentiate again: max pooling sends the gradient
+//! to the window's maximum (shared equally among exact ties), LSE pooling to the window's
+//! softmax.
+
+use super::conv::conv_output_size;
+use crate::error::{Error, Result};
+use crate::tensor::{Element, Tensor};
+
+/// Window, stride, zero (or -inf for max) padding and dilation of a 2-D pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool2dConfig {
+    /// Window size `(height, width)`.
+    pub kernel_size: [usize; 2],
+    /// Step between windows (PyTorch's default: the window size).
+    pub stride: [usize; 2],
+    /// Padding on each side (at most half the window, as PyTorch).
+    pub padding: [usize; 2],
+    /// Spacing between window taps (max pooling only, as PyTorch).
+    pub dilation: [usize; 2],
+}
+
+impl Pool2dConfig {
+    /// Non-overlapping `k × k` windows: stride `k`, no padding, no dilation.
+    pub fn new(kernel_size: usize) -> Self {
+        Pool2dConfig { kernel_size: [kernel_size; 2], stride: [kernel_size; 2], padding: [0; 2], dilation: [1; 2] }
+    }
+}
+
+/// The 1-D counterpart of [`Pool2dConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool1dConfig {
+    /// Window size.
+    pub kernel_size: usize,
+    /// Step between windows.
+    pub stride: usize,
+    /// Padding on each side.
+    pub padding: usize,
+    /// Spacing between window taps.
+    pub dilation: usize,
+}
+
+impl Pool1dConfig {
+    /// Non-overlapping windows of `k`.
+    pub fn new(kernel_size: usize) -> Self {
+        Pool1dConfig { kernel_size, stride: kernel_size, padding: 0, dilation: 1 }
+    }
+
+    fn as_2d(self) -> Pool2dConfig {
+        Pool2dConfig {
+            kernel_size: [1, self.kernel_size],
+            stride: [1, self.stride],
+            padding: [0, self.padding],
+            dilation: [1, self.dilation],
+        }
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// Every pooling window of `(N, C, H, W)` as `(N, C, oh, ow, kh·kw)`, padding with
+    /// `pad` (0, or -inf for max pooling).
+    fn unfold2d(&self, op: &'static str, cfg: Pool2dConfig, pad: T) -> Result<Tensor<T>> {
+        if self.ndim() != 4 {
+            return Err(Error::shape(op, format!("input {:?} must be (N, C, H, W)", self.shape())));
+        }
+        let [kh, kw] = cfg.kernel_size;
+        if kh == 0 || kw == 0 || cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
+            return Err(Error::invalid(
+                op,
+                format!("kernel {:?}, stride {:?} and dilation {:?} must be positive", cfg.kernel_size, cfg.stride, cfg.dilation),
+            ));
+        }
+        if cfg.padding[0] * 2 > kh || cfg.padding[1] * 2 > kw {
+            return Err(Error::invalid(
+                op,
+                format!("padding {:?} should be at most half of the kernel {:?}", cfg.padding, cfg.kernel_size),
+            ));
+        }
+        let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
+        let fail = || {
+            Error::shape(
+                op,
+                format!(
+                    "window {:?} (dilation {:?}) does not fit the input {:?} with padding {:?}",
+                    cfg.kernel_size,
+                    cfg.dilation,
+                    self.shape(),
+                    cfg.padding
+                ),
+            )
+        };
+        let oh = conv_output_size(h, kh, cfg.stride[0], cfg.padding[0], cfg.dilation[0]).ok_or_else(fail)?;
+        let ow = conv_output_size(w, kw, cfg.stride[1], cfg.padding[1], cfg.dilation[1]).ok_or_else(fail)?;
+        let [ph, pw] = cfg.padding;
+        let mut x = self.clone();
+        if ph > 0 || pw > 0 {
+            x = x.pad_axis(2, ph, ph).pad_axis(3, pw, pw);
+            if pad != T::zero() {
+                let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+                let border = ndarray::Array4::from_shape_fn((1, 1, hp, wp), |(_, _, i, j)| {
+                    if i < ph || i >= ph + h || j < pw || j >= pw + w {
+                        pad
+                    } else {
+                        T::zero()
+                    }
+                });
+                x = x.add(&Tensor::from(border.into_dyn()))?;
+            }
+        }
+        let wp = w + 2 * pw;
+        let mut index = Vec::with_capacity(oh * ow * kh * kw);
+        for y in 0..oh {
+            for xo in 0..ow {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        index.push((y * cfg.stride[0] + i * cfg.dilation[0]) * wp + xo * cfg.stride[1] + j * cfg.dilation[1]);
+                    }
+                }
+            }
+        }
+        let flat = x.reshape_to(&[n, c, x.shape()[2] * wp]);
+        Ok(flat.index_select(2, &index)?.reshape_to(&[n, c, oh, ow, kh * kw]))
+    }
+
+    /// Max pooling of `(N, C, H, W)`, as `torch.nn.functional.max_pool2d`: the largest
+    /// value of each window (padding counts as -inf); the gradient goes to the maximum.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::ops::Pool2dConfig;
+    /// let x = Tensor::arange(0.0, 16.0, 1.0)?.reshape(&[1, 1, 4, 4])?;
+    /// assert_eq!(x.max_pool2d(Pool2dConfig::new(2))?.to_vec(), vec![5.0, 7.0, 13.0, 15.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn max_pool2d(&self, cfg: Pool2dConfig) -> Result<Tensor<T>> {
+        self.unfold2d("max_pool2d", cfg, T::neg_infinity())?.amax_dims(&[4], false)
+    }
+
+    /// Average pooling, as `torch.nn.functional.avg_pool2d`: the mean of each window,
+    /// counting padding zeros in the divisor when `count_include_pad`. No dilation.
+    pub fn avg_pool2d(&self, cfg: Pool2dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
+        if cfg.dilation != [1, 1] {
+            return Err(Error::invalid("avg_pool2d", format!("dilation {:?} is not supported by average pooling", cfg.dilation)));
+        }
+        let sums = self.unfold2d("avg_pool2d", cfg, T::zero())?.sum_dims(&[4], false)?;
+        let [kh, kw] = cfg.kernel_size;
+        if count_include_pad || cfg.padding == [0, 0] {
+            return Ok(sums.div_scalar(T::of((kh * kw) as f64)));
+        }
+        // The divisor of each window: its taps that fall inside the input.
+        let (h, w) = (self.shape()[2], self.shape()[3]);
+        let (oh, ow) = (sums.shape()[2], sums.shape()[3]);
+        let inside = |start: usize, k: usize, pad: usize, n: usize| (start..start + k).filter(|&i| i >= pad && i < pad + n).count();
+        let counts = ndarray::Array4::from_shape_fn((1, 1, oh, ow), |(_, _, y, x)| {
+            T::of((inside(y * cfg.stride[0], kh, cfg.padding[0], h) * inside(x * cfg.stride[1], kw, cfg.padding[1], w)) as f64)
+        });
+        sums.div(&Tensor::from(counts.into_dyn()))
+    }
+
+    /// Power-average pooling, as `torch.nn.functional.lp_pool2d`: `(Σ_window x^p)^(1/p)`
+    /// (p = 1 is sum pooling, p → ∞ max pooling). No padding.
+    pub fn lp_pool2d(&self, norm_type: f64, cfg: Pool2dConfig) -> Result<Tensor<T>> {
+        let p = T::of(norm_type);
+        self.pow(p).unfold2d("lp_pool2d", cfg, T::zero())?.sum_dims(&[4], false).map(|s| s.pow(p.recip()))
+    }
+
+    /// Log-sum-exp pooling: `(1/β) log(mean_window exp(βx))`, computed stably. It tends to
+    /// average pooling as β → 0, to max pooling as β → +∞ and to min pooling as β → -∞.
+    /// `beta` must not be 0 (use average pooling).
+    pub fn lse_pool2d(&self, beta: f64, cfg: Pool2dConfig) -> Result<Tensor<T>> {
+        if beta == 0.0 || !beta.is_finite() {
+            return Err(Error::invalid("lse_pool2d", format!("beta {beta} must be finite and non-zero")));
+        }
+        let windows = self.mul_scalar(T::of(beta)).unfold2d("lse_pool2d", cfg, T::zero())?;
+        let k = (cfg.kernel_size[0] * cfg.kernel_size[1]) as f64;
+        Ok(windows.logsumexp_dims(&[4], false)?.add_scalar(T::of(-k.ln())).div_scalar(T::of(beta)))
+    }
+
+    /// Max pooling of `(N, C, L)`, as `torch.nn.functional.max_pool1d`.
+    pub fn max_pool1d(&self, cfg: Pool1dConfig) -> Result<Tensor<T>> {
+        self.pool1d("max_pool1d", |x| x.max_pool2d(cfg.as_2d()))
+    }
+
+    /// Average pooling of `(N, C, L)`, as `torch.nn.functional.avg_pool1d`.
+    pub fn avg_pool1d(&self, cfg: Pool1dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
+        self.pool1d("avg_pool1d", |x| x.avg_pool2d(cfg.as_2d(), count_include_pad))
+    }
+
+    /// Power-average pooling of `(N, C, L)`, as `torch.nn.functional.lp_pool1d`.
+    pub fn lp_pool1d(&self, norm_type: f64, cfg: Pool1dConfig) -> Result<Tensor<T>> {
+        self.pool1d("lp_pool1d", |x| x.lp_pool2d(norm_type, cfg.as_2d()))
+    }
+
+    /// Log-sum-exp pooling of `(N, C, L)`.
+    pub fn lse_pool1d(&self, beta: f64, cfg: Pool1dConfig) -> Result<Tensor<T>> {
+        self.pool1d("lse_pool1d", |x| x.lse_pool2d(beta, cfg.as_2d()))
+    }
+
+    fn pool1d(&self, op: &'static str, pool: impl FnOnce(&Tensor<T>) -> Result<Tensor<T>>) -> Result<Tensor<T>> {
+        if self.ndim() != 3 {
+            return Err(Error::shape(op, format!("input {:?} must be (N, C, L)", self.shape())));
+        }
+        pool(&self.unsqueeze(2)?)?.squeeze(2)
+    }
+}
