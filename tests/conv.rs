@@ -1,0 +1,157 @@
+//! Convolution and pooling: finite-difference checks (first and second order) and the
+//! course's properties.
+
+use nabla::autograd::{gradcheck, gradgradcheck, GradcheckOptions};
+use nabla::ops::{receptive_field, Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig};
+use nabla::prelude::*;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
+    Tensor::<f64>::randn(shape, &mut nabla::rng(seed))
+}
+
+fn check(name: &str, f: fn(&[Tensor<f64>]) -> nabla::Result<Tensor<f64>>, inputs: &[Tensor<f64>], second_order: bool) {
+    let options = GradcheckOptions::default();
+    gradcheck(f, inputs, &options).unwrap_or_else(|e| panic!("{name}: first order: {e}"));
+    if second_order {
+        gradgradcheck(f, inputs, &options).unwrap_or_else(|e| panic!("{name}: second order: {e}"));
+    }
+}
+
+#[test]
+fn convolutions_match_finite_differences_to_second_order() {
+    check(
+        "conv2d stride 2, padding 1, dilation 2, groups 2",
+        |x| x[0].conv2d(&x[1], Some(&x[2]), Conv2dConfig { stride: [2, 1], padding: [1, 2], dilation: [2, 1], groups: 2 }),
+        &[randn(&[2, 4, 7, 6], 1), randn(&[6, 2, 3, 2], 2), randn(&[6], 3)],
+        true,
+    );
+    check(
+        "conv1d",
+        |x| x[0].conv1d(&x[1], None, Conv1dConfig { stride: 2, padding: 1, dilation: 2, groups: 1 }),
+        &[randn(&[2, 3, 9], 4), randn(&[2, 3, 3], 5)],
+        true,
+    );
+}
+
+#[test]
+fn poolings_match_finite_differences() {
+    // Distinct values keep max pooling away from ties; positive ones suit Lp pooling.
+    let x = Tensor::<f64>::uniform(&[2, 2, 6, 5], 0.5, 2.0, &mut nabla::rng(6));
+    check(
+        "max_pool2d",
+        |x| x[0].max_pool2d(Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 2] }),
+        &[x.clone()],
+        false,
+    );
+    check(
+        "avg_pool2d",
+        |x| x[0].avg_pool2d(Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 1] }, false),
+        &[x.clone()],
+        true,
+    );
+    check("lp_pool2d", |x| x[0].lp_pool2d(3.0, Pool2dConfig::new(2)), &[x.clone()], true);
+    check(
+        "lse_pool2d",
+        |x| x[0].lse_pool2d(2.5, Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [0, 0], dilation: [1, 1] }),
+        &[x.clone()],
+        true,
+    );
+    check(
+        "max_pool1d",
+        |x| x[0].max_pool1d(Pool1dConfig { kernel_size: 3, stride: 2, padding: 1, dilation: 1 }),
+        &[x.reshape(&[2, 4, 15]).unwrap()],
+        false,
+    );
+}
+
+#[test]
+fn convolution_is_equivariant_to_translation() {
+    // Shifting the input by 2 pixels shifts the output by 2, away from the borders.
+    let x = randn(&[1, 2, 12, 12], 10);
+    let w = randn(&[3, 2, 3, 3], 11);
+    let shifted = Tensor::cat(&[Tensor::<f64>::zeros(&[1, 2, 12, 2]), x.narrow(3, 0, 10).unwrap()], 3).unwrap();
+    let y = x.conv2d(&w, None, Conv2dConfig::default()).unwrap();
+    let y_shifted = shifted.conv2d(&w, None, Conv2dConfig::default()).unwrap();
+    let a = y.narrow(3, 0, 6).unwrap().to_vec();
+    let b = y_shifted.narrow(3, 2, 6).unwrap().to_vec();
+    for (p, q) in a.iter().zip(&b) {
+        assert!((p - q).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn max_pooling_is_locally_invariant_to_small_shifts() {
+    // A single bright pixel moved within its 2x2 window leaves the pooled map unchanged.
+    let mut a = vec![0.0; 16];
+    let mut b = vec![0.0; 16];
+    a[5] = 1.0; // (1, 1)
+    b[4] = 1.0; // (1, 0): same 2x2 window
+    let pool = |v: Vec<f64>| Tensor::<f64>::from_vec(v, &[1, 1, 4, 4]).unwrap().max_pool2d(Pool2dConfig::new(2)).unwrap().to_vec();
+    assert_eq!(pool(a), pool(b));
+}
+
+#[test]
+fn lse_pooling_tends_to_max_avg_and_min() {
+    let x = Tensor::<f64>::uniform(&[1, 1, 4, 4], -1.0, 1.0, &mut nabla::rng(12));
+    let cfg = Pool2dConfig::new(2);
+    let gap = |a: &Tensor<f64>, b: &Tensor<f64>| a.sub(b).unwrap().abs().amax().item().unwrap();
+    let max = x.max_pool2d(cfg).unwrap();
+    let avg = x.avg_pool2d(cfg, true).unwrap();
+    let min = x.neg().max_pool2d(cfg).unwrap().neg();
+    // The gap to max pooling is at most ln(4)/β, so it shrinks like 1/β.
+    assert!(gap(&x.lse_pool2d(1e3, cfg).unwrap(), &max) <= 4f64.ln() / 1e3 + 1e-12);
+    assert!(gap(&x.lse_pool2d(1e-6, cfg).unwrap(), &avg) < 1e-6);
+    assert!(gap(&x.lse_pool2d(-1e3, cfg).unwrap(), &min) <= 4f64.ln() / 1e3 + 1e-12);
+}
+
+#[test]
+fn a_1x1_convolution_is_a_linear_layer_over_channels() {
+    let x = randn(&[2, 3, 4, 5], 13);
+    let w = randn(&[6, 3], 14);
+    let b = randn(&[6], 15);
+    let conv = x.conv2d(&w.reshape(&[6, 3, 1, 1]).unwrap(), Some(&b), Conv2dConfig::default()).unwrap();
+    let linear = x.permute(&[0, 2, 3, 1]).unwrap().linear(&w, Some(&b)).unwrap().permute(&[0, 3, 1, 2]).unwrap();
+    assert!(conv.sub(&linear).unwrap().abs().amax().item().unwrap() < 1e-12);
+}
+
+#[test]
+fn receptive_field_matches_which_outputs_move() {
+    // conv 3 (dilation 2), max pool 2 (stride 2), conv 3, along one dim.
+    let layers = [(3, 1, 2), (2, 2, 1), (3, 1, 1)];
+    let field = receptive_field(&layers);
+    assert_eq!(field, 1 + 2 * 2 + 1 + 2 * 2);
+    let forward = |x: &Tensor<f64>| {
+        let y = x.conv1d(&Tensor::<f64>::ones(&[1, 1, 3]), None, Conv1dConfig { dilation: 2, ..Default::default() }).unwrap();
+        let y = y.max_pool1d(Pool1dConfig::new(2)).unwrap();
+        y.conv1d(&Tensor::<f64>::ones(&[1, 1, 3]), None, Conv1dConfig::default()).unwrap()
+    };
+    // Which inputs does output 0 depend on? The gradient says: exactly the receptive field
+    // (with positive, distinct inputs every position of the field reaches the max).
+    let x =
+        Tensor::<f64>::from_vec((0..30).map(|i| 1.0 + (i as f64 * 0.37).sin().abs()).collect(), &[1, 1, 30]).unwrap().requires_grad_(true);
+    let y = forward(&x);
+    let mut cotangent = vec![0.0; y.len()];
+    cotangent[0] = 1.0;
+    let g = y.backward_with(&Tensor::<f64>::from_vec(cotangent, y.shape()).unwrap()).unwrap();
+    let reached: Vec<usize> = g.get(&x).unwrap().to_vec().iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| i).collect();
+    let span = reached.last().unwrap() - reached.first().unwrap() + 1;
+    assert!(span <= field, "output 0 depends on inputs {reached:?}, beyond the receptive field {field}");
+    // Perturbing an input just outside the field leaves output 0 unchanged.
+    let mut moved = x.to_vec();
+    moved[field] += 10.0;
+    let y2 = forward(&Tensor::<f64>::from_vec(moved, &[1, 1, 30]).unwrap());
+    assert_eq!(y2.to_vec()[0], y.to_vec()[0]);
+}
+
+#[test]
+fn conv_errors_name_the_op_and_values() {
+    let x = Tensor::zeros(&[1, 4, 5, 5]);
+    let err = x.conv2d(&Tensor::zeros(&[2, 3, 3, 3]), None, Conv2dConfig::default()).unwrap_err();
+    assert_eq!(err.to_string(), "conv2d: weight [2, 3, 3, 3] expects 3 input channels, the input [1, 4, 5, 5] has 4");
+    let err = x.conv2d(&Tensor::zeros(&[2, 4, 7, 7]), None, Conv2dConfig::default()).unwrap_err();
+    assert_eq!(err.to_string(), "conv2d: kernel [7, 7] with dilation [1, 1] does not fit the padded input [5, 5] (padding [0, 0])");
+    let err = x.conv2d(&Tensor::zeros(&[3, 2, 3, 3]), None, Conv2dConfig { groups: 2, ..Default::default() }).unwrap_err();
+    assert_eq!(err.to_string(), "conv2d: groups 2 must divide in channels 4 and out channels 3");
+    let err = x.max_pool2d(Pool2dConfig { kernel_size: [2, 2], stride: [2, 2], padding: [2, 2], dilation: [1, 1] }).unwrap_err();
+    assert_eq!(err.to_string(), "max_pool2d: padding [2, 2] should be at most half of the kernel [2, 2]");
+}
