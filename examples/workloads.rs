@@ -6,10 +6,11 @@
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
 //!
-//! A workload the crate cannot run yet prints nothing (W2, W3 and W6 need the convolutions
-//! and recurrent layers of later issues).
+//! A workload the crate cannot run yet prints nothing (W3 needs the recurrent layers of a
+//! later issue).
 
 use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+use nabla::ops::Conv2dConfig;
 use nabla::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -107,7 +108,46 @@ fn main() -> nabla::Result<()> {
             };
             report("w4", "train_step", threads, bench(seconds, &mut step), None);
         }
-        "w2" | "w3" | "w6" => {}
+        "w2" => {
+            let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+            let model = nn::Sequential::new()
+                .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, &mut rng)?)
+                .push(nn::ReLU)
+                .push(nn::max_pool2d(2))
+                .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, &mut rng)?)
+                .push(nn::ReLU)
+                .push(nn::max_pool2d(2))
+                .push(nn::Flatten::new())
+                .push(nn::Linear::new(3136, 128, &mut rng))
+                .push(nn::ReLU)
+                .push(nn::Linear::new(128, 10, &mut rng));
+            let x = Tensor::randn(&[64, 1, 28, 28], &mut rng);
+            let y = ndarray::Array1::from_shape_fn(64, |i| (i * 7) % 10).into_dyn();
+            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+            let mut step = || {
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            };
+            report("w2", "train_step", threads, bench(seconds, &mut step), None);
+        }
+        "w6" => {
+            let (n, c, hw) = if quick { (2, 8, 8) } else { (16, 64, 32) };
+            let flop = 2.0 * (n * c * hw * hw * c * 9) as f64;
+            let x = Tensor::randn(&[n, c, hw, hw], &mut rng);
+            let k = Tensor::randn(&[c, c, 3, 3], &mut rng) * 0.05;
+            let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+            report("w6", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| x.conv2d(&k, None, pad1).unwrap()))), Some(flop));
+            let (x, k) = (x.requires_grad_(true), k.requires_grad_(true));
+            let g = Tensor::ones(&[n, c, hw, hw]);
+            report(
+                "w6",
+                "fwd_bwd",
+                threads,
+                bench(seconds, || drop(x.conv2d(&k, None, pad1).unwrap().backward_with(&g).unwrap())),
+                Some(3.0 * flop),
+            );
+        }
+        "w3" => {}
         other => eprintln!("workloads: unknown workload {other} (w1..w7)"),
     }
     Ok(())

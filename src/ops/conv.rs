@@ -93,52 +93,85 @@ impl Geometry {
     fn col_cols(&self) -> usize {
         self.oh * self.ow
     }
+}
 
-    /// For each column-matrix entry, the input offset within one channel plane it reads, or
-    /// `None` for padding: computed once per call, shared by every channel and sample.
-    fn tap_offsets(&self) -> Vec<Option<usize>> {
-        let [sh, sw] = self.cfg.stride;
-        let [ph, pw] = self.cfg.padding;
-        let [dh, dw] = self.cfg.dilation;
-        let mut offsets = Vec::with_capacity(self.kh * self.kw * self.oh * self.ow);
-        for i in 0..self.kh {
-            for j in 0..self.kw {
-                for y in 0..self.oh {
-                    for x in 0..self.ow {
-                        let row = (y * sh + i * dh) as isize - ph as isize;
-                        let col = (x * sw + j * dw) as isize - pw as isize;
-                        let inside = row >= 0 && col >= 0 && (row as usize) < self.h && (col as usize) < self.w;
-                        offsets.push(inside.then(|| row as usize * self.w + col as usize));
+/// The column matrix of one sample and group: `[C/g · kh · kw, oh · ow]`. Row
+/// `(c, i, j)` holds, for every output position, the input pixel that tap `(i, j)` of the
+/// kernel sees there (0 in the padding).
+fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize) -> Array2<T> {
+    let [sh, sw] = g.cfg.stride;
+    let [ph, pw] = g.cfg.padding;
+    let [dh, dw] = g.cfg.dilation;
+    let hw = g.h * g.w;
+    let mut cols = vec![T::zero(); g.col_rows() * g.col_cols()];
+    let mut rows = cols.chunks_mut(g.col_cols().max(1));
+    for c in 0..g.c_per_group() {
+        let channel = &plane[(group * g.c_per_group() + c) * hw..][..hw];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = rows.next().expect("one row per tap");
+                for y in 0..g.oh {
+                    let src_y = (y * sh + i * dh) as isize - ph as isize;
+                    if src_y < 0 || src_y as usize >= g.h {
+                        continue;
+                    }
+                    let src = &channel[src_y as usize * g.w..][..g.w];
+                    let dst = &mut row[y * g.ow..(y + 1) * g.ow];
+                    // Output columns whose tap lands inside the row: x·s + j·d - p in [0, w).
+                    let shift = j * dw;
+                    let x_lo = pw.saturating_sub(shift).div_ceil(sw);
+                    let x_hi = if g.w + pw > shift { ((g.w - 1 + pw - shift) / sw + 1).min(g.ow) } else { 0 };
+                    if x_lo >= x_hi {
+                        continue;
+                    }
+                    let first = x_lo * sw + shift - pw;
+                    if sw == 1 {
+                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
+                    } else {
+                        for (k, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
+                            *d = src[first + k * sw];
+                        }
                     }
                 }
             }
         }
-        offsets
-    }
-}
-
-/// The column matrix of one sample and group: `[C/g · kh · kw, oh · ow]`.
-fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize, taps: &[Option<usize>]) -> Array2<T> {
-    let hw = g.h * g.w;
-    let taps_per_channel = g.kh * g.kw * g.col_cols();
-    let mut cols = Vec::with_capacity(g.col_rows() * g.col_cols());
-    for c in 0..g.c_per_group() {
-        let channel = &plane[(group * g.c_per_group() + c) * hw..][..hw];
-        cols.extend(taps[..taps_per_channel].iter().map(|t| t.map_or(T::zero(), |o| channel[o])));
     }
     Array2::from_shape_vec((g.col_rows(), g.col_cols()), cols).expect("rows x cols")
 }
 
-/// Adds a column matrix back into one sample's input planes: the adjoint of [`im2col`].
-fn col2im<T: Element>(cols: &ArrayView2<'_, T>, plane: &mut [T], g: &Geometry, group: usize, taps: &[Option<usize>]) {
+/// Adds a column matrix back into one sample's input planes: the adjoint of [`im2col`]
+/// (each entry goes back to the pixel it was read from, overlapping taps add up).
+fn col2im<T: Element>(cols: &ArrayView2<'_, T>, plane: &mut [T], g: &Geometry, group: usize) {
+    let [sh, sw] = g.cfg.stride;
+    let [ph, pw] = g.cfg.padding;
+    let [dh, dw] = g.cfg.dilation;
     let hw = g.h * g.w;
-    let taps_per_channel = g.kh * g.kw * g.col_cols();
+    let cols = cols.as_standard_layout();
+    let mut rows = cols.as_slice().expect("standard layout").chunks(g.col_cols().max(1));
     for c in 0..g.c_per_group() {
         let channel = &mut plane[(group * g.c_per_group() + c) * hw..][..hw];
-        let row_block = cols.slice(ndarray::s![c * g.kh * g.kw..(c + 1) * g.kh * g.kw, ..]);
-        for (tap, &v) in taps[..taps_per_channel].iter().zip(row_block.iter()) {
-            if let Some(o) = tap {
-                channel[*o] = channel[*o] + v;
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = rows.next().expect("one row per tap");
+                let shift = j * dw;
+                let x_lo = pw.saturating_sub(shift).div_ceil(sw);
+                let x_hi = if g.w + pw > shift { ((g.w - 1 + pw - shift) / sw + 1).min(g.ow) } else { 0 };
+                if x_lo >= x_hi {
+                    continue;
+                }
+                let first = x_lo * sw + shift - pw;
+                for y in 0..g.oh {
+                    let src_y = (y * sh + i * dh) as isize - ph as isize;
+                    if src_y < 0 || src_y as usize >= g.h {
+                        continue;
+                    }
+                    let dst = &mut channel[src_y as usize * g.w..][..g.w];
+                    let src = &row[y * g.ow + x_lo..y * g.ow + x_hi];
+                    for (k, &v) in src.iter().enumerate() {
+                        let d = &mut dst[first + k * sw];
+                        *d = *d + v;
+                    }
+                }
             }
         }
     }
@@ -160,13 +193,12 @@ fn group_weight<'a, T: Element>(w: &'a [T], g: &Geometry, group: usize) -> Array
 /// `y[n, o] = Σ w[o] ⋆ x[n]` (+ bias), `[N, O, oh, ow]`.
 fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (xs, ws) = (standard(x), standard(w));
-    let taps = g.tap_offsets();
     let per_sample = g.o * g.col_cols();
     let mut out = vec![T::zero(); g.n * per_sample];
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, out_n)| {
         let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
         for group in 0..g.cfg.groups {
-            let cols = im2col(plane, &g, group, &taps);
+            let cols = im2col(plane, &g, group);
             let y = gemm(&group_weight(&ws, &g, group), &cols.view());
             let dst = &mut out_n[group * g.o_per_group() * g.col_cols()..][..g.o_per_group() * g.col_cols()];
             dst.copy_from_slice(y.as_slice().expect("row-major"));
@@ -178,7 +210,6 @@ fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD
 /// `dL/dx` of a convolution given `gy`: `col2im(wᵀ gy)` per sample and group.
 fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (gys, ws) = (standard(gy), standard(w));
-    let taps = g.tap_offsets();
     let per_sample = g.c * g.h * g.w;
     let mut out = vec![T::zero(); g.n * per_sample];
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
@@ -189,7 +220,7 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
             )
             .expect("gy block");
             let cols = gemm(&group_weight(&ws, &g, group).t(), &gy_block);
-            col2im(&cols.view(), plane, &g, group, &taps);
+            col2im(&cols.view(), plane, &g, group);
         }
     });
     ArrayD::from_shape_vec(IxDyn(&[g.n, g.c, g.h, g.w]), out).expect("input shape")
@@ -198,7 +229,6 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
 /// `dL/dw` of a convolution given `gy`: `Σ_n gy_n colsᵀ` per group.
 fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (xs, gys) = (standard(x), standard(gy));
-    let taps = g.tap_offsets();
     let block = g.o_per_group() * g.col_rows();
     let per_sample: Vec<Vec<T>> = (0..g.n)
         .into_par_iter()
@@ -206,7 +236,7 @@ fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometr
             let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
             let mut acc = Vec::with_capacity(g.cfg.groups * block);
             for group in 0..g.cfg.groups {
-                let cols = im2col(plane, &g, group, &taps);
+                let cols = im2col(plane, &g, group);
                 let gy_block = ArrayView2::from_shape(
                     (g.o_per_group(), g.col_cols()),
                     &gys[(n * g.o + group * g.o_per_group()) * g.col_cols()..][..g.o_per_group() * g.col_cols()],

@@ -117,3 +117,79 @@ impl<T: Element> Tensor<T> {
         })
     }
 }
+
+/// Indices into the planes of a `[planes, plane_len]` tensor: one list shared by every
+/// plane, or one list per plane (row-major `[planes, len]`).
+#[derive(Debug, Clone)]
+pub(crate) struct PlaneIndex {
+    pub(crate) indices: Arc<[usize]>,
+    pub(crate) per_plane: bool,
+    /// Length of each plane of the source (the scatter's output).
+    pub(crate) plane_len: usize,
+}
+
+impl PlaneIndex {
+    fn len_per_plane(&self, planes: usize) -> usize {
+        if self.per_plane {
+            self.indices.len() / planes.max(1)
+        } else {
+            self.indices.len()
+        }
+    }
+    fn of_plane(&self, p: usize, planes: usize) -> &[usize] {
+        let m = self.len_per_plane(planes);
+        if self.per_plane {
+            &self.indices[p * m..(p + 1) * m]
+        } else {
+            &self.indices
+        }
+    }
+}
+
+impl<T: Element> Tensor<T> {
+    /// `y[p, j] = x[p, index_p[j]]` for `x: [planes, plane_len]`: the windows of pooling
+    /// (one shared list) and the maxima of max pooling (a list per plane). Its rule is the
+    /// scatter-add below, whose rule is this gather.
+    pub(crate) fn plane_gather(&self, index: PlaneIndex) -> Tensor<T> {
+        use rayon::prelude::*;
+        let planes = self.shape()[0];
+        let m = index.len_per_plane(planes);
+        let src = self.array().as_standard_layout().into_owned();
+        let src = src.as_slice().expect("standard layout");
+        let mut out = vec![T::zero(); planes * m];
+        out.par_chunks_mut(m.max(1)).enumerate().for_each(|(p, dst)| {
+            let plane = &src[p * index.plane_len..(p + 1) * index.plane_len];
+            for (d, &i) in dst.iter_mut().zip(index.of_plane(p, planes)) {
+                *d = plane[i];
+            }
+        });
+        let value = ArrayD::from_shape_vec(IxDyn(&[planes, m]), out).expect("planes x m");
+        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule("plane_gather", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                vec![Some(gy.plane_scatter_add(index.clone()))]
+            }))
+        })
+    }
+
+    /// `x[p, index_p[j]] += g[p, j]` into zeros `[planes, plane_len]`: the adjoint of
+    /// [`Tensor::plane_gather`].
+    pub(crate) fn plane_scatter_add(&self, index: PlaneIndex) -> Tensor<T> {
+        use rayon::prelude::*;
+        let planes = self.shape()[0];
+        let m = self.shape()[1];
+        let src = self.array().as_standard_layout().into_owned();
+        let src = src.as_slice().expect("standard layout");
+        let mut out = vec![T::zero(); planes * index.plane_len];
+        out.par_chunks_mut(index.plane_len.max(1)).enumerate().for_each(|(p, plane)| {
+            for (&g, &i) in src[p * m..(p + 1) * m].iter().zip(index.of_plane(p, planes)) {
+                plane[i] = plane[i] + g;
+            }
+        });
+        let value = ArrayD::from_shape_vec(IxDyn(&[planes, index.plane_len]), out).expect("planes x plane_len");
+        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+            Box::new(rule("plane_scatter_add", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                vec![Some(gy.plane_gather(index.clone()))]
+            }))
+        })
+    }
+}

@@ -1,13 +1,14 @@
 //! Pooling: max, average, power-average (Lp) and log-sum-exp, in 1-D and 2-D.
 //!
-//! All four are one construction: gather every window into a trailing dim ("unfold", an
-//! `index_select` whose adjoint adds overlapping windows back), then reduce that dim with
-//! `amax`, `sum`, a power sum or `logsumexp`. The gradients are those of the reductions, so
-//! they need no code of their own and differentiate again: max pooling sends the gradient
-//! to the window's maximum (shared equally among exact ties), LSE pooling to the window's
-//! softmax.
+//! All four are one construction: gather every window into a trailing dim ("unfold", a
+//! gather whose adjoint adds overlapping windows back), then reduce that dim with a
+//! maximum, a sum, a power sum or `logsumexp`. The gradients are those of the reductions, so
+//! they need no code of their own and differentiate again. Max pooling gathers each
+//! window's first maximum (as PyTorch), so its gradient goes there; LSE pooling's goes to
+//! the window's softmax.
 
 use super::conv::conv_output_size;
+use super::index::PlaneIndex;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 
@@ -58,6 +59,22 @@ impl Pool1dConfig {
             dilation: [1, self.dilation],
         }
     }
+}
+
+/// For each output position and window tap, the offset into a padded plane of width `wp`.
+fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize> {
+    let [kh, kw] = cfg.kernel_size;
+    let mut taps = Vec::with_capacity(oh * ow * kh * kw);
+    for y in 0..oh {
+        for x in 0..ow {
+            for i in 0..kh {
+                for j in 0..kw {
+                    taps.push((y * cfg.stride[0] + i * cfg.dilation[0]) * wp + x * cfg.stride[1] + j * cfg.dilation[1]);
+                }
+            }
+        }
+    }
+    taps
 }
 
 impl<T: Element> Tensor<T> {
@@ -112,18 +129,9 @@ impl<T: Element> Tensor<T> {
             }
         }
         let wp = w + 2 * pw;
-        let mut index = Vec::with_capacity(oh * ow * kh * kw);
-        for y in 0..oh {
-            for xo in 0..ow {
-                for i in 0..kh {
-                    for j in 0..kw {
-                        index.push((y * cfg.stride[0] + i * cfg.dilation[0]) * wp + xo * cfg.stride[1] + j * cfg.dilation[1]);
-                    }
-                }
-            }
-        }
-        let flat = x.reshape_to(&[n, c, x.shape()[2] * wp]);
-        Ok(flat.index_select(2, &index)?.reshape_to(&[n, c, oh, ow, kh * kw]))
+        let planes = x.reshape_to(&[n * c, x.shape()[2] * wp]);
+        let index = PlaneIndex { indices: window_taps(oh, ow, cfg, wp).into(), per_plane: false, plane_len: x.shape()[2] * wp };
+        Ok(planes.plane_gather(index).reshape_to(&[n, c, oh, ow, kh * kw]))
     }
 
     /// Max pooling of `(N, C, H, W)`, as `torch.nn.functional.max_pool2d`: the largest
@@ -137,7 +145,25 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn max_pool2d(&self, cfg: Pool2dConfig) -> Result<Tensor<T>> {
-        self.unfold2d("max_pool2d", cfg, T::neg_infinity())?.amax_dims(&[4], false)
+        // The windows' positions of the maxima are found once on the values; the result is
+        // then a gather at them, whose gradient is a scatter-add (differentiable again).
+        let windows = crate::autograd::no_grad(|| self.unfold2d("max_pool2d", cfg, T::neg_infinity()))?;
+        let (n, c, oh, ow, k) = (windows.shape()[0], windows.shape()[1], windows.shape()[2], windows.shape()[3], windows.shape()[4]);
+        let (h, w) = (self.shape()[2], self.shape()[3]);
+        let [ph, pw] = cfg.padding;
+        let taps = window_taps(oh, ow, cfg, w + 2 * pw);
+        let values = windows.value();
+        let values = values.as_slice().expect("a fresh gather is contiguous");
+        let mut argmax = Vec::with_capacity(n * c * oh * ow);
+        for (window, lane) in values.chunks(k.max(1)).enumerate() {
+            // The first maximum wins, as PyTorch's; NaN counts as the maximum.
+            let best = lane.iter().enumerate().fold(0, |b, (i, &v)| if v > lane[b] || (v.is_nan() && !lane[b].is_nan()) { i } else { b });
+            let padded = taps[(window % (oh * ow)) * k + best];
+            let (row, col) = (padded / (w + 2 * pw) - ph, padded % (w + 2 * pw) - pw);
+            argmax.push(row * w + col);
+        }
+        let index = PlaneIndex { indices: argmax.into(), per_plane: true, plane_len: h * w };
+        Ok(self.reshape_to(&[n * c, h * w]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
     }
 
     /// Average pooling, as `torch.nn.functional.avg_pool2d`: the mean of each window,
