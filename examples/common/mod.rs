@@ -154,3 +154,33 @@ pub fn scatter_grid(path: &std::path::Path, columns: usize, stages: &[(String, V
     }
     root.present().expect("write the plot");
 }
+
+/// Small matrices drawn as grey-scale cell grids (white = largest), one per panel, in a
+/// grid of `columns`; `annotate` writes each cell's value in it.
+pub fn heatmaps(path: &std::path::Path, columns: usize, cell: u32, maps: &[(String, Vec<Vec<f64>>)], annotate: bool) {
+    let rows = maps.len().div_ceil(columns);
+    let (mh, mw) = (maps[0].1.len() as u32, maps[0].1[0].len() as u32);
+    let (pw, ph) = (mw * cell + 20, mh * cell + 30);
+    let root = SVGBackend::new(path, (pw * columns as u32, ph * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).expect("draw");
+    for (k, (title, m)) in maps.iter().enumerate() {
+        let (ox, oy) = ((k % columns) as i32 * pw as i32 + 10, (k / columns) as i32 * ph as i32 + 22);
+        let (lo, hi) = m.iter().flatten().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        root.draw(&Text::new(title.clone(), (ox, oy - 16), ("sans-serif", 12))).expect("title");
+        for (i, row) in m.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+                let grey = (255.0 * t) as u8;
+                let (x0, y0) = (ox + j as i32 * cell as i32, oy + i as i32 * cell as i32);
+                root.draw(&Rectangle::new([(x0, y0), (x0 + cell as i32, y0 + cell as i32)], RGBColor(grey, grey, grey).filled()))
+                    .expect("cell");
+                if annotate {
+                    let color = if t > 0.5 { BLACK } else { WHITE };
+                    root.draw(&Text::new(format!("{v}"), (x0 + 3, y0 + cell as i32 / 3), ("sans-serif", 11).into_font().color(&color)))
+                        .expect("label");
+                }
+            }
+        }
+    }
+    root.present().expect("write the picture");
+}
