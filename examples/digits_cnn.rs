@@ -15,7 +15,12 @@ use nabla::prelude::*;
 
 fn predictions(model: &nn::Sequential, x: &Tensor) -> nabla::Result<Vec<usize>> {
     let logits = nabla::no_grad(|| model.forward(x))?;
-    Ok(logits.value().rows().into_iter().map(|row| row.iter().enumerate().fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0).collect())
+    Ok(logits
+        .value()
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().enumerate().fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0)
+        .collect())
 }
 
 fn main() -> nabla::Result<()> {
@@ -58,7 +63,8 @@ fn main() -> nabla::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-X
+    let note = if quick { "; --quick trains 2 epochs" } else { "" };
+    println!("test accuracy {final_accuracy:.2}% (target: >= 98%; the MLP of `digits` gets 98.22% on the same split{note})");
 
     let dir = common::out_dir("digits_cnn");
     let w = filters.tensor().to_vec();
