@@ -21,8 +21,9 @@ const LEN: usize = 256;
 fn signals(batch: usize, rng: &mut impl Rng) -> nabla::Result<(Tensor, Tensor)> {
     let mut clean = Vec::with_capacity(batch * LEN);
     for _ in 0..batch {
-        let waves: Vec<(f32, f32, f32)> =
-            (0..3).map(|_| (rng.random_range(0.01..0.08f32), rng.random_range(0.0..6.28f32), rng.random_range(0.3..1.0f32))).collect();
+        let waves: Vec<(f32, f32, f32)> = (0..3)
+            .map(|_| (rng.random_range(0.01..0.08f32), rng.random_range(0.0..std::f32::consts::TAU), rng.random_range(0.3..1.0f32)))
+            .collect();
         clean.extend((0..LEN).map(|t| waves.iter().map(|(f, p, a)| a * (std::f32::consts::TAU * f * t as f32 + p).sin()).sum::<f32>()));
     }
     let clean = Tensor::from_vec(clean, &[batch, 1, LEN])?;
