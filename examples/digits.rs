@@ -66,7 +66,7 @@ fn main() -> nabla::Result<()> {
         "digits MLP: training loss",
         "epoch",
         "cross-entropy",
-        &[common::Series { label: "train loss".into(), points: losses }],
+        vec![common::Series { label: "train loss".into(), points: losses }],
         true,
     );
     common::line_plot(
@@ -74,7 +74,7 @@ fn main() -> nabla::Result<()> {
         "digits MLP: test accuracy",
         "epoch",
         "accuracy (%)",
-        &[common::Series { label: "test accuracy".into(), points: accuracies }],
+        vec![common::Series { label: "test accuracy".into(), points: accuracies }],
         false,
     );
     let test_indices = split.test_indices.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n");

@@ -32,42 +32,8 @@ pub struct Series {
 }
 
 /// Draws the series as lines on one chart and writes it as SVG.
-pub fn line_plot(path: &std::path::Path, title: &str, x_label: &str, y_label: &str, series: &[Series], log_y: bool) {
-    let all = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in all {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    let transform = |y: f64| if log_y { y.max(1e-12).log10() } else { y };
-    let (ty0, ty1) = (transform(y0), transform(y1));
-    let (ty0, ty1) = if ty1 > ty0 { (ty0, ty1) } else { (ty0 - 1.0, ty0 + 1.0) };
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).expect("draw");
-    let y_desc = if log_y { format!("log10 {y_label}") } else { y_label.to_string() };
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, ty0..ty1)
-        .expect("chart");
-    chart.configure_mesh().x_desc(x_label).y_desc(y_desc).draw().expect("mesh");
-    for (k, s) in series.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        chart
-            .draw_series(LineSeries::new(s.points.iter().map(|&(x, y)| (x, transform(y))), color.stroke_width(2)))
-            .expect("series")
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().expect("legend");
-    root.present().expect("write the plot");
+pub fn line_plot(path: &std::path::Path, title: &str, x_label: &str, y_label: &str, series: Vec<Series>, log_y: bool) {
+    panels(path, &[Panel { title: title.into(), x_label: x_label.into(), y_label: y_label.into(), series, log_y }]);
 }
 
 /// One chart of a multi-chart figure.
