@@ -66,7 +66,7 @@ fn w1_mlp_step(c: &mut Criterion) {
     let mut opt = optim::Sgd::new(model.parameters(), 0.01);
     group.bench_function("train_step", |bench| {
         bench.iter(|| {
-            let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+            let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
         })
     });

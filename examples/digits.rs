@@ -9,7 +9,7 @@
 
 mod common;
 
-use nabla::nn::functional::{cross_entropy, Reduction};
+use nabla::nn::functional::cross_entropy;
 use nabla::prelude::*;
 
 /// The fraction of samples whose largest logit is at the label.
@@ -45,7 +45,7 @@ fn main() -> nabla::Result<()> {
     for epoch in 1..=epochs {
         let (mut total, mut batches) = (0.0, 0);
         for (x, y) in data::Batches::new(&split.train_x, &split.train_y, 32, &mut rng) {
-            let loss = cross_entropy(&model.forward(&x)?, &y, None, None, 0.0, Reduction::Mean)?;
+            let loss = cross_entropy(&model.forward(&x)?, &y)?;
             total += loss.item()? as f64;
             batches += 1;
             opt.step(&loss.backward()?)?;

@@ -9,7 +9,7 @@
 
 mod common;
 
-use nabla::nn::functional::{cross_entropy, Reduction};
+use nabla::nn::functional::cross_entropy;
 use nabla::prelude::*;
 use rand::seq::IndexedRandom;
 
@@ -62,7 +62,7 @@ fn main() -> nabla::Result<()> {
             let energies = squared_distances(&x, &prototypes.tensor())? * beta;
             // Class score: soft-min over that class's prototypes, log Σ exp(-β d²).
             let class_scores = energies.neg().reshape(&[-1, CLASSES as isize, PER_CLASS as isize])?.logsumexp_dims(&[2], false)?;
-            let loss = cross_entropy(&class_scores, &y, None, None, 0.0, Reduction::Mean)?;
+            let loss = cross_entropy(&class_scores, &y)?;
             opt.step(&loss.backward()?)?;
         }
         if epoch % 10 == 0 || epoch == epochs {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use nabla::nn::functional::{cross_entropy, Reduction};
+use nabla::nn::functional::cross_entropy;
 use nabla::prelude::*;
 use std::f64::consts::PI;
 
@@ -59,7 +59,7 @@ fn linear_baseline(x: &Tensor, y: &ndarray::ArrayD<usize>, steps: usize) -> nabl
     let linear = nn::Linear::new(2, 2, &mut nabla::rng(9));
     let mut opt = optim::Adam::new(linear.parameters(), 0.02);
     for _ in 0..steps {
-        let loss = cross_entropy(&linear.forward(x)?, y, None, None, 0.0, Reduction::Mean)?;
+        let loss = cross_entropy(&linear.forward(x)?, y)?;
         opt.step(&loss.backward()?)?;
     }
     let logits = nabla::no_grad(|| linear.forward(x))?.to_vec();
@@ -83,7 +83,7 @@ fn main() -> nabla::Result<()> {
     let mut opt = optim::Adam::new(model.parameters(), 0.02);
     let bar = common::progress(steps as u64, "steps");
     for step in 1..=steps {
-        let loss = cross_entropy(&model.forward(&x)?, &y, None, None, 0.0, Reduction::Mean)?;
+        let loss = cross_entropy(&model.forward(&x)?, &y)?;
         if step % 500 == 0 {
             bar.suspend(|| println!("step {step:4}: loss {:.4}", loss.item().unwrap_or(f32::NAN)));
         }

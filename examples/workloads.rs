@@ -87,7 +87,7 @@ fn main() -> nabla::Result<()> {
             let y = ndarray::Array1::from_shape_fn(128, |i| (i * 7) % 10).into_dyn();
             let mut opt = optim::Sgd::new(model.parameters(), 0.01);
             let mut step = || {
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
                 opt.step(&loss.backward().unwrap()).unwrap();
             };
             report("w1", "train_step", threads, bench(seconds, &mut step), None);
@@ -125,7 +125,7 @@ fn main() -> nabla::Result<()> {
             let y = ndarray::Array1::from_shape_fn(64, |i| (i * 7) % 10).into_dyn();
             let mut opt = optim::Sgd::new(model.parameters(), 0.01);
             let mut step = || {
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y, None, None, 0.0, Reduction::Mean).unwrap();
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
                 opt.step(&loss.backward().unwrap()).unwrap();
             };
             report("w2", "train_step", threads, bench(seconds, &mut step), None);

@@ -307,7 +307,7 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         }
         "mse_loss" => functional::mse_loss(&x[0], &x[1], case.reduction()?).map_err(s)?,
         "nll_loss" => functional::nll_loss(&x[0], &case.indices("input.1")?, None, case.ignore_index(), case.reduction()?).map_err(s)?,
-        "cross_entropy" => functional::cross_entropy(
+        "cross_entropy" => functional::cross_entropy_with(
             &x[0],
             &case.indices("input.1")?,
             None,
@@ -653,8 +653,8 @@ fn run_clip<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String
                 Some(v) => v.as_f64().ok_or("norm_type")?,
                 None => 2.0,
             };
-            let total =
-                optim::clip_grad_norm(&mut grads, case.cfg_f64("max_norm").ok_or("max_norm")?, norm_type).map_err(|e| e.to_string())?;
+            let total = optim::clip_grad_norm_with(&mut grads, case.cfg_f64("max_norm").ok_or("max_norm")?, norm_type)
+                .map_err(|e| e.to_string())?;
             check_tensor(case, "total_norm", &Tensor::<T>::scalar(T::of(total)), "total_norm", rtol, atol, &mut worst)?;
         }
         "clip_grad_value_" => {
@@ -709,7 +709,7 @@ fn run_train<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, Strin
                 if loss_name == "NLLLoss" {
                     functional::nll_loss(&output, &y, None, None, reduction)
                 } else {
-                    functional::cross_entropy(&output, &y, None, None, 0.0, reduction)
+                    functional::cross_entropy_with(&output, &y, None, None, 0.0, reduction)
                 }
             }
             "MSELoss" => functional::mse_loss(&output, &case.float::<T>(&format!("batch.{k}.y"))?, Reduction::Mean),

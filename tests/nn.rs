@@ -1,6 +1,6 @@
 //! Modules, losses and initialisations as specifications.
 
-use nabla::nn::functional::{cross_entropy, log_softmax_nll, nll_loss, Reduction};
+use nabla::nn::functional::{cross_entropy, cross_entropy_with, log_softmax_nll, nll_loss, Reduction};
 use nabla::prelude::*;
 
 fn labels(v: &[usize]) -> ndarray::ArrayD<usize> {
@@ -11,7 +11,7 @@ fn labels(v: &[usize]) -> ndarray::ArrayD<usize> {
 fn cross_entropy_is_log_softmax_followed_by_nll() {
     let logits = Tensor::<f64>::randn(&[6, 5], &mut nabla::rng(1));
     let y = labels(&[0, 4, 2, 2, 1, 3]);
-    let ce = cross_entropy(&logits, &y, None, None, 0.0, Reduction::Mean).unwrap();
+    let ce = cross_entropy(&logits, &y).unwrap();
     let nll = nll_loss(&logits.log_softmax(1).unwrap(), &y, None, None, Reduction::Mean).unwrap();
     assert!((ce.item().unwrap() - nll.item().unwrap()).abs() < 1e-15);
     assert!((log_softmax_nll(&logits, &y).unwrap().item().unwrap() - ce.item().unwrap()).abs() < 1e-15);
@@ -43,14 +43,14 @@ fn cross_entropy_over_spatial_dims_and_ignore_index() {
     // (N, C, d) logits: each position is a sample.
     let logits = Tensor::<f64>::randn(&[2, 3, 4], &mut nabla::rng(2));
     let y = ndarray::Array2::from_shape_vec((2, 4), vec![0, 1, 2, 1, 2, 2, 0, 1]).unwrap().into_dyn();
-    let per_position = cross_entropy(&logits, &y, None, None, 0.0, Reduction::None).unwrap();
+    let per_position = cross_entropy_with(&logits, &y, None, None, 0.0, Reduction::None).unwrap();
     assert_eq!(per_position.shape(), &[2, 4]);
     // By hand for position (1, 2): -log softmax(logits[1, :, 2])[0].
     let column: Vec<f64> = (0..3).map(|c| logits.value()[[1, c, 2]]).collect();
     let lse = column.iter().map(|v| v.exp()).sum::<f64>().ln();
     assert!((per_position.value()[[1, 2]] - (lse - column[0])).abs() < 1e-12);
     // ignore_index: ignored positions contribute 0 and leave the mean's denominator.
-    let ignored = cross_entropy(&logits, &y, None, Some(2), 0.0, Reduction::Mean).unwrap().item().unwrap();
+    let ignored = cross_entropy_with(&logits, &y, None, Some(2), 0.0, Reduction::Mean).unwrap().item().unwrap();
     let kept: Vec<f64> = per_position.to_vec().into_iter().zip(y.iter()).filter(|(_, &t)| t != 2).map(|(l, _)| l).collect();
     assert!((ignored - kept.iter().sum::<f64>() / kept.len() as f64).abs() < 1e-12);
 }
@@ -58,9 +58,9 @@ fn cross_entropy_over_spatial_dims_and_ignore_index() {
 #[test]
 fn loss_errors_name_the_op_and_values() {
     let logits = Tensor::zeros(&[2, 3]);
-    let err = cross_entropy(&logits, &labels(&[0, 3]), None, None, 0.0, Reduction::Mean).unwrap_err();
+    let err = cross_entropy(&logits, &labels(&[0, 3])).unwrap_err();
     assert_eq!(err.to_string(), "nll_loss: index 3 is out of range for dim 1 of size 3");
-    let err = cross_entropy(&logits, &labels(&[0, 1, 2]), None, None, 0.0, Reduction::Mean).unwrap_err();
+    let err = cross_entropy(&logits, &labels(&[0, 1, 2])).unwrap_err();
     assert_eq!(err.to_string(), "nll_loss: target [3] does not match input [2, 3] (expected [2])");
     let err = nabla::nn::functional::mse_loss(&logits, &Tensor::zeros(&[3, 2]), Reduction::Mean).unwrap_err();
     assert_eq!(err.to_string(), "mse_loss: input [2, 3] and target [3, 2] differ");

@@ -102,10 +102,10 @@ fn clipping_by_value_and_by_infinity_norm() {
     let mut grads = (&w * &w).sum().backward().unwrap(); // (6, -8)
     optim::clip_grad_value(&mut grads, 5.0).unwrap();
     assert_eq!(grads.get(&w).unwrap().to_vec(), vec![5.0, -5.0]);
-    let norm = optim::clip_grad_norm(&mut grads, 1.0, f64::INFINITY).unwrap();
+    let norm = optim::clip_grad_norm_with(&mut grads, 1.0, f64::INFINITY).unwrap();
     assert_eq!(norm, 5.0);
     assert!((grads.get(&w).unwrap().to_vec()[0] - 5.0 / (5.0 + 1e-6)).abs() < 1e-15);
-    assert!(optim::clip_grad_norm(&mut grads, 1.0, 0.0).is_err());
+    assert!(optim::clip_grad_norm_with(&mut grads, 1.0, 0.0).is_err());
 }
 
 #[test]

@@ -206,20 +206,36 @@ pub fn nll_loss<T: Element>(
     })
 }
 
-/// Cross-entropy of logits `input` (class dim 1) against labels, as
-/// `torch.nn.functional.cross_entropy`: `nll_loss(log_softmax(input, 1), target)`, with
+/// Cross-entropy of logits `input` (class dim 1) against labels with PyTorch's defaults
+/// (no class weights, nothing ignored, no label smoothing, the mean):
+/// `mean_i -log softmax(input_i)[target_i]`. See [`cross_entropy_with`] for the options.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let logits = Tensor::zeros(&[4, 10]);                   // uniform: loss = ln 10
+/// let target = ndarray::Array1::from(vec![0usize, 3, 9, 2]).into_dyn();
+/// let loss = nn::functional::cross_entropy(&logits, &target)?;
+/// assert!((loss.item()? - 10f32.ln()).abs() < 1e-6);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn cross_entropy<T: Element>(input: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
+    cross_entropy_with(input, target, None, None, 0.0, Reduction::Mean)
+}
+
+/// Cross-entropy with every option of `torch.nn.functional.cross_entropy`:
+/// `nll_loss(log_softmax(input, 1), target)` with per-class `weight`, `ignore_index`, and
 /// PyTorch's label smoothing `ε`: `(1-ε)·nll + ε/C · Σ_c -w_c·log p_c`.
 ///
 /// ```
 /// use nabla::prelude::*;
-/// use nabla::nn::functional::{cross_entropy, Reduction};
-/// let logits = Tensor::zeros(&[4, 10]);                   // uniform: loss = ln 10
-/// let target = ndarray::Array1::from(vec![0usize, 3, 9, 2]).into_dyn();
-/// let loss = cross_entropy(&logits, &target, None, None, 0.0, Reduction::Mean)?;
-/// assert!((loss.item()? - 10f32.ln()).abs() < 1e-6);
+/// use nabla::nn::functional::{cross_entropy_with, Reduction};
+/// let logits = Tensor::zeros(&[2, 4]);
+/// let target = ndarray::arr1(&[1usize, 3]).into_dyn();
+/// let per_sample = cross_entropy_with(&logits, &target, None, Some(3), 0.0, Reduction::None)?;
+/// assert_eq!(per_sample.to_vec(), vec![4f32.ln(), 0.0]);      // the second is ignored
 /// # Ok::<(), nabla::Error>(())
 /// ```
-pub fn cross_entropy<T: Element>(
+pub fn cross_entropy_with<T: Element>(
     input: &Tensor<T>,
     target: &ArrayD<usize>,
     weight: Option<&Tensor<T>>,

@@ -64,7 +64,7 @@ pub struct CrossEntropyLoss<T: Element = f32> {
 impl<T: Element> CrossEntropyLoss<T> {
     /// The loss of logits `input` (`(N, C)` or `(N, C, d…)`) at the labels `target`.
     pub fn forward(&self, input: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
-        functional::cross_entropy(input, target, self.weight.as_ref(), self.ignore_index, self.label_smoothing, self.reduction)
+        functional::cross_entropy_with(input, target, self.weight.as_ref(), self.ignore_index, self.label_smoothing, self.reduction)
     }
 }
 

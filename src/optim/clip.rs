@@ -4,6 +4,13 @@ use crate::autograd::Gradients;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 
+/// Scales all gradients together so that their joint 2-norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` with its default `norm_type`; returns the norm before
+/// clipping. See [`clip_grad_norm_with`] for other norms.
+pub fn clip_grad_norm<T: Element>(grads: &mut Gradients<T>, max_norm: f64) -> Result<f64> {
+    clip_grad_norm_with(grads, max_norm, 2.0)
+}
+
 /// Scales all gradients together so that their joint `norm_type`-norm is at most
 /// `max_norm`, as `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
 /// `norm_type` may be `f64::INFINITY` (the largest absolute value). The scale is
@@ -13,13 +20,13 @@ use crate::tensor::{Element, Tensor};
 /// use nabla::prelude::*;
 /// let w = Tensor::from_vec(vec![3.0, 4.0], &[2])?.requires_grad_(true);
 /// let mut grads = (&w * &w).sum().backward()?;     // ∇ = (6, 8), norm 10
-/// let norm = optim::clip_grad_norm(&mut grads, 1.0, 2.0)?;
+/// let norm = optim::clip_grad_norm(&mut grads, 1.0)?;
 /// assert_eq!(norm, 10.0);
 /// let g = grads.get(&w).unwrap().to_vec();
 /// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
 /// # Ok::<(), nabla::Error>(())
 /// ```
-pub fn clip_grad_norm<T: Element>(grads: &mut Gradients<T>, max_norm: f64, norm_type: f64) -> Result<f64> {
+pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, norm_type: f64) -> Result<f64> {
     if norm_type.is_nan() || norm_type <= 0.0 {
         return Err(Error::invalid("clip_grad_norm", format!("norm_type {norm_type} must be positive")));
     }

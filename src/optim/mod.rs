@@ -26,7 +26,7 @@ mod scheduler;
 mod sgd;
 
 pub use adam::{Adam, AdamW};
-pub use clip::{clip_grad_norm, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use rmsprop::RmsProp;
 pub use scheduler::{CosineAnnealingLr, ExponentialLr, LrScheduler, Schedule, StepLr};
 pub use sgd::Sgd;
