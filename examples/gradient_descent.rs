@@ -38,7 +38,7 @@ fn main() -> nabla::Result<()> {
         let full_loss = |model: &nn::Linear| -> nabla::Result<f64> {
             Ok(nabla::no_grad(|| mse_loss(&model.forward(&x)?, &y, Reduction::Mean))?.item()? as f64)
         };
-        let mut run = Run { name, by_epoch: vec![(0.0, full_loss(&model)?)], by_time: vec![(0.0, full_loss(&model)?)] };
+        let mut run = Run { name, by_epoch: vec![(0.0, full_loss(&model)?)], by_time: Vec::new() };
         let mut elapsed = 0.0;
         let bar = common::progress(epochs as u64, name);
         for epoch in 1..=epochs {
@@ -50,7 +50,7 @@ fn main() -> nabla::Result<()> {
             elapsed += start.elapsed().as_secs_f64();
             let loss = full_loss(&model)?;
             run.by_epoch.push((epoch as f64, loss));
-            run.by_time.push((elapsed * 1e3, loss));
+            run.by_time.push(((elapsed * 1e3).log10(), loss));
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -75,7 +75,7 @@ fn main() -> nabla::Result<()> {
             },
             common::Panel {
                 title: "loss against wall time".into(),
-                x_label: "ms".into(),
+                x_label: "log10 ms of training".into(),
                 y_label: "MSE".into(),
                 series: series(|r| &r.by_time),
                 log_y: true,
