@@ -1,12 +1,13 @@
 //! Criterion benches of the reference workloads this crate can run so far (see
 //! `../shared/bench/WORKLOADS.md` in the project, and `examples/workloads.rs` for the
-//! PyTorch comparison): W1 (MLP training step), W4 (tiny MLP step), W5 (GEMM), W7
-//! (elementwise) and the per-op overhead on tiny tensors.
+//! PyTorch comparison): W1 (MLP training step), W2 (CNN training step), W4 (tiny MLP step),
+//! W5 (GEMM), W6 (convolution), W7 (elementwise) and the per-op overhead on tiny tensors.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+use nabla::ops::Conv2dConfig;
 use nabla::prelude::*;
 use std::time::Duration;
 
@@ -94,5 +95,47 @@ fn w4_tiny_mlp_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, w1_mlp_step, w4_tiny_mlp_step, w5_gemm, w7_elementwise, per_op_overhead);
+fn w2_cnn_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w2_cnn_step");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let mut rng = nabla::rng(42);
+    let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+    let model = nn::Sequential::new()
+        .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, &mut rng).unwrap())
+        .push(nn::ReLU)
+        .push(nn::max_pool2d(2))
+        .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, &mut rng).unwrap())
+        .push(nn::ReLU)
+        .push(nn::max_pool2d(2))
+        .push(nn::Flatten::new())
+        .push(nn::Linear::new(3136, 128, &mut rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(128, 10, &mut rng));
+    let x = Tensor::randn(&[64, 1, 28, 28], &mut rng);
+    let y = ndarray::Array1::from_shape_fn(64, |i| (i * 7) % 10).into_dyn();
+    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+    group.bench_function("train_step", |bench| {
+        bench.iter(|| {
+            let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        })
+    });
+    group.finish();
+}
+
+fn w6_conv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w6_conv");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let mut rng = nabla::rng(42);
+    let x = Tensor::randn(&[16, 64, 32, 32], &mut rng);
+    let k = Tensor::randn(&[64, 64, 3, 3], &mut rng) * 0.05;
+    let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+    group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| x.conv2d(&k, None, pad1).unwrap())));
+    let (x, k) = (x.requires_grad_(true), k.requires_grad_(true));
+    let g = Tensor::ones(&[16, 64, 32, 32]);
+    group.bench_function("fwd_bwd", |bench| bench.iter(|| x.conv2d(&k, None, pad1).unwrap().backward_with(&g).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, w1_mlp_step, w2_cnn_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead);
 criterion_main!(benches);
