@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// (kind, name) pairs not built yet; `*` stands for every name of a kind.
-const PENDING: &[(&str, &str)] = &[("module", "RNN"), ("module", "GRU"), ("module", "LSTM")];
+const PENDING: &[(&str, &str)] = &[];
 
 enum Data {
     Float(Vec<f64>),
@@ -452,6 +452,34 @@ fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: b
         "Softmax" => Box::new(nn::Softmax { dim: case_dim(config)? }),
         "LogSoftmax" => Box::new(nn::LogSoftmax { dim: case_dim(config)? }),
         "MSELoss" | "NLLLoss" | "CrossEntropyLoss" | "MarginRankingLoss" => return build_loss(case, name, config),
+        "RNN" | "GRU" | "LSTM" => {
+            let kind = match (name, config.get("nonlinearity").and_then(Value::as_str)) {
+                ("GRU", _) => nn::CellKind::Gru,
+                ("LSTM", _) => nn::CellKind::Lstm,
+                (_, Some("relu")) => nn::CellKind::RnnRelu,
+                _ => nn::CellKind::RnnTanh,
+            };
+            let flag = |k: &str, d: bool| config.get(k).and_then(Value::as_bool).unwrap_or(d);
+            let net = nn::Recurrent::<T>::new(
+                kind,
+                get_usize("input_size")?,
+                get_usize("hidden_size")?,
+                get_usize("num_layers").unwrap_or(1),
+                flag("bias", true),
+                flag("batch_first", false),
+                flag("bidirectional", false),
+                &mut rng,
+            );
+            let params = net.named_parameters();
+            let forward: Forward<T> = Box::new(move |x| {
+                let state = x.get(1).map(|h0| (h0, x.get(2)));
+                let out = net.forward_with_state(&x[0], state).map_err(|e| e.to_string())?;
+                let mut outputs = vec![out.output, out.h_n];
+                outputs.extend(out.c_n);
+                Ok(outputs)
+            });
+            return Ok((params, forward));
+        }
         "AdaptiveLogSoftmaxWithLoss" => {
             let cutoffs: Vec<usize> = config
                 .get("cutoffs")
