@@ -6,7 +6,9 @@
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+#[path = "../examples/common/steps.rs"]
+mod steps;
+
 use nabla::ops::Conv2dConfig;
 use nabla::prelude::*;
 use std::time::Duration;
@@ -55,71 +57,23 @@ fn per_op_overhead(c: &mut Criterion) {
 fn w1_mlp_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("w1_mlp_step");
     group.sample_size(50).measurement_time(Duration::from_secs(5));
-    let mut rng = nabla::rng(42);
-    let model = nn::Sequential::new()
-        .push(nn::Linear::new(784, 512, &mut rng))
-        .push(nn::ReLU)
-        .push(nn::Linear::new(512, 256, &mut rng))
-        .push(nn::ReLU)
-        .push(nn::Linear::new(256, 10, &mut rng));
-    let x = Tensor::randn(&[128, 784], &mut rng);
-    let y = ndarray::Array1::from_shape_fn(128, |i| (i * 7) % 10).into_dyn();
-    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-    group.bench_function("train_step", |bench| {
-        bench.iter(|| {
-            let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-            opt.step(&loss.backward().unwrap()).unwrap();
-        })
-    });
+    let mut step = steps::w1(&mut nabla::rng(42));
+    group.bench_function("train_step", |bench| bench.iter(&mut step));
     group.finish();
 }
 
 fn w4_tiny_mlp_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("w4_tiny_mlp_step");
-    let mut rng = nabla::rng(42);
-    let model = nn::Sequential::new()
-        .push(nn::Linear::new(2, 16, &mut rng))
-        .push(nn::Tanh)
-        .push(nn::Linear::new(16, 16, &mut rng))
-        .push(nn::Tanh)
-        .push(nn::Linear::new(16, 1, &mut rng));
-    let x = Tensor::randn(&[8, 2], &mut rng);
-    let y = Tensor::randn(&[8, 1], &mut rng);
-    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-    group.bench_function("train_step", |bench| {
-        bench.iter(|| {
-            let loss = mse_loss(&model.forward(&x).unwrap(), &y, Reduction::Mean).unwrap();
-            opt.step(&loss.backward().unwrap()).unwrap();
-        })
-    });
+    let mut step = steps::w4(&mut nabla::rng(42));
+    group.bench_function("train_step", |bench| bench.iter(&mut step));
     group.finish();
 }
 
 fn w2_cnn_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("w2_cnn_step");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
-    let mut rng = nabla::rng(42);
-    let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
-    let model = nn::Sequential::new()
-        .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, &mut rng).unwrap())
-        .push(nn::ReLU)
-        .push(nn::max_pool2d(2))
-        .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, &mut rng).unwrap())
-        .push(nn::ReLU)
-        .push(nn::max_pool2d(2))
-        .push(nn::Flatten::new())
-        .push(nn::Linear::new(3136, 128, &mut rng))
-        .push(nn::ReLU)
-        .push(nn::Linear::new(128, 10, &mut rng));
-    let x = Tensor::randn(&[64, 1, 28, 28], &mut rng);
-    let y = ndarray::Array1::from_shape_fn(64, |i| (i * 7) % 10).into_dyn();
-    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-    group.bench_function("train_step", |bench| {
-        bench.iter(|| {
-            let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-            opt.step(&loss.backward().unwrap()).unwrap();
-        })
-    });
+    let mut step = steps::w2(&mut nabla::rng(42));
+    group.bench_function("train_step", |bench| bench.iter(&mut step));
     group.finish();
 }
 

@@ -9,7 +9,8 @@
 //! A workload the crate cannot run yet prints nothing (W3 needs the recurrent layers of a
 //! later issue).
 
-use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+mod common;
+
 use nabla::ops::Conv2dConfig;
 use nabla::prelude::*;
 use std::time::{Duration, Instant};
@@ -76,60 +77,9 @@ fn main() -> nabla::Result<()> {
             let g = Tensor::ones(&[n]);
             report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
         }
-        "w1" => {
-            let model = nn::Sequential::new()
-                .push(nn::Linear::new(784, 512, &mut rng))
-                .push(nn::ReLU)
-                .push(nn::Linear::new(512, 256, &mut rng))
-                .push(nn::ReLU)
-                .push(nn::Linear::new(256, 10, &mut rng));
-            let x = Tensor::randn(&[128, 784], &mut rng);
-            let y = ndarray::Array1::from_shape_fn(128, |i| (i * 7) % 10).into_dyn();
-            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-            let mut step = || {
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-                opt.step(&loss.backward().unwrap()).unwrap();
-            };
-            report("w1", "train_step", threads, bench(seconds, &mut step), None);
-        }
-        "w4" => {
-            let model = nn::Sequential::new()
-                .push(nn::Linear::new(2, 16, &mut rng))
-                .push(nn::Tanh)
-                .push(nn::Linear::new(16, 16, &mut rng))
-                .push(nn::Tanh)
-                .push(nn::Linear::new(16, 1, &mut rng));
-            let x = Tensor::randn(&[8, 2], &mut rng);
-            let y = Tensor::randn(&[8, 1], &mut rng);
-            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-            let mut step = || {
-                let loss = mse_loss(&model.forward(&x).unwrap(), &y, Reduction::Mean).unwrap();
-                opt.step(&loss.backward().unwrap()).unwrap();
-            };
-            report("w4", "train_step", threads, bench(seconds, &mut step), None);
-        }
-        "w2" => {
-            let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
-            let model = nn::Sequential::new()
-                .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, &mut rng)?)
-                .push(nn::ReLU)
-                .push(nn::max_pool2d(2))
-                .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, &mut rng)?)
-                .push(nn::ReLU)
-                .push(nn::max_pool2d(2))
-                .push(nn::Flatten::new())
-                .push(nn::Linear::new(3136, 128, &mut rng))
-                .push(nn::ReLU)
-                .push(nn::Linear::new(128, 10, &mut rng));
-            let x = Tensor::randn(&[64, 1, 28, 28], &mut rng);
-            let y = ndarray::Array1::from_shape_fn(64, |i| (i * 7) % 10).into_dyn();
-            let mut opt = optim::Sgd::new(model.parameters(), 0.01);
-            let mut step = || {
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-                opt.step(&loss.backward().unwrap()).unwrap();
-            };
-            report("w2", "train_step", threads, bench(seconds, &mut step), None);
-        }
+        "w1" => report("w1", "train_step", threads, bench(seconds, common::steps::w1(&mut rng)), None),
+        "w4" => report("w4", "train_step", threads, bench(seconds, common::steps::w4(&mut rng)), None),
+        "w2" => report("w2", "train_step", threads, bench(seconds, common::steps::w2(&mut rng)), None),
         "w6" => {
             let (n, c, hw) = if quick { (2, 8, 8) } else { (16, 64, 32) };
             let flop = 2.0 * (n * c * hw * hw * c * 9) as f64;

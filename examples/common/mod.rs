@@ -1,6 +1,8 @@
 //! What the examples share: `--quick`, an output folder, a progress bar and line plots.
 #![allow(dead_code)]
 
+pub mod steps;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use std::path::PathBuf;

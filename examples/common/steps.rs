@@ -1,0 +1,64 @@
+//! The training steps of the reference workloads W1, W2 and W4 (WORKLOADS.md), defined once
+//! for `examples/workloads.rs` and the criterion benches (`benches/ops.rs` includes this
+//! file by path).
+
+use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+use nabla::ops::Conv2dConfig;
+use nabla::prelude::*;
+use rand::Rng;
+
+/// W1: MLP 784-512-256-10, ReLU, cross-entropy, SGD lr 0.01, batch 128.
+pub fn w1(rng: &mut impl Rng) -> impl FnMut() {
+    let model = nn::Sequential::new()
+        .push(nn::Linear::new(784, 512, rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(512, 256, rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(256, 10, rng));
+    classification_step(model, Tensor::randn(&[128, 784], rng))
+}
+
+/// W2: conv 1→32, ReLU, max pool, conv 32→64, ReLU, max pool, linear 3136→128, ReLU,
+/// linear 128→10; cross-entropy, SGD, batch 64 of 1×28×28.
+pub fn w2(rng: &mut impl Rng) -> impl FnMut() {
+    let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+    let model = nn::Sequential::new()
+        .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, rng).expect("valid config"))
+        .push(nn::ReLU)
+        .push(nn::max_pool2d(2))
+        .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, rng).expect("valid config"))
+        .push(nn::ReLU)
+        .push(nn::max_pool2d(2))
+        .push(nn::Flatten::new())
+        .push(nn::Linear::new(3136, 128, rng))
+        .push(nn::ReLU)
+        .push(nn::Linear::new(128, 10, rng));
+    classification_step(model, Tensor::randn(&[64, 1, 28, 28], rng))
+}
+
+/// W4: MLP 2-16-16-1, tanh, MSE, SGD lr 0.01, batch 8.
+pub fn w4(rng: &mut impl Rng) -> impl FnMut() {
+    let model = nn::Sequential::new()
+        .push(nn::Linear::new(2, 16, rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::new(16, 16, rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::new(16, 1, rng));
+    let (x, y) = (Tensor::randn(&[8, 2], rng), Tensor::randn(&[8, 1], rng));
+    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+    move || {
+        let loss = mse_loss(&model.forward(&x).unwrap(), &y, Reduction::Mean).unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+    }
+}
+
+/// One forward, cross-entropy against fixed labels, backward and SGD (lr 0.01) step.
+fn classification_step(model: nn::Sequential, x: Tensor) -> impl FnMut() {
+    let n = x.shape()[0];
+    let y = ndarray::Array1::from_shape_fn(n, |i| (i * 7) % 10).into_dyn();
+    let mut opt = optim::Sgd::new(model.parameters(), 0.01);
+    move || {
+        let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+    }
+}
