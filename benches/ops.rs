@@ -77,6 +77,14 @@ fn w2_cnn_step(c: &mut Criterion) {
     group.finish();
 }
 
+fn w3_lstm_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w3_lstm_step");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    let mut step = steps::w3(&mut nabla::rng(42));
+    group.bench_function("train_step", |bench| bench.iter(&mut step));
+    group.finish();
+}
+
 fn w6_conv(c: &mut Criterion) {
     let mut group = c.benchmark_group("w6_conv");
     group.sample_size(10).measurement_time(Duration::from_secs(5));
@@ -91,5 +99,5 @@ fn w6_conv(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, w1_mlp_step, w2_cnn_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead);
+criterion_group!(benches, w1_mlp_step, w2_cnn_step, w3_lstm_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead);
 criterion_main!(benches);

@@ -5,9 +5,6 @@
 //! cargo run --release --example workloads -- <w1..w7> <threads> [seconds]
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
-//!
-//! A workload the crate cannot run yet prints nothing (W3 needs the recurrent layers of a
-//! later issue).
 
 mod common;
 
@@ -97,7 +94,7 @@ fn main() -> nabla::Result<()> {
                 Some(3.0 * flop),
             );
         }
-        "w3" => {}
+        "w3" => report("w3", "train_step", threads, bench(seconds, common::steps::w3(&mut rng)), None),
         other => eprintln!("workloads: unknown workload {other} (w1..w7)"),
     }
     Ok(())

@@ -62,3 +62,24 @@ fn classification_step(model: nn::Sequential, x: Tensor) -> impl FnMut() {
         opt.step(&loss.backward().unwrap()).unwrap();
     }
 }
+
+/// W3: LSTM language model — embedding 100→64, one-layer LSTM 64→256 (batch first),
+/// linear 256→100 at every step; cross-entropy over all 32·35 positions, gradient norm
+/// clipped to 1.0, SGD lr 0.01.
+pub fn w3(rng: &mut impl Rng) -> impl FnMut() {
+    let (vocab, batch, steps) = (100, 32, 35);
+    let emb: nn::Embedding = nn::Embedding::new(vocab, 64, rng);
+    let lstm: nn::Recurrent = nn::Recurrent::new(nn::CellKind::Lstm, 64, 256, 1, true, true, false, rng);
+    let head = nn::Linear::new(256, vocab, rng);
+    let x = ndarray::Array2::from_shape_fn((batch, steps), |_| rng.random_range(0..vocab)).into_dyn();
+    let y = ndarray::Array1::from_shape_fn(batch * steps, |_| rng.random_range(0..vocab)).into_dyn();
+    let params = [emb.parameters(), lstm.parameters(), head.parameters()].concat();
+    let mut opt = optim::Sgd::new(params, 0.01);
+    move || {
+        let h = lstm.forward(&emb.lookup(&x).unwrap()).unwrap();
+        let logits = head.forward(&h).unwrap().reshape(&[-1, vocab as isize]).unwrap();
+        let mut grads = cross_entropy(&logits, &y).unwrap().backward().unwrap();
+        optim::clip_grad_norm(&mut grads, 1.0).unwrap();
+        opt.step(&grads).unwrap();
+    }
+}

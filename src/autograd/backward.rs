@@ -3,6 +3,7 @@
 use super::mode::set_grad_enabled;
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
+use ndarray::{Axis, Slice};
 use std::collections::{HashMap, HashSet};
 
 /// Gradients from one backward pass, keyed by tensor: `grads.get(&w)` is `dL/dw`.
@@ -101,7 +102,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         let mut cotangents: HashMap<usize, Tensor<T>> = HashMap::new();
         for (root, cotangent) in roots {
             if root.requires_grad() {
-                accumulate(&mut cotangents, root.id(), cotangent.clone());
+                accumulate(&mut cotangents, root.id(), cotangent.clone(), create_graph);
             }
         }
         let mut kept = HashMap::new();
@@ -122,6 +123,18 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                     "this backward rule is not differentiable: higher-order gradients through it are not supported",
                 ));
             }
+            if let (false, Some((axis, start))) = (create_graph, grad_fn.rule.reads_slice()) {
+                let input = &grad_fn.inputs[0];
+                if input.requires_grad() && input.id() >= oldest {
+                    let mut acc = cotangents.remove(&input.id()).unwrap_or_else(|| Tensor::<T>::zeros(input.shape()));
+                    let len = gy.shape()[axis];
+                    acc.update_leaf(|v| {
+                        v.slice_axis_mut(Axis(axis), Slice::from(start..start + len)).zip_mut_with(gy.array(), |a, &b| *a = *a + b)
+                    });
+                    cotangents.insert(input.id(), acc);
+                }
+                continue;
+            }
             let gxs = grad_fn.rule.backward(&grad_fn.inputs, &node, &gy);
             assert_eq!(gxs.len(), grad_fn.inputs.len(), "internal: {} returned the wrong number of gradients", grad_fn.rule.name());
             for (input, gx) in grad_fn.inputs.iter().zip(gxs) {
@@ -130,16 +143,23 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                     continue;
                 }
                 let gx = gx.sum_to_shape(input.shape()).expect("internal: gradient does not broadcast to its input");
-                accumulate(&mut cotangents, input.id(), gx);
+                accumulate(&mut cotangents, input.id(), gx, create_graph);
             }
         }
         Ok(kept)
     })
 }
 
-fn accumulate<T: Element>(cotangents: &mut HashMap<usize, Tensor<T>>, id: usize, g: Tensor<T>) {
+/// Adds `g` to the cotangent of `id`. A first-order sweep adds in place when the running
+/// sum's buffer is not shared (`update_leaf` copies otherwise); with `create_graph` the sum
+/// is an op, so that it is differentiated too.
+fn accumulate<T: Element>(cotangents: &mut HashMap<usize, Tensor<T>>, id: usize, g: Tensor<T>, create_graph: bool) {
     let summed = match cotangents.remove(&id) {
-        Some(previous) => previous.add(&g).expect("internal: gradients of one tensor differ in shape"),
+        Some(previous) if create_graph => previous.add(&g).expect("internal: gradients of one tensor differ in shape"),
+        Some(mut previous) => {
+            previous.update_leaf(|v| v.zip_mut_with(g.array(), |a, &b| *a = *a + b));
+            previous
+        }
         None => g,
     };
     cotangents.insert(id, summed);

@@ -20,6 +20,14 @@ pub trait Backward<T: Element>: Send + Sync + 'static {
     fn is_differentiable(&self) -> bool {
         true
     }
+    /// `Some((axis, start))` when the op's output is the slice of its one input starting at
+    /// `start` along `axis` (as `narrow`'s is). A first-order sweep then adds the cotangent
+    /// into that slice of the input's gradient instead of running the rule, which would pad
+    /// it with zeros to the input's full shape: reading `T` slices of a `T`-step sequence
+    /// stays `O(T)`, not `O(T²)`.
+    fn reads_slice(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// A rule from a closure `(inputs, output, gy) -> gradients`; see [`rule`].

@@ -2,7 +2,7 @@
 //! narrow (and its adjoint, zero padding), cat, stack, squeeze, unsqueeze, flatten.
 
 use super::{normalize_dim, normalize_dims};
-use crate::autograd::rule;
+use crate::autograd::{rule, Backward};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
@@ -199,12 +199,7 @@ impl<T: Element> Tensor<T> {
 
     pub(crate) fn narrow_axis(&self, d: usize, start: usize, length: usize) -> Tensor<T> {
         let value = self.array().slice_axis(Axis(d), Slice::from(start..start + length)).to_shared();
-        Tensor::from_op_arc(value, &[self], move || {
-            Box::new(rule("narrow", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
-                let after = inputs[0].shape()[d] - start - length;
-                vec![Some(gy.pad_axis(d, start, after))]
-            }))
-        })
+        Tensor::from_op_arc(value, &[self], move || Box::new(NarrowRule { d, start, length }))
     }
 
     /// Zeros added before and after along axis `d`: the adjoint of `narrow`, so its rule is
@@ -266,5 +261,26 @@ impl<T: Element> Tensor<T> {
         let d = normalize_dim("stack", dim, first.ndim() + 1)? as isize;
         let pieces = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;
         Tensor::cat(&pieces, d)
+    }
+}
+
+/// `narrow`'s rule: the cotangent padded with zeros back to the input's shape (so it is
+/// differentiable), or, in a first-order sweep, added straight into the slice it came from.
+struct NarrowRule {
+    d: usize,
+    start: usize,
+    length: usize,
+}
+
+impl<T: Element> Backward<T> for NarrowRule {
+    fn name(&self) -> &'static str {
+        "narrow"
+    }
+    fn backward(&self, inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        let after = inputs[0].shape()[self.d] - self.start - self.length;
+        vec![Some(gy.pad_axis(self.d, self.start, after))]
+    }
+    fn reads_slice(&self) -> Option<(usize, usize)> {
+        Some((self.d, self.start))
     }
 }
