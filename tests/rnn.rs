@@ -1,7 +1,7 @@
 //! Recurrent layers: finite-difference checks and a long unroll.
 
 use nabla::autograd::{gradcheck, GradcheckOptions};
-use nabla::nn::{CellKind, Recurrent};
+use nabla::nn::{CellKind, Recurrent, RecurrentCell, TruncatedBptt};
 use nabla::prelude::*;
 
 #[test]
@@ -31,4 +31,113 @@ fn a_10000_step_unroll_trains_without_overflowing_the_stack() {
     let grads = loss.backward().unwrap();
     assert_eq!(grads.len(), 4);
     assert!(grads.iter().all(|(_, g)| g.to_vec().iter().all(|v| v.is_finite())));
+}
+
+/// A tensor of a golden file by name.
+fn stored(state: &nabla::nn::StateDict, name: &str) -> Tensor<f64> {
+    let t = &state.tensors[name];
+    Tensor::<f64>::from_vec(t.values.clone(), &t.shape).unwrap()
+}
+
+#[test]
+fn cells_stepped_over_a_sequence_reproduce_pytorchs_layers() {
+    // PyTorch's one-layer RNN/GRU/LSTM outputs (golden files) from the same weights, loaded
+    // into a cell under the cell's names (no `_l0`) and stepped by hand.
+    for (name, kind) in [("RNN", CellKind::RnnTanh), ("GRU", CellKind::Gru), ("LSTM", CellKind::Lstm)] {
+        let path = format!("{}/tests/golden/cases/module-{name}-00.safetensors", env!("CARGO_MANIFEST_DIR"));
+        let golden = nabla::nn::read_safetensors(&path).unwrap();
+        let mut renamed = nabla::nn::StateDict::default();
+        for (key, t) in &golden.tensors {
+            if let Some(param) = key.strip_prefix("param.") {
+                renamed.tensors.insert(param.trim_end_matches("_l0").to_string(), t.clone());
+            }
+        }
+        let cell: RecurrentCell<f64> = RecurrentCell::new(kind, 3, 4, true, &mut nabla::rng(0));
+        nabla::nn::load_state_dict(&cell.named_parameters(), &renamed).unwrap();
+        let (x, expected) = (stored(&golden, "input.0"), stored(&golden, "output.0"));
+        let (mut h, mut c) = (Tensor::<f64>::zeros(&[2, 4]), Tensor::<f64>::zeros(&[2, 4]));
+        for t in 0..x.shape()[0] {
+            (h, c) = cell.step(&x.narrow(0, t, 1).unwrap().squeeze(0).unwrap(), Some((&h, Some(&c)))).unwrap();
+            let want = expected.narrow(0, t, 1).unwrap().squeeze(0).unwrap();
+            let err = h.sub(&want).unwrap().abs().amax().item().unwrap();
+            assert!(err < 1e-12, "{name} step {t}: |h - torch| = {err}");
+        }
+        // Unbatched input gives the first row of the batched result.
+        let (h1, _) =
+            cell.step(&x.narrow(0, 0, 1).unwrap().reshape(&[2, 3]).unwrap().narrow(0, 0, 1).unwrap().squeeze(0).unwrap(), None).unwrap();
+        assert_eq!(h1.shape(), &[4]);
+        let want = expected.narrow(0, 0, 1).unwrap().reshape(&[2, 4]).unwrap().narrow(0, 0, 1).unwrap().squeeze(0).unwrap();
+        assert!(h1.sub(&want).unwrap().abs().amax().item().unwrap() < 1e-12);
+    }
+}
+
+#[test]
+fn cells_match_finite_differences() {
+    for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Gru, CellKind::Lstm] {
+        let cell: RecurrentCell<f64> = RecurrentCell::new(kind, 3, 4, true, &mut nabla::rng(1));
+        let inputs = [2, 3, 4].map(|s| Tensor::<f64>::randn(&[2, if s == 2 { 3 } else { 4 }], &mut nabla::rng(s)));
+        gradcheck(
+            |v| {
+                let (h, c) = cell.step(&v[0], Some((&v[1], Some(&v[2]))))?;
+                h.mul(&c)?.add(&h)
+            },
+            &inputs,
+            &GradcheckOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    }
+}
+
+#[test]
+fn cells_reject_mismatched_shapes_by_name() {
+    let cell: RecurrentCell = RecurrentCell::lstm(3, 4, &mut nabla::rng(0));
+    let err = cell.step(&Tensor::zeros(&[2, 5]), None).unwrap_err().to_string();
+    assert!(err.contains("RecurrentCell") && err.contains("[2, 5]"), "{err}");
+    let err = cell.step(&Tensor::zeros(&[2, 3]), Some((&Tensor::zeros(&[3, 4]), None))).unwrap_err().to_string();
+    assert!(err.contains("[3, 4]"), "{err}");
+    assert!(nabla::nn::TruncatedBptt::<f32>::new(0).is_err());
+}
+
+#[test]
+fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
+    let lstm: Recurrent<f64> = Recurrent::lstm(2, 3, 1, &mut nabla::rng(6));
+    let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true);
+    let whole = lstm.forward(&seq).unwrap();
+    let mut bptt = TruncatedBptt::new(4).unwrap();
+    let chunks = bptt.chunks(&lstm, &seq).unwrap();
+    assert_eq!(chunks.iter().map(|c| c.shape()[0]).collect::<Vec<_>>(), vec![4, 4, 2]);
+    let mut start = 0;
+    for chunk in &chunks {
+        let out = bptt.forward(&lstm, chunk).unwrap();
+        // The forward values are those of the uncut run...
+        let len = chunk.shape()[0];
+        let err = out.output.sub(&whole.narrow(0, start, len).unwrap()).unwrap().abs().amax().item().unwrap();
+        assert!(err < 1e-14, "chunk at {start}: {err}");
+        // ...but the gradient stops at the chunk's first step.
+        let g = out.output.sum().backward().unwrap();
+        let gx = g.get(&seq).unwrap().to_ndarray();
+        for t in 0..10 {
+            let touched = gx.index_axis(ndarray::Axis(0), t).iter().any(|v| *v != 0.0);
+            assert_eq!(touched, (start..start + len).contains(&t), "step {t}, chunk at {start}");
+        }
+        start += len;
+    }
+    assert!(bptt.state().is_some());
+    bptt.reset();
+    assert!(bptt.state().is_none());
+}
+
+#[test]
+fn orthogonal_recurrent_weights_preserve_norms() {
+    let lstm: Recurrent<f64> = Recurrent::lstm(2, 5, 2, &mut nabla::rng(8));
+    lstm.init_orthogonal(1.0, &mut nabla::rng(9)).unwrap();
+    for (name, p) in lstm.named_parameters().into_iter().filter(|(n, _)| n.starts_with("weight_hh")) {
+        let w = p.tensor();
+        assert_eq!(w.shape(), &[20, 5]);
+        for g in 0..4 {
+            let block = w.narrow(0, g * 5, 5).unwrap();
+            let err = block.t().matmul(&block).unwrap().sub(&Tensor::<f64>::eye(5)).unwrap().abs().amax().item().unwrap();
+            assert!(err < 1e-12, "{name} gate {g}: {err}");
+        }
+    }
 }

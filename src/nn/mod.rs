@@ -40,7 +40,7 @@ pub use linear::{Flatten, Identity, Linear};
 pub use loss::{CrossEntropyLoss, MSELoss, MarginRankingLoss, NLLLoss};
 pub use param::Param;
 pub use pool::{avg_pool2d, max_pool2d, Pool1d, Pool2d, PoolKind};
-pub use rnn::{CellKind, Recurrent, RecurrentOutput};
+pub use rnn::{CellKind, Recurrent, RecurrentCell, RecurrentOutput, TruncatedBptt};
 pub use sequential::Sequential;
 pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, save_tensors, StateDict, StoredTensor};
 

@@ -129,6 +129,37 @@ impl<T: Element> Recurrent<T> {
         Self::new(CellKind::Lstm, input_size, hidden_size, num_layers, true, false, false, rng)
     }
 
+    /// Re-initialises every `weight_hh` with an orthogonal matrix times `gain` in each
+    /// gate's `H×H` block (see [`init::orthogonal`](super::init::orthogonal)): the recurrent
+    /// map then neither grows nor shrinks the state at initialisation, which keeps the
+    /// gradients of long sequences from exploding or vanishing early in training.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let rnn: nn::Recurrent<f64> = nn::Recurrent::rnn(2, 4, 1, &mut nabla::rng(0));
+    /// rnn.init_orthogonal(1.0, &mut nabla::rng(1))?;
+    /// let w = rnn.named_parameters()[1].1.tensor();          // weight_hh_l0
+    /// let wtw = w.t().matmul(&w)?;
+    /// assert!(wtw.sub(&Tensor::<f64>::eye(4))?.abs().amax().item()? < 1e-12);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn init_orthogonal(&self, gain: f64, rng: &mut impl Rng) -> Result<()> {
+        for dir in self.layers.iter().flatten() {
+            orthogonal_blocks(&dir.weight_hh, self.kind.gates(), self.hidden_size, gain, rng)?;
+        }
+        Ok(())
+    }
+
+    /// The cell kind.
+    pub fn kind(&self) -> CellKind {
+        self.kind
+    }
+
+    /// The hidden size `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
     fn directions(&self) -> usize {
         if self.bidirectional {
             2
@@ -208,30 +239,50 @@ impl<T: Element> Recurrent<T> {
         for s in 0..steps {
             let t = if reverse { steps - 1 - s } else { s };
             let xi = projected.narrow(0, t, 1)?.reshape(&[batch as isize, g as isize])?;
-            let hh = h.linear(&w_hh, b_hh.as_ref())?;
-            let gate = |z: &Tensor<T>, k: usize| z.narrow(1, k * hs, hs);
-            match self.kind {
-                CellKind::RnnTanh => h = xi.add(&hh)?.tanh(),
-                CellKind::RnnRelu => h = xi.add(&hh)?.relu(),
-                CellKind::Lstm => {
-                    let z = xi.add(&hh)?;
-                    let (i, f, gg, o) = (gate(&z, 0)?.sigmoid(), gate(&z, 1)?.sigmoid(), gate(&z, 2)?.tanh(), gate(&z, 3)?.sigmoid());
-                    c = f.mul(&c)?.add(&i.mul(&gg)?)?;
-                    h = o.mul(&c.tanh())?;
-                }
-                CellKind::Gru => {
-                    let r = gate(&xi, 0)?.add(&gate(&hh, 0)?)?.sigmoid();
-                    let z = gate(&xi, 1)?.add(&gate(&hh, 1)?)?.sigmoid();
-                    let n = gate(&xi, 2)?.add(&r.mul(&gate(&hh, 2)?)?)?.tanh();
-                    // h' = (1 - z) n + z h
-                    h = n.add(&z.mul(&h.sub(&n)?)?)?;
-                }
-            }
+            (h, c) = cell_step(self.kind, hs, &xi, &h, &c, &w_hh, b_hh.as_ref())?;
             outputs[t] = Some(h.clone());
         }
         let outputs: Vec<Tensor<T>> = outputs.into_iter().map(|o| o.expect("every step ran")).collect();
         Ok((Tensor::stack(&outputs, 0)?, h, c))
     }
+}
+
+/// One time step of a cell from the input projection `xi = W_ih x + b_ih` `(N, G·H)` and
+/// the state: the new `(h, c)` (`c` passes through unchanged except for LSTM).
+fn cell_step<T: Element>(
+    kind: CellKind,
+    hs: usize,
+    xi: &Tensor<T>,
+    h: &Tensor<T>,
+    c: &Tensor<T>,
+    w_hh: &Tensor<T>,
+    b_hh: Option<&Tensor<T>>,
+) -> Result<(Tensor<T>, Tensor<T>)> {
+    let hh = h.linear(w_hh, b_hh)?;
+    let gate = |z: &Tensor<T>, k: usize| z.narrow(1, k * hs, hs);
+    Ok(match kind {
+        CellKind::RnnTanh => (xi.add(&hh)?.tanh(), c.clone()),
+        CellKind::RnnRelu => (xi.add(&hh)?.relu(), c.clone()),
+        CellKind::Lstm => {
+            let z = xi.add(&hh)?;
+            let (i, f, g, o) = (gate(&z, 0)?.sigmoid(), gate(&z, 1)?.sigmoid(), gate(&z, 2)?.tanh(), gate(&z, 3)?.sigmoid());
+            let c = f.mul(c)?.add(&i.mul(&g)?)?;
+            (o.mul(&c.tanh())?, c)
+        }
+        CellKind::Gru => {
+            let r = gate(xi, 0)?.add(&gate(&hh, 0)?)?.sigmoid();
+            let z = gate(xi, 1)?.add(&gate(&hh, 1)?)?.sigmoid();
+            let n = gate(xi, 2)?.add(&r.mul(&gate(&hh, 2)?)?)?.tanh();
+            // h' = (1 - z) n + z h
+            (n.add(&z.mul(&h.sub(&n)?)?)?, c.clone())
+        }
+    })
+}
+
+/// Fills each gate's `H×H` block of `weight_hh` with an orthogonal matrix times `gain`.
+fn orthogonal_blocks<T: Element>(weight_hh: &Param<T>, gates: usize, hs: usize, gain: f64, rng: &mut impl Rng) -> Result<()> {
+    let blocks = (0..gates).map(|_| super::init::orthogonal::<T>(&[hs, hs], gain, rng)).collect::<Result<Vec<_>>>()?;
+    weight_hh.set(Tensor::cat(&blocks, 0)?.to_ndarray())
 }
 
 impl<T: Element> Module<T> for Recurrent<T> {
@@ -253,5 +304,195 @@ impl<T: Element> Module<T> for Recurrent<T> {
             }
         }
         params
+    }
+}
+
+/// One recurrent cell, as `torch.nn.RNNCell`, `torch.nn.GRUCell` and `torch.nn.LSTMCell`
+/// ([`RecurrentCell::rnn`], [`RecurrentCell::gru`], [`RecurrentCell::lstm`]): one time
+/// step, `(N, I)` (or unbatched `(I)`) and a state `(N, H)` to the next state. Parameters
+/// `weight_ih [G·H, I]`, `weight_hh [G·H, H]`, `bias_ih`, `bias_hh [G·H]` (G = 1, 3, 4 for
+/// RNN, GRU, LSTM, gates in PyTorch's order), initialised `U(±1/√H)`. The step is the same
+/// code [`Recurrent`] runs at each time step.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let cell: nn::RecurrentCell = nn::RecurrentCell::lstm(3, 5, &mut nabla::rng(0));
+/// let (mut h, mut c) = (Tensor::zeros(&[2, 5]), Tensor::zeros(&[2, 5]));
+/// for t in 0..4 {
+///     let x = Tensor::randn(&[2, 3], &mut nabla::rng(t));
+///     (h, c) = cell.step(&x, Some((&h, Some(&c))))?;
+/// }
+/// assert_eq!(h.shape(), &[2, 5]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct RecurrentCell<T: Element = f32> {
+    kind: CellKind,
+    input_size: usize,
+    hidden_size: usize,
+    weights: Direction<T>,
+}
+
+impl<T: Element> RecurrentCell<T> {
+    /// A cell of `kind`, with or without biases.
+    pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
+        let bound = if hidden_size > 0 { 1.0 / (hidden_size as f64).sqrt() } else { 0.0 };
+        let g = kind.gates() * hidden_size;
+        let weights = Direction {
+            weight_ih: Param::new(uniform(&[g, input_size], bound, rng)),
+            weight_hh: Param::new(uniform(&[g, hidden_size], bound, rng)),
+            bias_ih: bias.then(|| Param::new(uniform(&[g], bound, rng))),
+            bias_hh: bias.then(|| Param::new(uniform(&[g], bound, rng))),
+            suffix: String::new(),
+        };
+        RecurrentCell { kind, input_size, hidden_size, weights }
+    }
+
+    /// `torch.nn.RNNCell(input_size, hidden_size)` (tanh).
+    pub fn rnn(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+        Self::new(CellKind::RnnTanh, input_size, hidden_size, true, rng)
+    }
+
+    /// `torch.nn.GRUCell(input_size, hidden_size)`.
+    pub fn gru(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+        Self::new(CellKind::Gru, input_size, hidden_size, true, rng)
+    }
+
+    /// `torch.nn.LSTMCell(input_size, hidden_size)`.
+    pub fn lstm(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+        Self::new(CellKind::Lstm, input_size, hidden_size, true, rng)
+    }
+
+    /// The cell kind.
+    pub fn kind(&self) -> CellKind {
+        self.kind
+    }
+
+    /// The hidden size `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// [`Recurrent::init_orthogonal`] for this cell's `weight_hh`.
+    pub fn init_orthogonal(&self, gain: f64, rng: &mut impl Rng) -> Result<()> {
+        orthogonal_blocks(&self.weights.weight_hh, self.kind.gates(), self.hidden_size, gain, rng)
+    }
+
+    /// One step: `input` `(N, I)` or `(I)`, the state `(h, c)` (zeros when `None`; `c` for
+    /// LSTM only) shaped like the output `(N, H)` or `(H)`; returns the new `(h, c)` (for
+    /// RNN and GRU, `c` is the `c` given, or zeros).
+    pub fn step(&self, input: &Tensor<T>, state: Option<(&Tensor<T>, Option<&Tensor<T>>)>) -> Result<(Tensor<T>, Tensor<T>)> {
+        let op = "RecurrentCell";
+        let unbatched = input.ndim() == 1;
+        if !(input.ndim() == 1 || input.ndim() == 2) || input.shape()[input.ndim() - 1] != self.input_size {
+            return Err(Error::shape(op, format!("input {:?} should be (N, {}) or ({})", input.shape(), self.input_size, self.input_size)));
+        }
+        let x = if unbatched { input.unsqueeze(0)? } else { input.clone() };
+        let state_shape = [x.shape()[0], self.hidden_size];
+        let shaped = |t: Option<&Tensor<T>>, name: &str| -> Result<Tensor<T>> {
+            match t {
+                None => Ok(Tensor::<T>::zeros(&state_shape)),
+                Some(t) if unbatched && t.shape() == [self.hidden_size] => t.unsqueeze(0),
+                Some(t) if !unbatched && t.shape() == state_shape => Ok(t.clone()),
+                Some(t) => Err(Error::shape(
+                    op,
+                    format!("{name} {:?} does not match input {:?} and hidden size {}", t.shape(), input.shape(), self.hidden_size),
+                )),
+            }
+        };
+        let h = shaped(state.map(|s| s.0), "h")?;
+        let c = shaped(state.and_then(|s| s.1), "c")?;
+        let w = &self.weights;
+        let xi = x.linear(&w.weight_ih.tensor(), w.bias_ih.as_ref().map(Param::tensor).as_ref())?;
+        let b_hh = w.bias_hh.as_ref().map(Param::tensor);
+        let (h, c) = cell_step(self.kind, self.hidden_size, &xi, &h, &c, &w.weight_hh.tensor(), b_hh.as_ref())?;
+        if unbatched {
+            Ok((h.squeeze(0)?, c.squeeze(0)?))
+        } else {
+            Ok((h, c))
+        }
+    }
+}
+
+impl<T: Element> Module<T> for RecurrentCell<T> {
+    /// The next hidden state from a zero state.
+    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(self.step(input, None)?.0)
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+        let w = &self.weights;
+        let mut params = vec![("weight_ih".to_string(), w.weight_ih.clone()), ("weight_hh".to_string(), w.weight_hh.clone())];
+        if let Some(b) = &w.bias_ih {
+            params.push(("bias_ih".to_string(), b.clone()));
+        }
+        if let Some(b) = &w.bias_hh {
+            params.push(("bias_hh".to_string(), b.clone()));
+        }
+        params
+    }
+}
+
+/// Truncated backpropagation through time: a long sequence is cut into chunks of `k` time
+/// steps; each chunk starts from the state the previous one ended in, detached, so a
+/// backward pass reaches at most `k` steps back while the forward state still flows through
+/// the whole sequence. Memory and time per update are `O(k)`, whatever the length.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let lstm: nn::Recurrent = nn::Recurrent::lstm(1, 8, 1, &mut nabla::rng(0));
+/// let mut opt = optim::Sgd::new(lstm.parameters(), 0.1);
+/// let seq = Tensor::randn(&[100, 4, 1], &mut nabla::rng(1));        // (T, N, I)
+/// let mut bptt = nn::TruncatedBptt::new(20)?;
+/// for chunk in bptt.chunks(&lstm, &seq)? {
+///     let out = bptt.forward(&lstm, &chunk)?;                     // state carried, graph cut
+///     let mut grads = out.output.pow(2.0).mean().backward()?;
+///     optim::clip_grad_norm(&mut grads, 1.0)?;
+///     opt.step(&grads)?;
+/// }
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub struct TruncatedBptt<T: Element = f32> {
+    k: usize,
+    h: Option<Tensor<T>>,
+    c: Option<Tensor<T>>,
+}
+
+impl<T: Element> TruncatedBptt<T> {
+    /// Chunks of `k ≥ 1` steps, starting from a zero state.
+    pub fn new(k: usize) -> Result<Self> {
+        if k == 0 {
+            return Err(Error::invalid("TruncatedBptt", "k must be at least 1 time step"));
+        }
+        Ok(TruncatedBptt { k, h: None, c: None })
+    }
+
+    /// `sequence` cut along `rnn`'s time dim into chunks of `k` steps (the last may be
+    /// shorter).
+    pub fn chunks(&self, rnn: &Recurrent<T>, sequence: &Tensor<T>) -> Result<Vec<Tensor<T>>> {
+        if sequence.ndim() != 3 {
+            return Err(Error::shape("TruncatedBptt", format!("sequence {:?} should have 3 dims", sequence.shape())));
+        }
+        let dim = if rnn.batch_first { 1 } else { 0 };
+        let steps = sequence.shape()[dim];
+        (0..steps).step_by(self.k).map(|t| sequence.narrow(dim as isize, t, self.k.min(steps - t))).collect()
+    }
+
+    /// Runs `rnn` over `chunk` from the carried state and carries its final state, detached.
+    pub fn forward(&mut self, rnn: &Recurrent<T>, chunk: &Tensor<T>) -> Result<RecurrentOutput<T>> {
+        let out = rnn.forward_with_state(chunk, self.h.as_ref().map(|h| (h, self.c.as_ref())))?;
+        self.h = Some(out.h_n.detach());
+        self.c = out.c_n.as_ref().map(Tensor::detach);
+        Ok(out)
+    }
+
+    /// The carried state `(h, c)`, if a chunk has run since the last reset.
+    pub fn state(&self) -> Option<(&Tensor<T>, Option<&Tensor<T>>)> {
+        self.h.as_ref().map(|h| (h, self.c.as_ref()))
+    }
+
+    /// Starts the next chunk from a zero state (a new sequence).
+    pub fn reset(&mut self) {
+        self.h = None;
+        self.c = None;
     }
 }
