@@ -19,6 +19,7 @@
 
 mod activation;
 mod adaptive;
+mod attention;
 mod conv;
 mod embedding;
 pub mod functional;
@@ -33,6 +34,7 @@ mod state_dict;
 
 pub use activation::{Dropout, LeakyReLU, LogSoftmax, PReLU, RReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
+pub use attention::{scaled_dot_product_attention, AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions};
 pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
 pub use functional::Reduction;
