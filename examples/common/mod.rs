@@ -152,3 +152,24 @@ pub fn heatmaps(path: &std::path::Path, columns: usize, cell: u32, maps: &[(Stri
     }
     root.present().expect("write the picture");
 }
+
+/// The index of the largest value in each row of a `(rows, classes)` tensor.
+pub fn argmax_rows(t: &nabla::Tensor) -> Vec<usize> {
+    t.value()
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().enumerate().fold((0, f32::MIN), |best, (k, &v)| if v > best.1 { (k, v) } else { best }).0)
+        .collect()
+}
+
+/// Prints `what` against its target and, in full mode, exits with status 1 when it is missed.
+pub fn report_target(what: &str, value: f64, target: f64, higher_is_better: bool) {
+    let met = if higher_is_better { value >= target } else { value <= target };
+    let relation = if higher_is_better { ">=" } else { "<=" };
+    let note = if quick() { " (--quick: a shortened run, the target applies to the full run)" } else { "" };
+    println!("{what}: {value:.2} (target {relation} {target}){note}");
+    if !quick() && !met {
+        eprintln!("{what} missed its target");
+        std::process::exit(1);
+    }
+}
