@@ -141,3 +141,13 @@ fn orthogonal_recurrent_weights_preserve_norms() {
         }
     }
 }
+
+#[test]
+fn second_derivatives_through_a_fused_lstm_layer_match_finite_differences() {
+    // First-order backward of the layer runs fused; with create_graph it differentiates the
+    // composed layer. gradgradcheck compares those second derivatives with finite
+    // differences of the first.
+    let net: Recurrent<f64> = Recurrent::new(CellKind::Lstm, 2, 3, 1, true, false, true, &mut nabla::rng(12));
+    let x = Tensor::<f64>::randn(&[3, 2, 2], &mut nabla::rng(13));
+    nabla::autograd::gradgradcheck(|v| net.forward(&v[0])?.tanh().sum_dims(&[2], false), &[x], &GradcheckOptions::default()).unwrap();
+}

@@ -110,3 +110,37 @@ pub(crate) fn zip2<T: Element>(a: &ArrayViewD<'_, T>, b: &ArrayViewD<'_, T>, f: 
         _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
     }
 }
+
+/// A loop body compiled inside [`run_widest`]'s `target_feature` functions: its `run` must
+/// be `#[inline(always)]` for that to happen.
+pub(crate) trait Body {
+    fn run(&mut self);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+unsafe fn body_avx512(b: &mut impl Body) {
+    b.run()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn body_avx2(b: &mut impl Body) {
+    b.run()
+}
+
+/// Runs `b` compiled for the widest vector extension the CPU has (see [`fill_widest`]).
+pub(crate) fn run_widest(b: &mut impl Body) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { body_avx512(b) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { body_avx2(b) };
+        }
+    }
+    b.run()
+}

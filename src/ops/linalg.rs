@@ -13,6 +13,26 @@ use ndarray::{Array2, Array3, ArrayView2, ArrayViewD, Axis, Ix2, Ix3, IxDyn};
 /// Products smaller than this many multiply-adds run on one thread.
 const PARALLEL_MIN_FLOPS: usize = 1 << 18;
 
+/// Products with fewer rows than this are split across threads by columns.
+const THIN_ROWS: usize = 128;
+/// The column split's granularity (a multiple of every kernel's register width).
+const COLUMN_BLOCK: usize = 64;
+
+/// A raw pointer that may cross to another thread: the code sharing it guarantees the
+/// threads touch disjoint elements.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: see the type's doc; only used inside `gemm_plus_row`'s scope.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// `a @ b` for two matrices of any strides, into a fresh row-major matrix.
 pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
     gemm_plus_row(a, b, None)
@@ -33,40 +53,59 @@ pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_
     }
     if m > 0 && n > 0 && k > 0 {
         let threads = rayon::current_num_threads();
-        let parallelism =
-            if m * n * k >= PARALLEL_MIN_FLOPS && threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
         let (sa, sb) = (a.strides(), b.strides());
         let read_dst = row.is_some();
         let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
-        // SAFETY: the pointers address matrices of the dims and element strides given; `dst`
-        // has room for m x n elements and is a distinct allocation; gemm reads it only when
-        // `read_dst` (then it holds the rows written above); T is f32 or f64.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst,
-                1,
-                n as isize,
-                read_dst,
-                a.as_ptr(),
-                sa[1],
-                sa[0],
-                b.as_ptr(),
-                sb[1],
-                sb[0],
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
-            if !read_dst {
-                buffer.set_len(m * n);
+        let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
+        let dst = SendPtr(dst);
+        // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
+        let block = |cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
+            // SAFETY: the pointers address matrices of the dims and element strides given;
+            // `dst` has room for m x n elements and is a distinct allocation; column blocks
+            // run concurrently only on disjoint columns; gemm reads dst only when `read_dst`
+            // (then it holds the rows written above); T is f32 or f64.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols.len(),
+                    k,
+                    dst.get().add(cols.start),
+                    1,
+                    n as isize,
+                    read_dst,
+                    a_ptr.get(),
+                    sa[1],
+                    sa[0],
+                    b_ptr.get().offset(cols.start as isize * sb[1]),
+                    sb[1],
+                    sb[0],
+                    T::one(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
             }
+        };
+        if parallel && m < THIN_ROWS && n >= 2 * COLUMN_BLOCK {
+            // gemm splits its work by row blocks, so a product with few rows (a recurrent
+            // step's batch) would run on one thread: split the columns instead.
+            let per = n.div_ceil(threads).next_multiple_of(COLUMN_BLOCK);
+            rayon::scope(|scope| {
+                for start in (per..n).step_by(per) {
+                    let block = &block;
+                    scope.spawn(move |_| block(start..(start + per).min(n), gemm::Parallelism::None));
+                }
+                block(0..per.min(n), gemm::Parallelism::None);
+            });
+        } else {
+            block(0..n, if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
+        }
+        if !read_dst {
+            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
+            unsafe { buffer.set_len(m * n) };
         }
     }
     Array2::from_shape_vec((m, n), buffer).expect("m * n elements")

@@ -39,6 +39,7 @@ mod conv;
 mod index;
 mod kernel;
 mod linalg;
+pub(crate) mod lstm;
 mod pool;
 mod reduce;
 mod shape;
