@@ -80,12 +80,27 @@ fn main() -> nabla::Result<()> {
 
     let dir = common::out_dir("seq2vec");
     let (x, _) = batch(1, &mut nabla::rng(7))?;
-    let example = common::Series { label: "a noisy input".into(), points: x.to_vec().iter().enumerate().map(|(t, &v)| (t as f64, v as f64)).collect() };
+    let example = common::Series {
+        label: "a noisy input".into(),
+        points: x.to_vec().iter().enumerate().map(|(t, &v)| (t as f64, v as f64)).collect(),
+    };
     common::panels(
         &dir.join("training.svg"),
         &[
-            common::Panel { title: "training loss".into(), x_label: "step".into(), y_label: "cross-entropy".into(), series: vec![common::Series { label: "batch loss".into(), points: losses }], log_y: true },
-            common::Panel { title: "test accuracy".into(), x_label: "step".into(), y_label: "%".into(), series: vec![common::Series { label: "2,000 new sequences".into(), points: accuracies.clone() }], log_y: false },
+            common::Panel {
+                title: "training loss".into(),
+                x_label: "step".into(),
+                y_label: "cross-entropy".into(),
+                series: vec![common::Series { label: "batch loss".into(), points: losses }],
+                log_y: true,
+            },
+            common::Panel {
+                title: "test accuracy".into(),
+                x_label: "step".into(),
+                y_label: "%".into(),
+                series: vec![common::Series { label: "2,000 new sequences".into(), points: accuracies.clone() }],
+                log_y: false,
+            },
             common::Panel { title: "input".into(), x_label: "t".into(), y_label: "value".into(), series: vec![example], log_y: false },
         ],
     );

@@ -73,7 +73,9 @@ fn main() -> nabla::Result<()> {
         let predicted: Vec<Vec<usize>> = logits.iter().map(common::argmax_rows).collect();
         let exact = (0..test_digits.len()).filter(|&i| (0..BITS).all(|t| predicted[t][i] == test_digits[i][t])).count();
         let per_digit = (0..BITS)
-            .map(|t| 100.0 * (0..test_digits.len()).filter(|&i| predicted[t][i] == test_digits[i][t]).count() as f64 / test_digits.len() as f64)
+            .map(|t| {
+                100.0 * (0..test_digits.len()).filter(|&i| predicted[t][i] == test_digits[i][t]).count() as f64 / test_digits.len() as f64
+            })
             .collect();
         Ok((100.0 * exact as f64 / test_digits.len() as f64, per_digit))
     };
@@ -104,13 +106,28 @@ fn main() -> nabla::Result<()> {
     common::panels(
         &dir.join("training.svg"),
         &[
-            common::Panel { title: "training loss".into(), x_label: "step".into(), y_label: "cross-entropy".into(), series: vec![common::Series { label: "batch loss".into(), points: losses }], log_y: true },
-            common::Panel { title: "exact match on 2,000 new numbers".into(), x_label: "step".into(), y_label: "%".into(), series: vec![common::Series { label: "all digits right".into(), points: exact_curve }], log_y: false },
+            common::Panel {
+                title: "training loss".into(),
+                x_label: "step".into(),
+                y_label: "cross-entropy".into(),
+                series: vec![common::Series { label: "batch loss".into(), points: losses }],
+                log_y: true,
+            },
+            common::Panel {
+                title: "exact match on 2,000 new numbers".into(),
+                x_label: "step".into(),
+                y_label: "%".into(),
+                series: vec![common::Series { label: "all digits right".into(), points: exact_curve }],
+                log_y: false,
+            },
             common::Panel {
                 title: "accuracy by digit".into(),
                 x_label: "digit position".into(),
                 y_label: "%".into(),
-                series: vec![common::Series { label: "greedy decoding".into(), points: per_digit.iter().enumerate().map(|(t, &a)| ((t + 1) as f64, a)).collect() }],
+                series: vec![common::Series {
+                    label: "greedy decoding".into(),
+                    points: per_digit.iter().enumerate().map(|(t, &a)| ((t + 1) as f64, a)).collect(),
+                }],
                 log_y: false,
             },
         ],

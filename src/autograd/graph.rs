@@ -21,6 +21,14 @@ pub(crate) struct Node<T: Element> {
     pub(crate) grad_fn: Option<GradFn<T>>,
 }
 
+impl<T: Element> Node<T> {
+    /// A node, counted in [`memory::live_bytes`](super::memory::live_bytes) until dropped.
+    pub(crate) fn new(value: ArcArray<T, IxDyn>, requires_grad: bool, grad_fn: Option<GradFn<T>>) -> Self {
+        super::memory::allocated(value.len() * std::mem::size_of::<T>());
+        Node { id: next_id(), value, requires_grad, grad_fn }
+    }
+}
+
 pub(crate) struct GradFn<T: Element> {
     pub(crate) rule: Box<dyn Backward<T>>,
     pub(crate) inputs: Vec<Tensor<T>>,
@@ -31,6 +39,7 @@ impl<T: Element> Drop for Node<T> {
     /// 100,000-op chain would overflow the stack.
     /// Also hands a large buffer this node owned alone to the pool for reuse.
     fn drop(&mut self) {
+        super::memory::freed(self.value.len() * std::mem::size_of::<T>());
         crate::tensor::pool::recycle(std::mem::replace(&mut self.value, ArcArray::from_elem(IxDyn(&[]), T::zero())));
         let Some(grad_fn) = self.grad_fn.take() else { return };
         let mut pending = grad_fn.inputs;

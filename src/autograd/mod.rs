@@ -7,13 +7,17 @@
 //! 100,000-op chain neither overflows the stack nor leaks.
 
 mod backward;
+mod checkpoint;
 mod function;
 pub mod functional;
 pub mod gradcheck;
 pub(crate) mod graph;
+pub mod memory;
 mod mode;
 
 pub use backward::{grad, Gradients};
+pub use checkpoint::checkpoint;
+pub(crate) use checkpoint::note_inputs;
 pub use function::{rule, Backward, Rule};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
 pub use mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

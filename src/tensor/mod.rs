@@ -8,7 +8,7 @@ pub(crate) mod pool;
 pub use creation::Creation;
 pub use element::Element;
 
-use crate::autograd::graph::{next_id, GradFn, Node};
+use crate::autograd::graph::{GradFn, Node};
 use crate::error::{Error, Result};
 use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
 use std::sync::Arc;
@@ -44,7 +44,7 @@ impl<T: Element> Clone for Tensor<T> {
 impl<T: Element> Tensor<T> {
     /// A leaf that does not require grad, owning `value`.
     pub(crate) fn leaf(value: ArcArray<T, IxDyn>, requires_grad: bool) -> Self {
-        Tensor { node: Arc::new(Node { id: next_id(), value, requires_grad, grad_fn: None }) }
+        Tensor { node: Arc::new(Node::new(value, requires_grad, None)) }
     }
 
     /// The result of an op: records `rule` and `inputs` when grad mode is on and any input
@@ -57,10 +57,11 @@ impl<T: Element> Tensor<T> {
     ) -> Self {
         let records = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         if !records {
+            crate::autograd::note_inputs(inputs);
             return Tensor::leaf(value, false);
         }
         let grad_fn = GradFn { rule: rule(), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
-        Tensor { node: Arc::new(Node { id: next_id(), value, requires_grad: true, grad_fn: Some(grad_fn) }) }
+        Tensor { node: Arc::new(Node::new(value, true, Some(grad_fn))) }
     }
 
     /// Makes a tensor from an op's forward `value`, its `inputs` and its backward `rule`:
