@@ -8,6 +8,7 @@
 
 mod backward;
 mod checkpoint;
+mod dot;
 mod function;
 pub mod functional;
 pub mod gradcheck;
