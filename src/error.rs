@@ -72,6 +72,20 @@ pub enum Error {
         /// Why.
         msg: String,
     },
+    /// In [`detect_anomaly`](crate::autograd::detect_anomaly): the first op whose forward
+    /// output or backward gradient held a NaN or an infinity.
+    #[error("anomaly: {op} produced {value} in its {phase}; the op was created at {origin}")]
+    Anomaly {
+        /// The op's name.
+        op: &'static str,
+        /// `"forward output"` or `"backward gradient for input k"`.
+        phase: String,
+        /// The first offending value (`NaN`, `inf`, `-inf`).
+        value: String,
+        /// Where the op was called: the first frame outside nabla (`file:line` when the
+        /// build has debug info, else the function).
+        origin: String,
+    },
 }
 
 /// `Result<T, nabla::Error>`.

@@ -23,6 +23,15 @@ pub struct Gradients<T: Element = f32> {
     by_id: HashMap<usize, Tensor<T>>,
 }
 
+impl<T: Element> std::fmt::Debug for Gradients<T> {
+    /// The tensor ids and the gradients' shapes (not their values).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<_> = self.by_id.iter().map(|(id, g)| (*id, g.shape().to_vec())).collect();
+        ids.sort();
+        f.debug_map().entries(ids).finish()
+    }
+}
+
 impl<T: Element> Default for Gradients<T> {
     fn default() -> Self {
         Gradients { by_id: HashMap::new() }
@@ -109,6 +118,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         for id in order {
             let node = nodes.remove(&id).expect("internal: node collected");
             let Some(gy) = cotangents.remove(&id) else { continue };
+            let gy = super::hooks::apply(id, gy);
             let keep = match &wanted {
                 Wanted::Leaves => node.is_leaf(),
                 Wanted::Ids(ids) => ids.contains(&id),
@@ -136,6 +146,13 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                 continue;
             }
             let gxs = grad_fn.rule.backward(&grad_fn.inputs, &node, &gy);
+            if super::anomaly::enabled() {
+                for (k, gx) in gxs.iter().enumerate() {
+                    if let Some(v) = gx.as_ref().and_then(|g| super::anomaly::non_finite(g.array())) {
+                        return Err(super::anomaly::backward_error(grad_fn.rule.name(), k, v, grad_fn.origin.as_deref()));
+                    }
+                }
+            }
             assert_eq!(gxs.len(), grad_fn.inputs.len(), "internal: {} returned the wrong number of gradients", grad_fn.rule.name());
             for (input, gx) in grad_fn.inputs.iter().zip(gxs) {
                 let Some(gx) = gx else { continue };

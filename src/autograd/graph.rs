@@ -32,6 +32,8 @@ impl<T: Element> Node<T> {
 pub(crate) struct GradFn<T: Element> {
     pub(crate) rule: Box<dyn Backward<T>>,
     pub(crate) inputs: Vec<Tensor<T>>,
+    /// Where the op was called, recorded in anomaly mode only.
+    pub(crate) origin: Option<Box<std::backtrace::Backtrace>>,
 }
 
 impl<T: Element> Drop for Node<T> {
@@ -40,6 +42,7 @@ impl<T: Element> Drop for Node<T> {
     /// Also hands a large buffer this node owned alone to the pool for reuse.
     fn drop(&mut self) {
         super::memory::freed(self.value.len() * std::mem::size_of::<T>());
+        super::hooks::forget(self.id);
         crate::tensor::pool::recycle(std::mem::replace(&mut self.value, ArcArray::from_elem(IxDyn(&[]), T::zero())));
         let Some(grad_fn) = self.grad_fn.take() else { return };
         let mut pending = grad_fn.inputs;

@@ -6,6 +6,7 @@
 //! [`grad`] walk that graph from the newest node to the oldest, iteratively, so a
 //! 100,000-op chain neither overflows the stack nor leaks.
 
+pub(crate) mod anomaly;
 mod backward;
 mod checkpoint;
 mod dot;
@@ -13,12 +14,15 @@ mod function;
 pub mod functional;
 pub mod gradcheck;
 pub(crate) mod graph;
+mod hooks;
 pub mod memory;
 mod mode;
 
+pub use anomaly::detect_anomaly;
 pub use backward::{grad, Gradients};
 pub use checkpoint::checkpoint;
 pub(crate) use checkpoint::note_inputs;
 pub use function::{rule, Backward, Rule};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use hooks::HookHandle;
 pub use mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

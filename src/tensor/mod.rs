@@ -56,11 +56,22 @@ impl<T: Element> Tensor<T> {
         rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
     ) -> Self {
         let records = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if !records {
+        let anomaly = crate::autograd::anomaly::enabled();
+        let rule = if anomaly {
+            let rule = rule();
+            crate::autograd::anomaly::forward(rule.name(), &value);
+            Some(rule)
+        } else if records {
+            Some(rule())
+        } else {
+            None
+        };
+        let Some(rule) = rule.filter(|_| records) else {
             crate::autograd::note_inputs(inputs);
             return Tensor::leaf(value, false);
-        }
-        let grad_fn = GradFn { rule: rule(), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
+        };
+        let origin = anomaly.then(|| Box::new(std::backtrace::Backtrace::force_capture()));
+        let grad_fn = GradFn { rule, inputs: inputs.iter().map(|t| (*t).clone()).collect(), origin };
         Tensor { node: Arc::new(Node::new(value, true, Some(grad_fn))) }
     }
 
