@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 type Hook<T> = Arc<dyn Fn(&Tensor<T>) -> Option<Tensor<T>> + Send + Sync>;
 
 /// Hooks by tensor id: `(hook id, Hook<T> as Any)`, in registration order.
-static HOOKS: Mutex<Option<HashMap<usize, Vec<(u64, Arc<dyn Any + Send + Sync>)>>>> = Mutex::new(None);
+type Registry = Option<HashMap<usize, Vec<(u64, Arc<dyn Any + Send + Sync>)>>>;
+static HOOKS: Mutex<Registry> = Mutex::new(None);
 /// How many hooks are registered: while 0, backward and drop skip the registry.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-fn registry() -> MutexGuard<'static, Option<HashMap<usize, Vec<(u64, Arc<dyn Any + Send + Sync>)>>>> {
+fn registry() -> MutexGuard<'static, Registry> {
     HOOKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
