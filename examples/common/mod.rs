@@ -167,7 +167,11 @@ pub fn report_target(what: &str, value: f64, target: f64, higher_is_better: bool
     let met = if higher_is_better { value >= target } else { value <= target };
     let relation = if higher_is_better { ">=" } else { "<=" };
     let note = if quick() { " (--quick: a shortened run, the target applies to the full run)" } else { "" };
-    println!("{what}: {value:.2} (target {relation} {target}){note}");
+    if target.abs() < 0.01 {
+        println!("{what}: {value:.2e} (target {relation} {target:e}){note}");
+    } else {
+        println!("{what}: {value:.2} (target {relation} {target}){note}");
+    }
     if !quick() && !met {
         eprintln!("{what} missed its target");
         std::process::exit(1);
