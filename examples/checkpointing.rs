@@ -11,7 +11,7 @@
 //! what was live before the step (parameters, input): the graph held when the forward pass
 //! ends — what storing costs — and the peak over the whole step, which also holds the
 //! gradients (as large as the parameters) and, with checkpoints, one segment rebuilt. The
-//! time is the median of 9 steps after one warm-up step. Targets: with √depth spacing the
+//! time is the median of 9 steps, the variants taking turns. Targets: with √depth spacing the
 //! stored graph grows as √depth (its ratio between depths 256 and 16 is near √16 = 4, not
 //! 16) at a step-time cost under 1.5×. `--quick` runs small widths and depths.
 
@@ -69,31 +69,42 @@ struct Cost {
     beyond_grads: usize,
 }
 
-fn measure(blocks: &[Block], x: &Tensor, k: Option<usize>, steps: usize) -> nabla::Result<Cost> {
+/// The cost of each variant (checkpoint spacing), from training steps taken in turn —
+/// one step of each variant per round, after a warm-up round — so that the machine's
+/// drifting speed affects all variants alike.
+fn measure(blocks: &[Block], x: &Tensor, variants: &[Option<usize>], rounds: usize) -> nabla::Result<Vec<Cost>> {
     let params: Vec<nn::Param> = blocks.iter().flat_map(|b| b.parameters()).collect();
     let mut opt = optim::Sgd::new(params, 1e-3);
-    let (mut times, mut peak, mut graph, mut beyond_grads) = (Vec::new(), 0, 0, 0);
-    for step in 0..=steps {
-        let base = memory::live_bytes();
-        memory::reset_peak();
-        let start = Instant::now();
-        let loss = forward(blocks, x, k)?.pow(2.0).mean();
-        let held = memory::live_bytes() - base;
-        let grads = loss.backward()?;
-        let grad_bytes: usize = grads.iter().map(|(_, g)| 4 * g.len()).sum();
-        drop(loss);
-        opt.step(&grads)?;
-        drop(grads);
-        if step > 0 {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-            let step_peak = memory::peak_live_bytes() - base;
-            peak = peak.max(step_peak);
-            beyond_grads = beyond_grads.max(step_peak.saturating_sub(grad_bytes));
-            graph = graph.max(held);
+    let mut costs: Vec<(Vec<f64>, Cost)> =
+        variants.iter().map(|_| (Vec::new(), Cost { ms: 0.0, graph: 0, peak: 0, beyond_grads: 0 })).collect();
+    for round in 0..=rounds {
+        for (&k, (times, cost)) in variants.iter().zip(costs.iter_mut()) {
+            let base = memory::live_bytes();
+            memory::reset_peak();
+            let start = Instant::now();
+            let loss = forward(blocks, x, k)?.pow(2.0).mean();
+            let held = memory::live_bytes() - base;
+            let grads = loss.backward()?;
+            let grad_bytes: usize = grads.iter().map(|(_, g)| 4 * g.len()).sum();
+            drop(loss);
+            opt.step(&grads)?;
+            drop(grads);
+            if round > 0 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+                let step_peak = memory::peak_live_bytes() - base;
+                cost.peak = cost.peak.max(step_peak);
+                cost.beyond_grads = cost.beyond_grads.max(step_peak.saturating_sub(grad_bytes));
+                cost.graph = cost.graph.max(held);
+            }
         }
     }
-    times.sort_by(f64::total_cmp);
-    Ok(Cost { ms: times[times.len() / 2], graph, peak, beyond_grads })
+    Ok(costs
+        .into_iter()
+        .map(|(mut times, cost)| {
+            times.sort_by(f64::total_cmp);
+            Cost { ms: times[times.len() / 2], ..cost }
+        })
+        .collect())
 }
 
 fn mib(bytes: usize) -> f64 {
@@ -109,18 +120,12 @@ fn main() -> nabla::Result<()> {
     println!("{depth} blocks of Linear({width}, {width}) + tanh, batch {batch}");
     println!("| checkpoint every | graph after forward (MiB) | peak of the step (MiB) | peak beyond the gradients (MiB) | step (ms) | time vs storing |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    let base = measure(&net, &x, None, steps)?;
-    for k in [None, Some(1), Some(4), Some(sqrt_k)] {
-        let c = if k.is_none() { Cost { ..base } } else { measure(&net, &x, k, steps)? };
+    let variants = [None, Some(1), Some(4), Some(sqrt_k)];
+    let costs = measure(&net, &x, &variants, steps)?;
+    let base = costs[0].ms;
+    for (k, c) in variants.into_iter().zip(&costs) {
         let label = k.map_or("none (store all)".to_string(), |k| if k == sqrt_k { format!("{k} (≈ √{depth})") } else { k.to_string() });
-        println!(
-            "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x |",
-            mib(c.graph),
-            mib(c.peak),
-            mib(c.beyond_grads),
-            c.ms,
-            c.ms / base.ms
-        );
+        println!("| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}x |", mib(c.graph), mib(c.peak), mib(c.beyond_grads), c.ms, c.ms / base);
     }
     println!("(every variant ends the step holding the gradients of the {:.0} MiB of parameters)", mib(4 * depth * width * (width + 1)));
 
@@ -133,7 +138,8 @@ fn main() -> nabla::Result<()> {
     for &d in &depths {
         let net = blocks(d, width);
         let k = (d as f64).sqrt().round() as usize;
-        let (store, ckpt) = (measure(&net, &x, None, steps)?, measure(&net, &x, Some(k), steps)?);
+        let costs = measure(&net, &x, &[None, Some(k)], steps)?;
+        let (store, ckpt) = (&costs[0], &costs[1]);
         println!("| {d} | {:.2} | {:.2} | {:.2}x |", mib(store.graph), mib(ckpt.graph), ckpt.ms / store.ms);
         rows.push((d, store.graph, ckpt.graph, ckpt.ms / store.ms));
     }
