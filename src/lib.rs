@@ -22,6 +22,7 @@
 
 pub mod autograd;
 pub mod data;
+pub mod ebm;
 mod error;
 pub mod nn;
 pub mod ops;

@@ -50,6 +50,8 @@ fn unary_ops_match_finite_differences() {
         ("recip", |x| Ok(x[0].recip()), positive(&[3], 9)),
         ("sigmoid", |x| Ok(x[0].sigmoid()), randn(&[3, 4], 10)),
         ("tanh", |x| Ok(x[0].tanh()), randn(&[2, 2, 3], 11)),
+        ("sin", |x| Ok(x[0].sin()), randn(&[3, 4], 31)),
+        ("cos", |x| Ok(x[0].cos()), randn(&[3, 4], 32)),
         ("relu", |x| Ok(x[0].relu()), away_from_zero(&[3, 4], 12)),
         ("leaky_relu", |x| Ok(x[0].leaky_relu(0.1)), away_from_zero(&[3, 4], 13)),
         ("softplus", |x| Ok(x[0].softplus(1.0, 20.0)), randn(&[3, 5], 14)),

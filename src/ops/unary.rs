@@ -81,6 +81,16 @@ impl<T: Element> Tensor<T> {
         self.unary("sqrt", |x| x.sqrt(), Reads::Output, |y| (y + y).recip(), |_, y, gy| gy / &(y * T::of(2.0)))
     }
 
+    /// `y = sin x`; `dL/dx = gy · cos x`.
+    pub fn sin(&self) -> Tensor<T> {
+        self.unary("sin", |x| x.sin(), Reads::Input, |x| x.cos(), |x, _, gy| gy * &x.cos())
+    }
+
+    /// `y = cos x`; `dL/dx = -gy · sin x`.
+    pub fn cos(&self) -> Tensor<T> {
+        self.unary("cos", |x| x.cos(), Reads::Input, |x| -x.sin(), |x, _, gy| (gy * &x.sin()).neg())
+    }
+
     /// `y = |x|`; `dL/dx = gy · sign(x)`, with the subgradient `sign(0) = 0` (PyTorch's).
     pub fn abs(&self) -> Tensor<T> {
         self.unary("abs", |x| x.abs(), Reads::Input, sign, |x, _, gy| gy * &x.constant_map(sign))
