@@ -63,8 +63,8 @@ fn kmeans(quick: bool) -> nabla::Result<()> {
     let mut protos = start;
     let mut lloyd_assignment = vec![0; n];
     for _ in 0..100 {
-        for i in 0..n {
-            lloyd_assignment[i] = (0..k).min_by(|&a, &b| dist2(&ys, i, &protos, a).total_cmp(&dist2(&ys, i, &protos, b))).expect("k > 0");
+        for (i, assigned) in lloyd_assignment.iter_mut().enumerate() {
+            *assigned = (0..k).min_by(|&a, &b| dist2(&ys, i, &protos, a).total_cmp(&dist2(&ys, i, &protos, b))).expect("k > 0");
         }
         for j in 0..k {
             let members: Vec<usize> = (0..n).filter(|&i| lloyd_assignment[i] == j).collect();
