@@ -7,6 +7,12 @@
 //! walks the graph from a loss to its inputs and returns the gradients in a [`Gradients`]
 //! store. Rules are written with tensor ops, so gradients of gradients work.
 //!
+//! Modules: [`tensor`] and [`ops`] (the values and the differentiable ops), [`autograd`]
+//! (the engine, checkpointing, hooks, anomaly mode, graph export, gradient checks), [`nn`]
+//! (layers, losses, recurrent layers, attention, state dicts), [`optim`] (optimisers,
+//! clipping, schedules), [`data`] (batching, the embedded digits) and [`ebm`]
+//! (energy-based models: inference as minimisation, free energies).
+//!
 //! ```
 //! use nabla::prelude::*;
 //!

@@ -111,3 +111,23 @@ fn an_energy_of_the_wrong_shape_is_an_error() {
     let err = infer(&bad, &ebm::no_x(2), &Tensor::<f64>::zeros(&[2, 3]), &Inference::default()).unwrap_err().to_string();
     assert!(err.contains("one value per example") && err.contains("[2, 3]"), "{err}");
 }
+
+#[test]
+fn the_free_energy_by_descent_matches_the_exact_minimum() {
+    // E(y, z) = (y - cos z)² + (z - 1)²/10 over a continuous z: descent against a fine grid,
+    // and the gradient in y at the minimiser is ∂E/∂y there (envelope theorem).
+    let energy = |_: &Tensor<f64>, y: &Tensor<f64>, z: &Tensor<f64>| {
+        y.sub(&z.cos())?.pow(2.0).add(&z.add_scalar(-1.0).pow(2.0).mul_scalar(0.1))?.sum_dims(&[1], false)
+    };
+    let y = Tensor::<f64>::from_vec(vec![0.2, 0.9], &[2, 1]).unwrap().requires_grad_(true);
+    let (f, found) =
+        ebm::free_energy_min_descent(&energy, &ebm::no_x(2), &y, &Tensor::<f64>::ones(&[2, 1]), &Inference::default()).unwrap();
+    let grid = Tensor::<f64>::from_vec((0..4000).map(|i| -1.0 + i as f64 * 1e-3).collect(), &[4000, 1]).unwrap();
+    let (exact, _) = ebm::free_energy_min(&energy, &ebm::no_x(2), &y.detach(), &grid).unwrap();
+    assert!(f.sub(&exact).unwrap().abs().amax().item().unwrap() < 1e-6, "{:?} vs {:?}", f.to_vec(), exact.to_vec());
+    let g = f.sum().backward().unwrap();
+    let z = found.y.to_vec();
+    let want: Vec<f64> = y.to_vec().iter().zip(&z).map(|(y, z)| 2.0 * (y - z.cos())).collect();
+    let got = g.get(&y).unwrap().to_vec();
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "{got:?} vs {want:?}");
+}

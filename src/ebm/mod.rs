@@ -9,7 +9,8 @@
 //! free energy that eliminates `z`:
 //!
 //! - the zero-temperature free energy `F_∞(x, y) = min_z E(x, y, z)`
-//!   ([`free_energy_min`] over a finite set of `z`, [`infer`] by gradient descent);
+//!   ([`free_energy_min`] over a finite set of `z`, [`free_energy_min_descent`] by gradient
+//!   descent over a continuous one);
 //! - the free energy at inverse temperature `β`,
 //!   `F_β(x, y) = -(1/β) log ∫ exp(-β E(x, y, z)) dz` ([`free_energy`]), which tends to
 //!   `F_∞` as `β → ∞` and to an average over `z` as `β → 0`.
@@ -265,6 +266,26 @@ pub fn free_energy_min<T: Element>(
         .map(|row| row.iter().enumerate().fold((0, T::infinity()), |best, (k, &v)| if v < best.1 { (k, v) } else { best }).0)
         .collect();
     Ok((f, argmin))
+}
+
+/// The zero-temperature free energy by gradient descent over a continuous latent:
+/// `F_∞(x, y) = min_z E(x, y, z)` from `z0 (N, …)`, by [`infer`] on `z` with `x` and `y`
+/// held fixed. Returns `F_∞ (N)` — differentiable in `x`, `y` and the parameters at the
+/// minimiser found (by the envelope theorem the gradient there is `∂E/∂(x, y, θ)`) — and the
+/// inference result for `z`. Like any descent it finds a local minimum: use restarts when
+/// `E` has several.
+pub fn free_energy_min_descent<T: Element>(
+    model: &impl LatentEnergy<T>,
+    x: &Tensor<T>,
+    y: &Tensor<T>,
+    z0: &Tensor<T>,
+    opts: &Inference,
+) -> Result<(Tensor<T>, Inferred<T>)> {
+    let (xd, yd) = (x.detach(), y.detach());
+    let over_z = |_: &Tensor<T>, z: &Tensor<T>| model.energy(&xd, &yd, z);
+    let found = infer(&over_z, &no_x::<T>(z0.shape().first().copied().unwrap_or(0)), z0, opts)?;
+    let f = model.energy(x, y, &found.y)?;
+    Ok((f, found))
 }
 
 /// The free energy at inverse temperature `β`,
