@@ -200,8 +200,7 @@ fn main() -> nabla::Result<()> {
     println!("sampled text:\n{}", sampled.trim_start_matches(". "));
 
     let dir = common::out_dir("char_lm");
-    let smoothed: Vec<(f64, f64)> =
-        curve.chunks(20).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect();
+    let smoothed: Vec<(f64, f64)> = common::window_means(&curve, 20);
     let last = curve.last().map_or(1.0, |p| p.0);
     common::line_plot(
         &dir.join("training.svg"),

@@ -116,16 +116,13 @@ fn main() -> nabla::Result<()> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let smooth = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            points.chunks(10).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
-        };
         let start = losses.iter().take(50).map(|p| p.1).sum::<f64>() / losses.len().clamp(1, 50) as f64;
         let end = losses.iter().rev().take(100).map(|p| p.1).sum::<f64>() / losses.len().clamp(1, 100) as f64;
         let largest = norms.iter().map(|p| p.1).fold(0.0, f64::max);
         println!("{label}: largest gradient norm {largest:.3e}; loss {start:.3} over the first 50 steps, {end:.3} over the last 100");
         finals.push((label, start, end));
         norm_curves.push(common::Series { label: label.into(), points: norms });
-        loss_curves.push(common::Series { label: label.into(), points: smooth(&losses) });
+        loss_curves.push(common::Series { label: label.into(), points: common::window_means(&losses, 10) });
     }
 
     let dir = common::out_dir("exploding_gradients");

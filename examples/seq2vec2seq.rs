@@ -148,7 +148,7 @@ fn main() -> nabla::Result<()> {
         let listed: Vec<String> = by_length.iter().map(|(len, a)| format!("{len}: {a:.1}%")).collect();
         println!("{name}: exact match by length {}", listed.join(", "));
         // Batches differ in length, so single losses jump: plot means over 25 steps.
-        let smoothed = losses.chunks(25).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect();
+        let smoothed = common::window_means(&losses, 25);
         curves.push(common::Series { label: name.into(), points: smoothed });
         accuracy.push(common::Series { label: name.into(), points: by_length.iter().map(|&(len, a)| (len as f64, a)).collect() });
         overall.push((name, mean));

@@ -177,3 +177,9 @@ pub fn report_target(what: &str, value: f64, target: f64, higher_is_better: bool
         std::process::exit(1);
     }
 }
+
+/// Means of `y` over consecutive windows of `k` points, each placed at its window's last `x`
+/// (a readable curve from noisy per-step values).
+pub fn window_means(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
+    points.chunks(k.max(1)).map(|c| (c[c.len() - 1].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)).collect()
+}

@@ -43,6 +43,21 @@ struct Direction<T: Element> {
     suffix: String,
 }
 
+impl<T: Element> Direction<T> {
+    /// PyTorch's init: every weight and bias `U(±1/√H)`, drawn in its order.
+    fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, suffix: String, rng: &mut impl Rng) -> Self {
+        let bound = if hidden_size > 0 { 1.0 / (hidden_size as f64).sqrt() } else { 0.0 };
+        let g = kind.gates() * hidden_size;
+        Direction {
+            weight_ih: Param::new(uniform(&[g, input_size], bound, rng)),
+            weight_hh: Param::new(uniform(&[g, hidden_size], bound, rng)),
+            bias_ih: bias.then(|| Param::new(uniform(&[g], bound, rng))),
+            bias_hh: bias.then(|| Param::new(uniform(&[g], bound, rng))),
+            suffix,
+        }
+    }
+}
+
 /// A multi-layer recurrent network as `torch.nn.RNN`, `torch.nn.GRU` or `torch.nn.LSTM`
 /// (see [`Recurrent::rnn`], [`Recurrent::gru`], [`Recurrent::lstm`]). Input `(T, N, I)`, or
 /// `(N, T, I)` with `batch_first`; the output has `D·H` features (D = 2 when
@@ -94,19 +109,13 @@ impl<T: Element> Recurrent<T> {
         bidirectional: bool,
         rng: &mut impl Rng,
     ) -> Self {
-        let bound = if hidden_size > 0 { 1.0 / (hidden_size as f64).sqrt() } else { 0.0 };
-        let g = kind.gates() * hidden_size;
         let directions = if bidirectional { 2 } else { 1 };
         let layers = (0..num_layers.max(1))
             .map(|l| {
                 let in_features = if l == 0 { input_size } else { hidden_size * directions };
                 (0..directions)
-                    .map(|d| Direction {
-                        weight_ih: Param::new(uniform(&[g, in_features], bound, rng)),
-                        weight_hh: Param::new(uniform(&[g, hidden_size], bound, rng)),
-                        bias_ih: bias.then(|| Param::new(uniform(&[g], bound, rng))),
-                        bias_hh: bias.then(|| Param::new(uniform(&[g], bound, rng))),
-                        suffix: format!("_l{l}{}", if d == 1 { "_reverse" } else { "" }),
+                    .map(|d| {
+                        Direction::new(kind, in_features, hidden_size, bias, format!("_l{l}{}", if d == 1 { "_reverse" } else { "" }), rng)
                     })
                     .collect()
             })
@@ -342,15 +351,7 @@ pub struct RecurrentCell<T: Element = f32> {
 impl<T: Element> RecurrentCell<T> {
     /// A cell of `kind`, with or without biases.
     pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
-        let bound = if hidden_size > 0 { 1.0 / (hidden_size as f64).sqrt() } else { 0.0 };
-        let g = kind.gates() * hidden_size;
-        let weights = Direction {
-            weight_ih: Param::new(uniform(&[g, input_size], bound, rng)),
-            weight_hh: Param::new(uniform(&[g, hidden_size], bound, rng)),
-            bias_ih: bias.then(|| Param::new(uniform(&[g], bound, rng))),
-            bias_hh: bias.then(|| Param::new(uniform(&[g], bound, rng))),
-            suffix: String::new(),
-        };
+        let weights = Direction::new(kind, input_size, hidden_size, bias, String::new(), rng);
         RecurrentCell { kind, input_size, hidden_size, weights }
     }
 
