@@ -101,4 +101,15 @@ impl Error {
     pub(crate) fn autograd(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Autograd { op, msg: msg.into() }
     }
+    /// The same error reported by `op`: an op built on another names itself, not its helper.
+    pub(crate) fn in_op(self, name: &'static str) -> Self {
+        match self {
+            Error::Shape { msg, .. } => Error::Shape { op: name, msg },
+            Error::Dim { dim, ndim, .. } => Error::Dim { op: name, dim, ndim },
+            Error::Index { index, dim, size, .. } => Error::Index { op: name, index, dim, size },
+            Error::Invalid { msg, .. } => Error::Invalid { op: name, msg },
+            Error::Autograd { msg, .. } => Error::Autograd { op: name, msg },
+            other => other,
+        }
+    }
 }

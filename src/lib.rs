@@ -25,6 +25,8 @@
 //! # Ok::<(), nabla::Error>(())
 //! ```
 #![deny(missing_docs)]
+// `unsafe` lives in one module, `ops::kernel`, which allows it; see its docs.
+#![deny(unsafe_code)]
 
 pub mod autograd;
 pub mod data;

@@ -59,9 +59,9 @@ fn cross_entropy_over_spatial_dims_and_ignore_index() {
 fn loss_errors_name_the_op_and_values() {
     let logits = Tensor::zeros(&[2, 3]);
     let err = cross_entropy(&logits, &labels(&[0, 3])).unwrap_err();
-    assert_eq!(err.to_string(), "nll_loss: index 3 is out of range for dim 1 of size 3");
+    assert_eq!(err.to_string(), "cross_entropy: index 3 is out of range for dim 1 of size 3");
     let err = cross_entropy(&logits, &labels(&[0, 1, 2])).unwrap_err();
-    assert_eq!(err.to_string(), "nll_loss: target [3] does not match input [2, 3] (expected [2])");
+    assert_eq!(err.to_string(), "cross_entropy: target [3] does not match input [2, 3] (expected [2])");
     let err = nabla::nn::functional::mse_loss(&logits, &Tensor::zeros(&[3, 2]), Reduction::Mean).unwrap_err();
     assert_eq!(err.to_string(), "mse_loss: input [2, 3] and target [3, 2] differ");
     assert_eq!(Reduction::parse("avg").unwrap_err().to_string(), "reduction: \"avg\" is not one of \"none\", \"mean\", \"sum\"");

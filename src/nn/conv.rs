@@ -2,7 +2,7 @@
 
 use super::init::{kaiming_uniform, uniform, FanMode};
 use super::{Module, Param};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::{Conv1dConfig, Conv2dConfig};
 use crate::tensor::{Element, Tensor};
 use rand::Rng;
@@ -27,6 +27,26 @@ pub struct Conv2d<T: Element = f32> {
     pub config: Conv2dConfig,
 }
 
+/// PyTorch's constructor checks: positive groups dividing both channel counts, a
+/// non-empty kernel, positive stride and dilation.
+fn check_config(
+    op: &'static str,
+    channels: [usize; 2],
+    kernel: &[usize],
+    stride: &[usize],
+    dilation: &[usize],
+    groups: usize,
+) -> Result<()> {
+    let [cin, cout] = channels;
+    if groups == 0 || cin % groups != 0 || cout % groups != 0 {
+        return Err(Error::invalid(op, format!("groups {groups} must be positive and divide in_channels {cin} and out_channels {cout}")));
+    }
+    if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+        return Err(Error::invalid(op, format!("kernel {kernel:?}, stride {stride:?} and dilation {dilation:?} must be positive")));
+    }
+    Ok(())
+}
+
 fn init_conv<T: Element>(shape: &[usize], bias: bool, rng: &mut impl Rng) -> Result<(Param<T>, Option<Param<T>>)> {
     let weight = kaiming_uniform(shape, 5f64.sqrt(), FanMode::FanIn, rng)?;
     let fan_in: usize = shape[1..].iter().product();
@@ -45,7 +65,8 @@ impl<T: Element> Conv2d<T> {
         bias: bool,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let groups = config.groups.max(1);
+        let groups = config.groups;
+        check_config("Conv2d", [in_channels, out_channels], &kernel_size, &config.stride, &config.dilation, groups)?;
         let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size[0], kernel_size[1]], bias, rng)?;
         Ok(Conv2d { weight, bias, config })
     }
@@ -83,7 +104,8 @@ impl<T: Element> Conv1d<T> {
         bias: bool,
         rng: &mut impl Rng,
     ) -> Result<Self> {
-        let groups = config.groups.max(1);
+        let groups = config.groups;
+        check_config("Conv1d", [in_channels, out_channels], &[kernel_size], &[config.stride], &[config.dilation], groups)?;
         let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size], bias, rng)?;
         Ok(Conv1d { weight, bias, config })
     }

@@ -132,8 +132,10 @@ fn rows_by_class<T: Element>(op: &'static str, input: &Tensor<T>, target: &Array
             format!("target {:?} does not match input {:?} (expected {expected:?})", target.shape(), input.shape()),
         ));
     }
-    let rows = if input.ndim() <= 2 {
-        input.reshape_to(&[target.len().max(1), classes])
+    let rows = if input.ndim() == 1 {
+        input.reshape_to(&[1, classes])
+    } else if input.ndim() == 2 {
+        input.reshape_to(&[target.len(), classes])
     } else {
         let mut perm: Vec<isize> = vec![0];
         perm.extend((2..input.ndim() as isize).collect::<Vec<_>>());
@@ -197,8 +199,20 @@ pub fn nll_loss<T: Element>(
     ignore_index: Option<usize>,
     reduction: Reduction,
 ) -> Result<Tensor<T>> {
-    let (rows, labels, label_shape) = rows_by_class("nll_loss", input, target)?;
-    let (losses, sample_weight) = picked_log_probs("nll_loss", &rows, &labels, weight, ignore_index)?;
+    nll_loss_as("nll_loss", input, target, weight, ignore_index, reduction)
+}
+
+/// [`nll_loss`] with errors reported as `op` (cross-entropy calls it).
+fn nll_loss_as<T: Element>(
+    op: &'static str,
+    input: &Tensor<T>,
+    target: &ArrayD<usize>,
+    weight: Option<&Tensor<T>>,
+    ignore_index: Option<usize>,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let (rows, labels, label_shape) = rows_by_class(op, input, target)?;
+    let (losses, sample_weight) = picked_log_probs(op, &rows, &labels, weight, ignore_index)?;
     Ok(match reduction {
         Reduction::None => losses.reshape_to(&label_shape),
         Reduction::Sum => losses.sum(),
@@ -251,7 +265,7 @@ pub fn cross_entropy_with<T: Element>(
     }
     let class_dim = if input.ndim() == 1 { 0 } else { 1 };
     let log_probs = input.log_softmax(class_dim)?;
-    let nll = nll_loss(&log_probs, target, weight, ignore_index, reduction)?;
+    let nll = nll_loss_as("cross_entropy", &log_probs, target, weight, ignore_index, reduction)?;
     if label_smoothing == 0.0 {
         return Ok(nll);
     }

@@ -10,7 +10,7 @@
 //! The kernels are im2col + GEMM per sample and group (the `gemm` crate), samples in
 //! parallel with rayon.
 
-use super::linalg::gemm;
+use super::kernel::gemm;
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};

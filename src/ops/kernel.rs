@@ -1,16 +1,27 @@
-//! Elementwise loops over contiguous buffers: split across threads for large arrays, and
-//! compiled for AVX2 or AVX-512 when the CPU has them (chosen at run time, so the build
-//! stays portable). Results do not depend on the path taken: Rust never fuses `a * b + c`
-//! into an FMA on its own, so every path rounds the same way.
+//! The crate's only `unsafe` code (the rest of the crate is compiled under
+//! `#![deny(unsafe_code)]`), behind safe functions:
+//!
+//! - elementwise loops over contiguous buffers, split across threads for large arrays and
+//!   compiled for AVX2 or AVX-512 when the CPU has them (chosen at run time, so the build
+//!   stays portable). Results do not depend on the path taken: Rust never fuses `a * b + c`
+//!   into an FMA on its own, so every path rounds the same way;
+//! - the matrix product, the `gemm` crate called on ndarray's buffers with their strides (a
+//!   transposed view costs no copy) and split across threads.
+//!
+//! Each `unsafe` block states its safety argument. The unit tests below run under Miri
+//! (`cargo +nightly miri test --lib kernel`), which checks these blocks for undefined
+//! behaviour on the portable paths (Miri reports no SIMD features, so the `target_feature`
+//! copies of the loops are the same source compiled for wider registers).
 
 use crate::tensor::Element;
-use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn, Zip};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Below this many elements a loop runs on one thread: spawning costs more than it saves.
-pub(crate) const PARALLEL_MIN_LEN: usize = 1 << 16;
-const CHUNK: usize = 1 << 14;
+/// (Under Miri, tiny, so that its checks reach the threaded paths in reasonable time.)
+pub(crate) const PARALLEL_MIN_LEN: usize = if cfg!(miri) { 64 } else { 1 << 16 };
+const CHUNK: usize = if cfg!(miri) { 16 } else { 1 << 14 };
 
 /// A loop that writes `out[i]` from its inputs at `start + i`. Its `fill` is
 /// `#[inline(always)]`, so that it is compiled inside each `target_feature` function below
@@ -143,4 +154,189 @@ pub(crate) fn run_widest(b: &mut impl Body) {
         }
     }
     b.run()
+}
+
+/// Products smaller than this many multiply-adds run on one thread (tiny under Miri, as
+/// above).
+const PARALLEL_MIN_FLOPS: usize = if cfg!(miri) { 1 << 10 } else { 1 << 18 };
+
+/// Products with fewer rows than this are split across threads by columns.
+const THIN_ROWS: usize = 128;
+/// The column split's granularity (a multiple of every kernel's register width).
+const COLUMN_BLOCK: usize = 64;
+
+/// A raw pointer that may cross to another thread: the code sharing it guarantees the
+/// threads touch disjoint elements.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: see the type's doc; only used inside `gemm_plus_row`'s scope.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `a @ b` for two matrices of any strides, into a fresh row-major matrix.
+pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
+    gemm_plus_row(a, b, None)
+}
+
+/// `a @ b + row` (the row added to every row of the product) for matrices of any strides.
+/// With a row, the output starts as copies of it and the product is accumulated into it, so
+/// a bias costs no extra pass over the output.
+pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, row: Option<&[T]>) -> Array2<T> {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    // A recycled buffer: fresh memory would cost a page fault per 4 KiB on first touch.
+    let mut buffer = crate::tensor::pool::take::<T>(m * n);
+    if let Some(row) = row {
+        (0..m).for_each(|_| buffer.extend_from_slice(row));
+    } else if k == 0 {
+        buffer.resize(m * n, T::zero());
+    }
+    if m > 0 && n > 0 && k > 0 {
+        let threads = rayon::current_num_threads();
+        let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
+        let (sa, sb) = (a.strides(), b.strides());
+        let read_dst = row.is_some();
+        let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
+        let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
+        let dst = SendPtr(dst);
+        // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
+        let block = |cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
+            // SAFETY: the pointers address matrices of the dims and element strides given;
+            // `dst` has room for m x n elements and is a distinct allocation; column blocks
+            // run concurrently only on disjoint columns; gemm reads dst only when `read_dst`
+            // (then it holds the rows written above); T is f32 or f64.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols.len(),
+                    k,
+                    dst.get().add(cols.start),
+                    1,
+                    n as isize,
+                    read_dst,
+                    a_ptr.get(),
+                    sa[1],
+                    sa[0],
+                    b_ptr.get().offset(cols.start as isize * sb[1]),
+                    sb[1],
+                    sb[0],
+                    T::one(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            }
+        };
+        if parallel && m < THIN_ROWS && n >= 2 * COLUMN_BLOCK {
+            // gemm splits its work by row blocks, so a product with few rows (a recurrent
+            // step's batch) would run on one thread: split the columns instead.
+            let per = n.div_ceil(threads).next_multiple_of(COLUMN_BLOCK);
+            rayon::scope(|scope| {
+                for start in (per..n).step_by(per) {
+                    let block = &block;
+                    scope.spawn(move |_| block(start..(start + per).min(n), gemm::Parallelism::None));
+                }
+                block(0..per.min(n), gemm::Parallelism::None);
+            });
+        } else {
+            block(0..n, if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
+        }
+        if !read_dst {
+            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
+            unsafe { buffer.set_len(m * n) };
+        }
+    }
+    Array2::from_shape_vec((m, n), buffer).expect("m * n elements")
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each safe wrapper against a plain loop, on the sizes that take each branch (serial
+    //! and threaded, with and without a row, strided and transposed operands). Small enough
+    //! for Miri.
+    use super::*;
+    use ndarray::{Array, Array2, ShapeBuilder};
+
+    fn naive(a: &ArrayView2<'_, f64>, b: &ArrayView2<'_, f64>) -> Array2<f64> {
+        let (m, k) = a.dim();
+        Array2::from_shape_fn((m, b.dim().1), |(i, j)| (0..k).map(|p| a[[i, p]] * b[[p, j]]).sum())
+    }
+
+    /// Values whose products and sums are exact in f64, so any order of summation agrees.
+    fn ints(shape: (usize, usize), seed: usize) -> Array2<f64> {
+        Array2::from_shape_fn(shape, |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0)
+    }
+
+    fn two_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool").install(f)
+    }
+
+    #[test]
+    fn map_and_zip2_cover_every_element_serial_and_threaded() {
+        for len in [0, 1, 17, PARALLEL_MIN_LEN + 3] {
+            let x = Array::from_shape_fn(IxDyn(&[len]), |i| i[0] as f64);
+            let y = x.mapv(|v| 2.0 * v + 1.0);
+            for out in [map(&x.view(), |v| v * v), two_threads(|| map(&x.view(), |v| v * v))] {
+                assert_eq!(out, x.mapv(|v| v * v));
+            }
+            let sum = two_threads(|| zip2(&x.view(), &y.view(), |a, b| a + b));
+            assert_eq!(sum, x.mapv(|v| 3.0 * v + 1.0));
+        }
+        // Non-contiguous operands take ndarray's path.
+        let m = Array::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64);
+        let t = m.t();
+        assert_eq!(map(&t, |v| -v), t.mapv(|v| -v));
+        assert_eq!(zip2(&t, &t, |a, b| a * b), t.mapv(|v| v * v));
+    }
+
+    #[test]
+    fn run_widest_runs_the_body_once() {
+        struct Count(usize);
+        impl Body for Count {
+            #[inline(always)]
+            fn run(&mut self) {
+                self.0 += 1;
+            }
+        }
+        let mut c = Count(0);
+        run_widest(&mut c);
+        assert_eq!(c.0, 1);
+    }
+
+    #[test]
+    fn gemm_equals_a_loop_on_every_branch() {
+        // (m, k, n): empty dims, k = 0, small serial, threaded by rows, threaded by columns.
+        let big = PARALLEL_MIN_FLOPS;
+        let by_rows = (THIN_ROWS + 2, 2, big.div_ceil(2 * (THIN_ROWS + 2)).max(2));
+        let by_columns = (2, big.div_ceil(4 * COLUMN_BLOCK), 2 * COLUMN_BLOCK);
+        for (m, k, n) in [(0, 3, 4), (3, 0, 4), (3, 5, 0), (3, 5, 4), by_rows, by_columns] {
+            assert!(m * k * n <= 60 || m * k * n >= big, "each case is serial or threaded");
+            let a = ints((m, k), 1);
+            let b = ints((k, n), 2);
+            let expect = naive(&a.view(), &b.view());
+            assert_eq!(gemm(&a.view(), &b.view()), expect, "{m}x{k}x{n}");
+            assert_eq!(two_threads(|| gemm(&a.view(), &b.view())), expect, "{m}x{k}x{n}, 2 threads");
+            let row: Vec<f64> = (0..n).map(|j| j as f64).collect();
+            let with_row = two_threads(|| gemm_plus_row(&a.view(), &b.view(), Some(&row)));
+            assert_eq!(with_row, &expect + &Array::from(row.clone()), "{m}x{k}x{n} + row");
+        }
+        // Transposed and column-major operands are read through their strides.
+        let a = ints((6, 5), 3);
+        let b_cols = Array2::from_shape_vec((5, 7).f(), ints((5, 7), 4).t().iter().copied().collect()).unwrap();
+        assert_eq!(gemm(&a.t(), &a.view()), naive(&a.t(), &a.view()));
+        assert_eq!(gemm(&a.view(), &b_cols.view()), naive(&a.view(), &b_cols.view()));
+        // A strided slice (every other column) too.
+        let wide = ints((5, 14), 5);
+        let every_other = wide.slice(ndarray::s![.., ..;2]);
+        assert_eq!(gemm(&a.view(), &every_other), naive(&a.view(), &every_other));
+    }
 }

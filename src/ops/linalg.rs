@@ -1,115 +1,15 @@
 //! Matrix products: `matmul` with torch.matmul's semantics, and `linear`.
 //!
-//! The kernel is the `gemm` crate, called on ndarray's buffers with their strides (so a
+//! The kernel is the `gemm` crate (called in `kernel`), on ndarray's buffers with their strides (so a
 //! transposed view costs no copy); with its `x86-v4` feature it picks AVX-512 kernels at
 //! run time, and the build stays portable.
 
 use super::broadcast_shape;
+use super::kernel::{gemm, gemm_plus_row};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewD, Axis, Ix2, Ix3, IxDyn};
-
-/// Products smaller than this many multiply-adds run on one thread.
-const PARALLEL_MIN_FLOPS: usize = 1 << 18;
-
-/// Products with fewer rows than this are split across threads by columns.
-const THIN_ROWS: usize = 128;
-/// The column split's granularity (a multiple of every kernel's register width).
-const COLUMN_BLOCK: usize = 64;
-
-/// A raw pointer that may cross to another thread: the code sharing it guarantees the
-/// threads touch disjoint elements.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: see the type's doc; only used inside `gemm_plus_row`'s scope.
-unsafe impl<T> Send for SendPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-
-/// `a @ b` for two matrices of any strides, into a fresh row-major matrix.
-pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
-    gemm_plus_row(a, b, None)
-}
-
-/// `a @ b + row` (the row added to every row of the product) for matrices of any strides.
-/// With a row, the output starts as copies of it and the product is accumulated into it, so
-/// a bias costs no extra pass over the output.
-pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, row: Option<&[T]>) -> Array2<T> {
-    let (m, k) = a.dim();
-    let n = b.dim().1;
-    // A recycled buffer: fresh memory would cost a page fault per 4 KiB on first touch.
-    let mut buffer = crate::tensor::pool::take::<T>(m * n);
-    if let Some(row) = row {
-        (0..m).for_each(|_| buffer.extend_from_slice(row));
-    } else if k == 0 {
-        buffer.resize(m * n, T::zero());
-    }
-    if m > 0 && n > 0 && k > 0 {
-        let threads = rayon::current_num_threads();
-        let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
-        let (sa, sb) = (a.strides(), b.strides());
-        let read_dst = row.is_some();
-        let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
-        let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
-        let dst = SendPtr(dst);
-        // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
-        let block = |cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
-            // SAFETY: the pointers address matrices of the dims and element strides given;
-            // `dst` has room for m x n elements and is a distinct allocation; column blocks
-            // run concurrently only on disjoint columns; gemm reads dst only when `read_dst`
-            // (then it holds the rows written above); T is f32 or f64.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    cols.len(),
-                    k,
-                    dst.get().add(cols.start),
-                    1,
-                    n as isize,
-                    read_dst,
-                    a_ptr.get(),
-                    sa[1],
-                    sa[0],
-                    b_ptr.get().offset(cols.start as isize * sb[1]),
-                    sb[1],
-                    sb[0],
-                    T::one(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            }
-        };
-        if parallel && m < THIN_ROWS && n >= 2 * COLUMN_BLOCK {
-            // gemm splits its work by row blocks, so a product with few rows (a recurrent
-            // step's batch) would run on one thread: split the columns instead.
-            let per = n.div_ceil(threads).next_multiple_of(COLUMN_BLOCK);
-            rayon::scope(|scope| {
-                for start in (per..n).step_by(per) {
-                    let block = &block;
-                    scope.spawn(move |_| block(start..(start + per).min(n), gemm::Parallelism::None));
-                }
-                block(0..per.min(n), gemm::Parallelism::None);
-            });
-        } else {
-            block(0..n, if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
-        }
-        if !read_dst {
-            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
-            unsafe { buffer.set_len(m * n) };
-        }
-    }
-    Array2::from_shape_vec((m, n), buffer).expect("m * n elements")
-}
+use ndarray::{Array3, ArrayView2, ArrayViewD, Axis, Ix2, Ix3, IxDyn};
 
 fn as_matrix<'a, T: Element>(x: &'a ArrayViewD<'a, T>) -> ArrayView2<'a, T> {
     x.view().into_dimensionality::<Ix2>().expect("internal: a matrix")
@@ -187,7 +87,7 @@ impl<T: Element> Tensor<T> {
                 // [.., m, k] @ [k, n]: fold the batch into the rows, one large product.
                 let mut out_shape = sa[..sa.len() - 1].to_vec();
                 out_shape.push(sb[1]);
-                let rows = self.reshape_to(&[self.len() / k_a.max(1), k_a]);
+                let rows = self.reshape_to(&[sa[..sa.len() - 1].iter().product(), k_a]);
                 Ok(rows.matmul_same_batch(other).reshape_to(&out_shape))
             }
             _ => {
@@ -239,7 +139,7 @@ impl<T: Element> Tensor<T> {
 /// The composition `x.matmul(&w.t()) + b` is its test oracle.
 fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor<T>>) -> Tensor<T> {
     let in_features = weight.shape()[1];
-    let rows = x.len() / in_features.max(1);
+    let rows: usize = x.shape()[..x.ndim() - 1].iter().product();
     let x2 = x.reshape_to(&[rows, in_features]);
     let bias_row = bias.map(|b| b.to_vec());
     let value = gemm_plus_row(&as_matrix(&x2.value()), &as_matrix(&weight.value()).t(), bias_row.as_deref());
@@ -252,7 +152,7 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
         Box::new(rule("linear", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let (out_features, in_features) = (w.shape()[0], w.shape()[1]);
-            let rows = gy.len() / out_features.max(1);
+            let rows: usize = gy.shape()[..gy.ndim() - 1].iter().product();
             let gy2 = gy.reshape_to(&[rows, out_features]);
             let gx = x.requires_grad().then(|| gy2.matmul_same_batch(w).reshape_to(x.shape()));
             let gw = w.requires_grad().then(|| gy2.t().matmul_same_batch(&x.reshape_to(&[rows, in_features])));

@@ -11,8 +11,8 @@
 //! rebuilds the layer from tensor ops ([`lstm_composed`], the fused op's test oracle) and
 //! differentiates that, so gradients of gradients stay exact.
 
+use super::kernel::gemm;
 use super::kernel::{run_widest, Body};
-use super::linalg::gemm;
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{Array2, Array3, ArrayView2, Axis, Ix2, Ix3};

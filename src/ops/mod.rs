@@ -37,6 +37,7 @@
 mod binary;
 mod conv;
 mod index;
+#[allow(unsafe_code)] // the one module that may; each block argues its safety
 mod kernel;
 mod linalg;
 pub(crate) mod lstm;
@@ -63,7 +64,8 @@ pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result
     Ok(if dim < 0 { (dim + n) as usize } else { dim as usize })
 }
 
-/// Distinct normalised dims, sorted.
+/// Distinct normalised dims, sorted. A 0-d tensor accepts dim 0 (or -1) and has no dim
+/// to reduce, so its list comes back empty.
 pub(crate) fn normalize_dims(op: &'static str, dims: &[isize], ndim: usize) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(dims.len());
     for &d in dims {
@@ -74,6 +76,9 @@ pub(crate) fn normalize_dims(op: &'static str, dims: &[isize], ndim: usize) -> R
         out.push(d);
     }
     out.sort_unstable();
+    if ndim == 0 {
+        out.clear();
+    }
     Ok(out)
 }
 

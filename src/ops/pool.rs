@@ -77,6 +77,48 @@ fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize>
     taps
 }
 
+/// Checks a pooling window against an input whose trailing dims are the spatial ones, and
+/// returns the output size of each: PyTorch's rules (positive kernel, stride and dilation;
+/// padding at most half the window; the dilated window fits the padded input). Messages
+/// use the caller's dims, so a 1-D pooling reports 1-D values.
+fn check_windows(
+    op: &'static str,
+    shape: &[usize],
+    kernel: &[usize],
+    stride: &[usize],
+    padding: &[usize],
+    dilation: &[usize],
+) -> Result<Vec<usize>> {
+    let one = kernel.len() == 1;
+    let show = |v: &[usize]| if one { format!("{}", v[0]) } else { format!("{v:?}") };
+    if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+        return Err(Error::invalid(
+            op,
+            format!("kernel {}, stride {} and dilation {} must be positive", show(kernel), show(stride), show(dilation)),
+        ));
+    }
+    if padding.iter().zip(kernel).any(|(&p, &k)| 2 * p > k) {
+        return Err(Error::invalid(op, format!("padding {} should be at most half of the kernel {}", show(padding), show(kernel))));
+    }
+    let spatial = &shape[shape.len() - kernel.len()..];
+    (0..kernel.len())
+        .map(|i| {
+            conv_output_size(spatial[i], kernel[i], stride[i], padding[i], dilation[i]).ok_or_else(|| {
+                Error::shape(
+                    op,
+                    format!(
+                        "window {} (dilation {}) does not fit the input {:?} with padding {}",
+                        show(kernel),
+                        show(dilation),
+                        shape,
+                        show(padding)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
 impl<T: Element> Tensor<T> {
     /// Every pooling window of `(N, C, H, W)` as `(N, C, oh, ow, kh·kw)`, padding with
     /// `pad` (0, or -inf for max pooling).
@@ -85,33 +127,9 @@ impl<T: Element> Tensor<T> {
             return Err(Error::shape(op, format!("input {:?} must be (N, C, H, W)", self.shape())));
         }
         let [kh, kw] = cfg.kernel_size;
-        if kh == 0 || kw == 0 || cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
-            return Err(Error::invalid(
-                op,
-                format!("kernel {:?}, stride {:?} and dilation {:?} must be positive", cfg.kernel_size, cfg.stride, cfg.dilation),
-            ));
-        }
-        if cfg.padding[0] * 2 > kh || cfg.padding[1] * 2 > kw {
-            return Err(Error::invalid(
-                op,
-                format!("padding {:?} should be at most half of the kernel {:?}", cfg.padding, cfg.kernel_size),
-            ));
-        }
+        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation)?;
         let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
-        let fail = || {
-            Error::shape(
-                op,
-                format!(
-                    "window {:?} (dilation {:?}) does not fit the input {:?} with padding {:?}",
-                    cfg.kernel_size,
-                    cfg.dilation,
-                    self.shape(),
-                    cfg.padding
-                ),
-            )
-        };
-        let oh = conv_output_size(h, kh, cfg.stride[0], cfg.padding[0], cfg.dilation[0]).ok_or_else(fail)?;
-        let ow = conv_output_size(w, kw, cfg.stride[1], cfg.padding[1], cfg.dilation[1]).ok_or_else(fail)?;
+        let (oh, ow) = (out[0], out[1]);
         let [ph, pw] = cfg.padding;
         let mut x = self.clone();
         if ph > 0 || pw > 0 {
@@ -155,12 +173,35 @@ impl<T: Element> Tensor<T> {
         let values = windows.value();
         let values = values.as_slice().expect("a fresh gather is contiguous");
         let mut argmax = Vec::with_capacity(n * c * oh * ow);
+        let inside = |padded: usize| {
+            let (row, col) = (padded / (w + 2 * pw), padded % (w + 2 * pw));
+            row >= ph && row < ph + h && col >= pw && col < pw + w
+        };
         for (window, lane) in values.chunks(k.max(1)).enumerate() {
-            // The first maximum wins, as PyTorch's; NaN counts as the maximum.
-            let best = lane.iter().enumerate().fold(0, |b, (i, &v)| if v > lane[b] || (v.is_nan() && !lane[b].is_nan()) { i } else { b });
-            let padded = taps[(window % (oh * ow)) * k + best];
-            let (row, col) = (padded / (w + 2 * pw) - ph, padded % (w + 2 * pw) - pw);
-            argmax.push(row * w + col);
+            let lane_taps = &taps[(window % (oh * ow)) * k..][..k];
+            // The first maximum among the taps inside the input wins, as PyTorch's; NaN
+            // counts as the maximum.
+            let best = (0..k).filter(|&i| inside(lane_taps[i])).fold(None, |b: Option<usize>, i| match b {
+                Some(b) if !(lane[i] > lane[b] || (lane[i].is_nan() && !lane[b].is_nan())) => Some(b),
+                _ => Some(i),
+            });
+            let Some(best) = best else {
+                // Only a dilated window can miss the input entirely; PyTorch returns -inf
+                // there with a gradient to an arbitrary element, so nabla refuses instead.
+                return Err(Error::invalid(
+                    "max_pool2d",
+                    format!(
+                        "with dilation {:?} and padding {:?}, window {} of the input {:?} covers only padding",
+                        cfg.dilation,
+                        cfg.padding,
+                        window % (oh * ow),
+                        self.shape()
+                    ),
+                ));
+            };
+            let padded = lane_taps[best];
+            let (row, col) = (padded / (w + 2 * pw), padded % (w + 2 * pw));
+            argmax.push((row - ph) * w + col - pw);
         }
         let index = PlaneIndex { indices: argmax.into(), per_plane: true, plane_len: h * w };
         Ok(self.reshape_to(&[n * c, h * w]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
@@ -169,9 +210,7 @@ impl<T: Element> Tensor<T> {
     /// Average pooling, as `torch.nn.functional.avg_pool2d`: the mean of each window,
     /// counting padding zeros in the divisor when `count_include_pad`. No dilation.
     pub fn avg_pool2d(&self, cfg: Pool2dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
-        if cfg.dilation != [1, 1] {
-            return Err(Error::invalid("avg_pool2d", format!("dilation {:?} is not supported by average pooling", cfg.dilation)));
-        }
+        no_dilation("avg_pool2d", &cfg.dilation)?;
         let sums = self.unfold2d("avg_pool2d", cfg, T::zero())?.sum_dims(&[4], false)?;
         let [kh, kw] = cfg.kernel_size;
         if count_include_pad || cfg.padding == [0, 0] {
@@ -188,8 +227,11 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Power-average pooling, as `torch.nn.functional.lp_pool2d`: `(Σ_window x^p)^(1/p)`
-    /// (p = 1 is sum pooling, p → ∞ max pooling). No padding.
+    /// (p = 1 is sum pooling, p → ∞ max pooling). No padding and no dilation (PyTorch has
+    /// neither for this pooling).
     pub fn lp_pool2d(&self, norm_type: f64, cfg: Pool2dConfig) -> Result<Tensor<T>> {
+        no_dilation("lp_pool2d", &cfg.dilation)?;
+        no_padding("lp_pool2d", &cfg.padding)?;
         let p = T::of(norm_type);
         self.pow(p).unfold2d("lp_pool2d", cfg, T::zero())?.sum_dims(&[4], false).map(|s| s.pow(p.recip()))
     }
@@ -208,28 +250,48 @@ impl<T: Element> Tensor<T> {
 
     /// Max pooling of `(N, C, L)`, as `torch.nn.functional.max_pool1d`.
     pub fn max_pool1d(&self, cfg: Pool1dConfig) -> Result<Tensor<T>> {
-        self.pool1d("max_pool1d", |x| x.max_pool2d(cfg.as_2d()))
+        self.pool1d("max_pool1d", cfg, |x| x.max_pool2d(cfg.as_2d()))
     }
 
     /// Average pooling of `(N, C, L)`, as `torch.nn.functional.avg_pool1d`.
     pub fn avg_pool1d(&self, cfg: Pool1dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
-        self.pool1d("avg_pool1d", |x| x.avg_pool2d(cfg.as_2d(), count_include_pad))
+        no_dilation("avg_pool1d", &[cfg.dilation])?;
+        self.pool1d("avg_pool1d", cfg, |x| x.avg_pool2d(cfg.as_2d(), count_include_pad))
     }
 
     /// Power-average pooling of `(N, C, L)`, as `torch.nn.functional.lp_pool1d`.
     pub fn lp_pool1d(&self, norm_type: f64, cfg: Pool1dConfig) -> Result<Tensor<T>> {
-        self.pool1d("lp_pool1d", |x| x.lp_pool2d(norm_type, cfg.as_2d()))
+        no_dilation("lp_pool1d", &[cfg.dilation])?;
+        no_padding("lp_pool1d", &[cfg.padding])?;
+        self.pool1d("lp_pool1d", cfg, |x| x.lp_pool2d(norm_type, cfg.as_2d()))
     }
 
     /// Log-sum-exp pooling of `(N, C, L)`.
     pub fn lse_pool1d(&self, beta: f64, cfg: Pool1dConfig) -> Result<Tensor<T>> {
-        self.pool1d("lse_pool1d", |x| x.lse_pool2d(beta, cfg.as_2d()))
+        self.pool1d("lse_pool1d", cfg, |x| x.lse_pool2d(beta, cfg.as_2d()))
     }
 
-    fn pool1d(&self, op: &'static str, pool: impl FnOnce(&Tensor<T>) -> Result<Tensor<T>>) -> Result<Tensor<T>> {
+    fn pool1d(&self, op: &'static str, cfg: Pool1dConfig, pool: impl FnOnce(&Tensor<T>) -> Result<Tensor<T>>) -> Result<Tensor<T>> {
         if self.ndim() != 3 {
             return Err(Error::shape(op, format!("input {:?} must be (N, C, L)", self.shape())));
         }
-        pool(&self.unsqueeze(2)?)?.squeeze(2)
+        check_windows(op, self.shape(), &[cfg.kernel_size], &[cfg.stride], &[cfg.padding], &[cfg.dilation])?;
+        pool(&self.unsqueeze(2)?).map_err(|e| e.in_op(op))?.squeeze(2)
+    }
+}
+
+/// Average and power-average pooling have no dilation in PyTorch.
+fn no_dilation(op: &'static str, dilation: &[usize]) -> Result<()> {
+    match dilation.iter().all(|&d| d == 1) {
+        true => Ok(()),
+        false => Err(Error::invalid(op, format!("dilation {dilation:?} is not supported (only max and LSE pooling dilate)"))),
+    }
+}
+
+/// Power-average pooling has no padding in PyTorch.
+fn no_padding(op: &'static str, padding: &[usize]) -> Result<()> {
+    match padding.iter().all(|&p| p == 0) {
+        true => Ok(()),
+        false => Err(Error::invalid(op, format!("padding {padding:?} is not supported"))),
     }
 }

@@ -53,6 +53,9 @@ impl<T: Element> Tensor<T> {
     /// Flattens dims `start_dim..=end_dim` into one, as `torch.flatten`.
     pub fn flatten(&self, start_dim: isize, end_dim: isize) -> Result<Tensor<T>> {
         if self.ndim() == 0 {
+            // A 0-d tensor counts as one dim here, as in PyTorch: dims 0 and -1 only.
+            normalize_dim("flatten", start_dim, 1)?;
+            normalize_dim("flatten", end_dim, 1)?;
             return Ok(self.reshape_to(&[1]));
         }
         let s = normalize_dim("flatten", start_dim, self.ndim())?;
@@ -189,6 +192,9 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn narrow(&self, dim: isize, start: usize, length: usize) -> Result<Tensor<T>> {
+        if self.ndim() == 0 {
+            return Err(Error::shape("narrow", "cannot narrow a 0-d tensor"));
+        }
         let d = normalize_dim("narrow", dim, self.ndim())?;
         let size = self.shape()[d];
         if start + length > size {
