@@ -583,3 +583,113 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn permute_and_expand_match_ndarray(shape in prop::collection::vec(0usize..4, 0..4), perm in prop::collection::vec(-4isize..4, 0..5), grow in prop::collection::vec(-1isize..4, 0..5), seed in 0u64..1000) {
+        let x = values(&shape, seed);
+        let rank = shape.len();
+        let normalized: Option<Vec<usize>> = perm.iter().map(|&d| normalize(d, rank)).collect();
+        let is_perm = normalized.as_ref().is_some_and(|p| {
+            let mut s = p.clone();
+            s.sort_unstable();
+            s == (0..rank).collect::<Vec<_>>()
+        });
+        match x.permute(&perm) {
+            Ok(y) => {
+                prop_assert!(is_perm, "permute {:?} of {:?} was accepted", perm, shape);
+                prop_assert_eq!(arr(&y), arr(&x).permuted_axes(IxDyn(&normalized.unwrap())));
+            }
+            Err(e) => {
+                prop_assert!(!is_perm || rank == 0, "refused a permutation: {}", e);
+                prop_assert!(e.to_string().contains("permute"));
+            }
+        }
+        // expand: new leading dims any size >= 0, existing dims kept (-1 or equal) or grown from 1.
+        let result = x.expand(&grow);
+        let valid = grow.len() >= rank
+            && grow.iter().enumerate().all(|(i, &g)| {
+                let lead = grow.len() - rank;
+                if i < lead { g >= 0 } else { g == -1 || g as usize == shape[i - lead] || (shape[i - lead] == 1 && g >= 0) }
+            });
+        if valid {
+            let target: Vec<usize> = grow.iter().enumerate().map(|(i, &g)| if g == -1 { shape[i - (grow.len() - rank)] } else { g as usize }).collect();
+            let expect = arr(&x).broadcast(IxDyn(&target)).unwrap().to_owned();
+            prop_assert_eq!(arr(&result.unwrap()), expect);
+        } else {
+            assert_err_names(result, "expand");
+        }
+    }
+
+    #[test]
+    fn where_broadcasts_three_ways((sa, sb) in shape_pair(), cond_shape in prop::collection::vec(1usize..3, 0..3), seed in 0u64..1000) {
+        let cond = values(&cond_shape, seed).constant_sign();
+        let (a, b) = (values(&sa, seed + 1), values(&sb, seed + 2));
+        let result = nabla::where_(&cond, &a, &b);
+        let out = broadcast(&cond_shape, &sa).and_then(|s| broadcast(&s, &sb));
+        match out {
+            Some(out) => {
+                let (c, xa, xb) = (arr(&cond), arr(&a), arr(&b));
+                let expect = ArrayD::from_shape_fn(IxDyn(&out), |i| if at_broadcast(&c, i.slice()) != 0.0 { at_broadcast(&xa, i.slice()) } else { at_broadcast(&xb, i.slice()) });
+                prop_assert_eq!(arr(&result.unwrap()), expect);
+            }
+            None => assert_err_names(result, "where"),
+        }
+    }
+
+    #[test]
+    fn attention_checks_its_shapes(
+        (batch, l, s, e, ev) in (1usize..3, 1usize..4, 0usize..4, 1usize..4, 1usize..4),
+        (s_v, e_k) in (0usize..4, 1usize..4),
+        causal in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let q = values(&[batch, l, e], seed);
+        let k = values(&[batch, s, e_k], seed + 1);
+        let v = values(&[batch, s_v, ev], seed + 2);
+        let result = nabla::nn::scaled_dot_product_attention(&q, &k, &v, None, causal, None);
+        if e == e_k && s == s_v {
+            let y = result.unwrap();
+            prop_assert_eq!(y.shape().to_vec(), vec![batch, l, ev]);
+            // With no key at all, or with every key masked by causality, a row has no
+            // weights: PyTorch returns NaN there; anything else must be finite.
+            if s > 0 && !causal {
+                prop_assert!(y.to_vec().iter().all(|v| v.is_finite()));
+            }
+        } else {
+            prop_assert!(result.is_err());
+        }
+    }
+
+    #[test]
+    fn embedding_checks_its_ids(num in 0usize..5, dim in 0usize..4, ids in prop::collection::vec(0usize..6, 0..6), seed in 0u64..1000) {
+        let emb = nabla::nn::Embedding::<f64>::new(num, dim, &mut nabla::rng(seed));
+        let ids_arr = ArrayD::from_shape_vec(IxDyn(&[ids.len()]), ids.clone()).unwrap();
+        let result = emb.lookup(&ids_arr);
+        if ids.iter().all(|&i| i < num) {
+            let y = result.unwrap();
+            prop_assert_eq!(y.shape().to_vec(), vec![ids.len(), dim]);
+            let table = arr(&emb.weight.tensor());
+            for (row, &i) in ids.iter().enumerate() {
+                for j in 0..dim {
+                    prop_assert_eq!(arr(&y)[[row, j]], table[[i, j]]);
+                }
+            }
+        } else {
+            prop_assert!(result.is_err());
+        }
+    }
+}
+
+/// 1.0 where positive, else 0.0: a condition tensor for `where_`.
+trait ConstantSign {
+    fn constant_sign(&self) -> Tensor<f64>;
+}
+
+impl ConstantSign for Tensor<f64> {
+    fn constant_sign(&self) -> Tensor<f64> {
+        Tensor::<f64>::from_vec(self.to_vec().into_iter().map(|v| if v > 0.0 { 1.0 } else { 0.0 }).collect(), self.shape()).unwrap()
+    }
+}
