@@ -48,6 +48,79 @@ mod softmax;
 mod unary;
 pub(crate) mod vmath;
 
+/// Every name a node recorded by nabla's own ops can carry ([`Tensor::op_name`]): the
+/// crate's op list. Ops not named here (`softmax`, `mean`, `conv1d`, the pooling family,
+/// the losses, …) are compositions of these and record their parts. Ops written with
+/// [`Tensor::from_op`] add their own names.
+///
+/// `tests/silent_gradient.rs` walks this list: it builds each op, checks that every
+/// differentiable input gets a finite, non-zero gradient that agrees with finite
+/// differences, and checks that the list matches the names the source records.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let x = Tensor::<f64>::ones(&[2]).requires_grad_(true);
+/// assert!(nabla::ops::OPS.contains(&x.exp().op_name().unwrap()));
+/// ```
+pub const OPS: &[&str] = &[
+    // elementwise, one input
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "sin",
+    "cos",
+    "abs",
+    "pow",
+    "recip",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "softplus",
+    "clamp",
+    "add_scalar",
+    "mul_scalar",
+    "div_scalar",
+    "dropout_eval",
+    // elementwise, two or three inputs, broadcasting
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    "where",
+    // reductions
+    "sum",
+    "amax",
+    "amin",
+    "logsumexp",
+    // layout
+    "reshape",
+    "permute",
+    "expand",
+    "narrow",
+    "pad",
+    "cat",
+    // indexing (and the adjoints their gradients record)
+    "index_select",
+    "index_add",
+    "gather",
+    "scatter_add",
+    "plane_gather",
+    "plane_scatter_add",
+    // products
+    "matmul",
+    "linear",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "lstm",
+    // recomputation
+    "checkpoint",
+];
+
 use crate::error::{Error, Result};
 
 pub use binary::where_;
