@@ -4,7 +4,7 @@
 use super::Param;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,25 +33,75 @@ fn io_error(op: &'static str, path: &Path, msg: impl ToString) -> Error {
 }
 
 /// Reads every tensor of a safetensors file (F32, F64, F16 excluded; I64, I32 as numbers).
+///
+/// A damaged or hostile file gives an `Err`, never a panic: the header's declared size,
+/// every tensor's offsets, shape and dtype are checked against the bytes actually present
+/// before anything is converted, so memory stays proportional to the file's size.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| io_error("load", path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| io_error("load", path, e))?;
+    parse(&bytes).map_err(|msg| io_error("load", path, msg))
+}
+
+impl StateDict {
+    /// Parses the bytes of a safetensors file, as [`read_safetensors`] does a file.
+    ///
+    /// ```
+    /// use nabla::nn::StateDict;
+    /// let err = StateDict::from_bytes(&[8, 0, 0, 0, 0, 0, 0, 0, b'{']).unwrap_err();
+    /// assert!(err.to_string().starts_with("load: <bytes>: "));
+    /// ```
+    pub fn from_bytes(bytes: &[u8]) -> Result<StateDict> {
+        parse(bytes).map_err(|msg| Error::Io { op: "load", path: "<bytes>".into(), msg })
+    }
+}
+
+/// The tensors of a safetensors buffer. The `safetensors` crate validates the header (its
+/// size at most 100 MB and within the buffer; offsets contiguous, in bounds and matching
+/// each shape times its dtype's size, without overflow) before any tensor is touched.
+fn parse(bytes: &[u8]) -> std::result::Result<StateDict, String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| describe(e, bytes.len()))?;
     let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| io_error("load", path, e))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| describe(e, bytes.len()))?;
     let mut tensors = BTreeMap::new();
     for (name, view) in file.tensors() {
         let raw = view.data();
+        let width = match view.dtype() {
+            Dtype::F64 | Dtype::I64 => 8,
+            Dtype::F32 | Dtype::I32 => 4,
+            other => return Err(format!("tensor {name:?}: dtype {other:?} is not supported")),
+        };
+        let count = view.shape().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count.and_then(|n| n.checked_mul(width)) != Some(raw.len()) {
+            return Err(format!("tensor {name:?}: shape {:?} does not match its {} bytes", view.shape(), raw.len()));
+        }
         let values: Vec<f64> = match view.dtype() {
             Dtype::F64 => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
             Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
             Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect(),
-            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
-            other => return Err(io_error("load", path, format!("tensor {name}: dtype {other:?} is not supported"))),
+            _ => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as f64).collect(),
         };
         tensors.insert(name, StoredTensor { dtype: format!("{:?}", view.dtype()), shape: view.shape().to_vec(), values });
     }
     Ok(StateDict { tensors, metadata })
+}
+
+/// The safetensors crate's error in words.
+fn describe(e: SafeTensorError, len: usize) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => format!("not a safetensors file: {len} bytes, fewer than the 8-byte header size"),
+        SafeTensorError::HeaderTooLarge => "the declared header size exceeds the format's 100 MB limit".into(),
+        SafeTensorError::InvalidHeaderLength => format!("the declared header runs past the end of the {len}-byte file"),
+        SafeTensorError::InvalidHeader | SafeTensorError::InvalidHeaderStart => "the header is not UTF-8 JSON".into(),
+        SafeTensorError::InvalidHeaderDeserialization | SafeTensorError::JsonError(_) => {
+            "the header is not a valid safetensors JSON map (syntax, fields or dtype name)".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => "the data section is shorter or longer than the header declares".into(),
+        SafeTensorError::InvalidOffset(name) => format!("tensor {name:?}: its offsets overlap, leave a gap or run backwards"),
+        SafeTensorError::TensorInvalidInfo => "a tensor's shape and dtype do not match its byte range".into(),
+        SafeTensorError::ValidationOverflow => "a tensor's declared size overflows".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn dtype_name<T: Element>() -> &'static str {
@@ -113,6 +163,9 @@ pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateD
             Some(t) if t.dtype != dtype_name::<T>() => {
                 problems.push(format!("{name} is {} in the file, {} in the module", t.dtype, dtype_name::<T>()))
             }
+            Some(t) if t.values.len() != t.shape.iter().product::<usize>() => {
+                problems.push(format!("{name} has {} values for shape {:?}", t.values.len(), t.shape))
+            }
             Some(_) => {}
         }
     }
@@ -124,10 +177,16 @@ pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateD
     if !problems.is_empty() {
         return Err(Error::invalid("load_state_dict", problems.join("; ")));
     }
-    for (name, p) in params {
-        let t = &state.tensors[name];
-        let value = ndarray::ArrayD::from_shape_vec(t.shape.as_slice(), t.values.iter().map(|&v| T::of(v)).collect())
-            .map_err(|e| Error::shape("load_state_dict", format!("{name}: {e}")))?;
+    // Every value is built before the first parameter changes: all or nothing.
+    let values = params
+        .iter()
+        .map(|(name, _)| {
+            let t = &state.tensors[name];
+            ndarray::ArrayD::from_shape_vec(t.shape.as_slice(), t.values.iter().map(|&v| T::of(v)).collect())
+                .map_err(|e| Error::shape("load_state_dict", format!("{name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for ((_, p), value) in params.iter().zip(values) {
         p.set(value)?;
     }
     Ok(())
