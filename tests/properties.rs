@@ -324,7 +324,7 @@ proptest! {
     #[test]
     fn conv2d_matches_a_direct_loop(
         (n, groups, cin_per, cout_per) in (1usize..3, 1usize..3, 1usize..3, 1usize..3),
-        (h, w, kh, kw) in (1usize..7, 1usize..7, 1usize..4, 1usize..4),
+        (h, w, kh, kw) in (0usize..7, 0usize..7, 1usize..4, 1usize..4),
         (stride, padding, dilation) in ([0usize..3, 0usize..3], [0usize..3, 0usize..3], [0usize..3, 0usize..3]),
         config_groups in 0usize..4,
         bias in any::<bool>(),
@@ -383,7 +383,7 @@ proptest! {
 
     #[test]
     fn pooling_matches_a_direct_loop(
-        (n, c, h, w) in (1usize..3, 1usize..3, 1usize..7, 1usize..7),
+        (n, c, h, w) in (1usize..3, 1usize..3, 0usize..7, 0usize..7),
         (kh, kw) in (0usize..4, 0usize..4),
         (stride, padding, dilation) in ([0usize..3, 0usize..3], [0usize..3, 0usize..3], [0usize..3, 0usize..3]),
         kind in 0usize..5,

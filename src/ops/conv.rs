@@ -120,7 +120,7 @@ fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize) -> Array2<T> {
                     // Output columns whose tap lands inside the row: x·s + j·d - p in [0, w).
                     let shift = j * dw;
                     let x_lo = pw.saturating_sub(shift).div_ceil(sw);
-                    let x_hi = if g.w + pw > shift { ((g.w - 1 + pw - shift) / sw + 1).min(g.ow) } else { 0 };
+                    let x_hi = if g.w + pw > shift { ((g.w + pw - shift - 1) / sw + 1).min(g.ow) } else { 0 };
                     if x_lo >= x_hi {
                         continue;
                     }
@@ -155,7 +155,7 @@ fn col2im<T: Element>(cols: &ArrayView2<'_, T>, plane: &mut [T], g: &Geometry, g
                 let row = rows.next().expect("one row per tap");
                 let shift = j * dw;
                 let x_lo = pw.saturating_sub(shift).div_ceil(sw);
-                let x_hi = if g.w + pw > shift { ((g.w - 1 + pw - shift) / sw + 1).min(g.ow) } else { 0 };
+                let x_hi = if g.w + pw > shift { ((g.w + pw - shift - 1) / sw + 1).min(g.ow) } else { 0 };
                 if x_lo >= x_hi {
                     continue;
                 }

@@ -26,6 +26,13 @@ impl<T: Element> Tensor<T> {
         if let Some(&bad) = index.iter().find(|&&i| i >= size) {
             return Err(Error::Index { op: "index_select", index: bad, dim: d, size });
         }
+        if self.ndim() == 0 {
+            // As PyTorch: a 0-d tensor takes one index (0) and stays 0-d.
+            if index.len() != 1 {
+                return Err(Error::shape("index_select", format!("a 0-d tensor takes one index, got {}", index.len())));
+            }
+            return Ok(self.reshape_to(&[1]).index_select_unchecked(0, Arc::from(index)).reshape_to(&[]));
+        }
         Ok(self.index_select_unchecked(d, Arc::from(index)))
     }
 
@@ -68,6 +75,11 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn gather(&self, dim: isize, index: &ArrayD<usize>) -> Result<Tensor<T>> {
         let d = normalize_dim("gather", dim, self.ndim())?;
+        if self.ndim() == 0 && index.ndim() == 0 {
+            // A 0-d tensor is gathered as the one element of a 1-d one, as PyTorch does.
+            let index = index.clone().into_shape_with_order(IxDyn(&[1])).expect("one element");
+            return self.reshape_to(&[1]).gather(0, &index).map(|y| y.reshape_to(&[]));
+        }
         if index.ndim() != self.ndim() {
             return Err(Error::shape(
                 "gather",

@@ -131,6 +131,9 @@ impl<T: Element> Tensor<T> {
     pub fn transpose(&self, dim0: isize, dim1: isize) -> Result<Tensor<T>> {
         let a = normalize_dim("transpose", dim0, self.ndim())?;
         let b = normalize_dim("transpose", dim1, self.ndim())?;
+        if self.ndim() == 0 {
+            return Ok(self.clone());
+        }
         let mut perm: Vec<usize> = (0..self.ndim()).collect();
         perm.swap(a, b);
         Ok(self.permute_axes(perm))
@@ -233,6 +236,9 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn cat(tensors: &[Tensor<T>], dim: isize) -> Result<Tensor<T>> {
         let first = tensors.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor, got an empty list"))?;
+        if first.ndim() == 0 {
+            return Err(Error::shape("cat", "a 0-d tensor cannot be concatenated (stack it, or unsqueeze it first)"));
+        }
         let d = normalize_dim("cat", dim, first.ndim())?;
         for t in tensors {
             let same = t.ndim() == first.ndim() && t.shape().iter().zip(first.shape()).enumerate().all(|(i, (a, b))| i == d || a == b);
