@@ -181,8 +181,8 @@ proptest! {
         sorted.sort_unstable();
         sorted.dedup();
         let valid = normalized.as_ref().is_some_and(|n| n.len() == sorted.len());
-        // An empty dim list reduces nothing (NumPy's axis=(); documented on sum_dims).
-        let reduced: Vec<usize> = if rank == 0 { vec![] } else { sorted };
+        // An empty dim list reduces every dim, as PyTorch's `x.sum(dim=[])`.
+        let reduced: Vec<usize> = if rank == 0 { vec![] } else if dims.is_empty() { (0..rank).collect() } else { sorted };
         let empty_extremum = (2..=3).contains(&op) && reduced.iter().any(|&d| shape[d] == 0);
         if !valid || empty_extremum {
             assert_err_names(result, names[op]);
@@ -691,5 +691,54 @@ trait ConstantSign {
 impl ConstantSign for Tensor<f64> {
     fn constant_sign(&self) -> Tensor<f64> {
         Tensor::<f64>::from_vec(self.to_vec().into_iter().map(|v| if v > 0.0 { 1.0 } else { 0.0 }).collect(), self.shape()).unwrap()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn more_constructors_either_work_or_refuse(
+        (lower, upper, p) in (-1.0f64..1.0, -1.0f64..1.0, -0.5f64..1.5),
+        (n_classes, cutoffs) in (0usize..8, prop::collection::vec(0usize..9, 0..4)),
+        k in 0usize..3,
+        seed in 0u64..1000,
+    ) {
+        let mut rng = nabla::rng(seed);
+        let x = values(&[3, 4], seed);
+        match nabla::nn::RReLU::new(lower, upper, &mut rng) {
+            Ok(m) => {
+                prop_assert!(lower <= upper);
+                let y = Module::<f64>::forward(&m, &x).unwrap();
+                prop_assert!(y.to_vec().iter().all(|v| v.is_finite()));
+            }
+            Err(e) => prop_assert!(lower > upper && e.to_string().contains("RReLU")),
+        }
+        match nabla::nn::Dropout::new(p, &mut rng) {
+            Ok(m) => {
+                prop_assert!((0.0..=1.0).contains(&p));
+                let y = Module::<f64>::forward(&m, &x).unwrap();
+                prop_assert!(y.to_vec().iter().all(|v| v.is_finite()));
+            }
+            Err(e) => prop_assert!(!(0.0..=1.0).contains(&p) && e.to_string().contains("Dropout")),
+        }
+        let valid = !cutoffs.is_empty() && cutoffs.windows(2).all(|w| w[0] < w[1]) && cutoffs[0] > 0 && *cutoffs.last().unwrap() < n_classes;
+        match nabla::nn::AdaptiveLogSoftmaxWithLoss::<f64>::new(4, n_classes, &cutoffs, 2.0, false, &mut rng) {
+            Ok(asm) => {
+                prop_assert!(valid, "cutoffs {:?} for {} classes were accepted", cutoffs, n_classes);
+                let logp = asm.log_prob(&x).unwrap();
+                prop_assert_eq!(logp.shape().to_vec(), vec![3, n_classes]);
+                for row in logp.exp().sum_dims(&[1], false).unwrap().to_vec() {
+                    prop_assert!((row - 1.0).abs() < 1e-12);
+                }
+            }
+            Err(e) => prop_assert!(!valid && e.to_string().contains("AdaptiveLogSoftmaxWithLoss")),
+        }
+        prop_assert_eq!(nabla::nn::TruncatedBptt::<f64>::new(k).is_ok(), k > 0);
+        // A cell of any size steps, and refuses an input of the wrong width.
+        let cell = nabla::nn::RecurrentCell::<f64>::new(CellKind::Gru, 4, k + 1, k == 1, &mut rng);
+        let (h, _) = cell.step(&x, None).unwrap();
+        prop_assert_eq!(h.shape().to_vec(), vec![3, k + 1]);
+        prop_assert!(cell.step(&values(&[3, 5], seed), None).is_err());
     }
 }

@@ -149,7 +149,7 @@ pub struct RReLU {
 }
 
 impl RReLU {
-    /// Slopes in `[lower, upper]`; `Err` unless `0 ≤ lower ≤ upper`.
+    /// Slopes in `[lower, upper]`; `Err` if `lower > upper` or either is NaN.
     pub fn new(lower: f64, upper: f64, rng: &mut impl Rng) -> Result<Self> {
         if lower.is_nan() || upper.is_nan() || lower > upper {
             return Err(Error::invalid("RReLU", format!("lower {lower} must not exceed upper {upper}")));

@@ -137,9 +137,13 @@ pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result
     Ok(if dim < 0 { (dim + n) as usize } else { dim as usize })
 }
 
-/// Distinct normalised dims, sorted. A 0-d tensor accepts dim 0 (or -1) and has no dim
-/// to reduce, so its list comes back empty.
+/// Distinct normalised dims, sorted. An empty list means every dim, as PyTorch's reductions
+/// read `dim=[]`. A 0-d tensor accepts dim 0 (or -1) and has no dim to reduce, so its list
+/// comes back empty.
 pub(crate) fn normalize_dims(op: &'static str, dims: &[isize], ndim: usize) -> Result<Vec<usize>> {
+    if dims.is_empty() {
+        return Ok((0..ndim).collect());
+    }
     let mut out = Vec::with_capacity(dims.len());
     for &d in dims {
         let d = normalize_dim(op, d, ndim)?;

@@ -44,10 +44,9 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Sum over `dims` (negative dims count from the end), keeping them as size 1 when
-    /// `keepdim`; `dL/dx = gy` broadcast back over the summed dims. An empty `dims`
-    /// reduces nothing, as NumPy's `axis=()` (PyTorch's `dim=[]` reduces every dim, a
-    /// behaviour it keeps only for compatibility); [`Tensor::sum`] reduces every dim. The
-    /// same holds for the other `*_dims` reductions.
+    /// `keepdim`; `dL/dx = gy` broadcast back over the summed dims. An empty `dims` reduces
+    /// every dim, as PyTorch's `x.sum(dim=[])` does (NumPy's `axis=()` would reduce none);
+    /// the same holds for the other `*_dims` reductions.
     ///
     /// ```
     /// use nabla::prelude::*;
