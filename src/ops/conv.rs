@@ -286,12 +286,29 @@ fn geometry(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig) -> Re
 }
 
 /// The convolution op (no bias): its rule uses the two adjoints.
-fn conv_op<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tensor<T> {
-    let value = conv_forward(x, w, g);
-    Tensor::from_op_arc(value.into_shared(), &[x, w], move || {
+/// The convolution as one recorded op, the bias (if any) added into the output in place:
+/// a separate `add` node would keep a second output-sized tensor alive until backward.
+/// `dL/db = Σ_{n,i,j} gy`.
+fn conv_op<T: Element>(x: &Tensor<T>, w: &Tensor<T>, bias: Option<&Tensor<T>>, g: Geometry) -> Tensor<T> {
+    let mut value = conv_forward(x, w, g);
+    if let Some(b) = bias {
+        let b = b.value();
+        for mut sample in value.outer_iter_mut() {
+            for (mut plane, &bias) in sample.outer_iter_mut().zip(b.iter()) {
+                plane.mapv_inplace(|v| v + bias);
+            }
+        }
+    }
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Tensor::from_op_arc(value.into_shared(), &inputs, move || {
         Box::new(rule("conv2d", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
-            vec![x.requires_grad().then(|| input_grad_op(gy, w, g)), w.requires_grad().then(|| weight_grad_op(x, gy, g))]
+            let mut grads = vec![x.requires_grad().then(|| input_grad_op(gy, w, g)), w.requires_grad().then(|| weight_grad_op(x, gy, g))];
+            if let Some(b) = inputs.get(2) {
+                grads.push(b.requires_grad().then(|| gy.sum_dims(&[0, 2, 3], false).expect("a 4-d gradient")));
+            }
+            grads
         }))
     })
 }
@@ -303,7 +320,7 @@ fn input_grad_op<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tens
     Tensor::from_op_arc(value.into_shared(), &[gy, w], move || {
         Box::new(rule("conv2d_input_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
             let (gy, w) = (&inputs[0], &inputs[1]);
-            vec![gy.requires_grad().then(|| conv_op(gz, w, g)), w.requires_grad().then(|| weight_grad_op(gz, gy, g))]
+            vec![gy.requires_grad().then(|| conv_op(gz, w, None, g)), w.requires_grad().then(|| weight_grad_op(gz, gy, g))]
         }))
     })
 }
@@ -315,20 +332,17 @@ fn weight_grad_op<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> Ten
     Tensor::from_op_arc(value.into_shared(), &[x, gy], move || {
         Box::new(rule("conv2d_weight_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
             let (x, gy) = (&inputs[0], &inputs[1]);
-            vec![x.requires_grad().then(|| input_grad_op(gy, gz, g)), gy.requires_grad().then(|| conv_op(x, gz, g))]
+            vec![x.requires_grad().then(|| input_grad_op(gy, gz, g)), gy.requires_grad().then(|| conv_op(x, gz, None, g))]
         }))
     })
 }
 
-fn add_channel_bias<T: Element>(op: &'static str, y: Tensor<T>, bias: Option<&Tensor<T>>) -> Result<Tensor<T>> {
-    let Some(b) = bias else { return Ok(y) };
-    let channels = y.shape()[1];
-    if b.shape() != [channels] {
-        return Err(Error::shape(op, format!("bias {:?} for {channels} output channels", b.shape())));
+/// Checks that a bias has one value per output channel.
+fn check_bias<T: Element>(op: &'static str, bias: Option<&Tensor<T>>, channels: usize) -> Result<()> {
+    match bias {
+        Some(b) if b.shape() != [channels] => Err(Error::shape(op, format!("bias {:?} for {channels} output channels", b.shape()))),
+        _ => Ok(()),
     }
-    let mut shape = vec![1; y.ndim()];
-    shape[1] = channels;
-    y.add(&b.reshape_to(&shape))
 }
 
 impl<T: Element> Tensor<T> {
@@ -350,7 +364,8 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn conv2d(&self, weight: &Tensor<T>, bias: Option<&Tensor<T>>, config: Conv2dConfig) -> Result<Tensor<T>> {
         let g = geometry("conv2d", self.shape(), weight.shape(), config)?;
-        add_channel_bias("conv2d", conv_op(self, weight, g), bias)
+        check_bias("conv2d", bias, g.o)?;
+        Ok(conv_op(self, weight, bias, g))
     }
 
     /// 1-D convolution of `self: (N, C, L)` with `weight: (O, C/groups, k)`, plus
@@ -371,8 +386,8 @@ impl<T: Element> Tensor<T> {
         let x = self.unsqueeze(2)?;
         let w = weight.unsqueeze(2)?;
         let g = geometry("conv1d", x.shape(), w.shape(), cfg)?;
-        let y = conv_op(&x, &w, g).squeeze(2)?;
-        add_channel_bias("conv1d", y, bias)
+        check_bias("conv1d", bias, g.o)?;
+        conv_op(&x, &w, bias, g).squeeze(2)
     }
 }
 

@@ -48,10 +48,10 @@ mod softmax;
 mod unary;
 pub(crate) mod vmath;
 
-/// Every name a node recorded by nabla's own ops can carry ([`Tensor::op_name`]): the
+/// Every name a node recorded by nabla's own ops can carry ([`Tensor::op_name`](crate::Tensor::op_name)): the
 /// crate's op list. Ops not named here (`softmax`, `mean`, `conv1d`, the pooling family,
 /// the losses, …) are compositions of these and record their parts. Ops written with
-/// [`Tensor::from_op`] add their own names.
+/// [`Tensor::from_op`](crate::Tensor::from_op) add their own names.
 ///
 /// `tests/silent_gradient.rs` walks this list: it builds each op, checks that every
 /// differentiable input gets a finite, non-zero gradient that agrees with finite

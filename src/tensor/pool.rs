@@ -15,10 +15,13 @@ use std::sync::Mutex;
 /// Buffers smaller than this (in elements) go back to the allocator: small allocations are
 /// cheap and come from the allocator's own free lists.
 const MIN_LEN: usize = 1 << 15;
-/// At most this many spare buffers of one type and length.
-const PER_SIZE: usize = 16;
+/// At most this many spare buffers of one type and length. Spare buffers are memory the
+/// process keeps: with 16 (and 1 GiB) the W2 CNN step held 250 MB resident against 58 MB
+/// with no pool; 4 (and 256 MiB) holds 108 MB at the same speed, and keeps W1 and W7 as
+/// fast as 16 did (`examples/workloads.rs`, one thread, this crate's bench machine).
+const PER_SIZE: usize = 4;
 /// At most this many bytes held in spare buffers in all.
-const MAX_BYTES: usize = 1 << 30;
+const MAX_BYTES: usize = 1 << 28;
 
 struct Pool {
     spare: HashMap<(TypeId, usize), Vec<Box<dyn Any + Send>>>,
