@@ -199,18 +199,7 @@ pub fn nll_loss<T: Element>(
     ignore_index: Option<usize>,
     reduction: Reduction,
 ) -> Result<Tensor<T>> {
-    nll_loss_as("nll_loss", input, target, weight, ignore_index, reduction)
-}
-
-/// [`nll_loss`] with errors reported as `op` (cross-entropy calls it).
-fn nll_loss_as<T: Element>(
-    op: &'static str,
-    input: &Tensor<T>,
-    target: &ArrayD<usize>,
-    weight: Option<&Tensor<T>>,
-    ignore_index: Option<usize>,
-    reduction: Reduction,
-) -> Result<Tensor<T>> {
+    let op = "nll_loss";
     let (rows, labels, label_shape) = rows_by_class(op, input, target)?;
     let (losses, sample_weight) = picked_log_probs(op, &rows, &labels, weight, ignore_index)?;
     Ok(match reduction {
@@ -265,7 +254,8 @@ pub fn cross_entropy_with<T: Element>(
     }
     let class_dim = if input.ndim() == 1 { 0 } else { 1 };
     let log_probs = input.log_softmax(class_dim)?;
-    let nll = nll_loss_as("cross_entropy", &log_probs, target, weight, ignore_index, reduction)?;
+    // Errors name the op the caller called.
+    let nll = nll_loss(&log_probs, target, weight, ignore_index, reduction).map_err(|e| e.in_op("cross_entropy"))?;
     if label_smoothing == 0.0 {
         return Ok(nll);
     }
