@@ -16,9 +16,10 @@ use std::sync::Mutex;
 /// cheap and come from the allocator's own free lists.
 const MIN_LEN: usize = 1 << 15;
 /// At most this many spare buffers of one type and length. Spare buffers are memory the
-/// process keeps: with 16 (and 1 GiB) the W2 CNN step held 250 MB resident against 58 MB
-/// with no pool; 4 (and 256 MiB) holds 108 MB at the same speed, and keeps W1 and W7 as
-/// fast as 16 did (`examples/workloads.rs`, one thread, this crate's bench machine).
+/// process keeps. Measured with `examples/workloads.rs` (one thread) after editing these
+/// two constants: W2's peak RSS was 250 MB with 16 and 1 GiB, 108 MB with 4 and 256 MiB,
+/// 58 MB with 0 (no pool, but W7's forward twice as slow); W1's and W7's step times with 4
+/// were within the machine's noise of those with 16.
 const PER_SIZE: usize = 4;
 /// At most this many bytes held in spare buffers in all.
 const MAX_BYTES: usize = 1 << 28;
