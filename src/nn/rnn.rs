@@ -242,15 +242,20 @@ impl<T: Element> Recurrent<T> {
         let g = self.kind.gates() * hs;
         let (w_ih, w_hh) = (dir.weight_ih.tensor(), dir.weight_hh.tensor());
         let (b_ih, b_hh) = (dir.bias_ih.as_ref().map(Param::tensor), dir.bias_hh.as_ref().map(Param::tensor));
-        // Every step's input projection in one product: (T·N, I) → (T, N, G·H).
-        let projected = x.linear(&w_ih, b_ih.as_ref())?.reshape(&[steps as isize, batch as isize, g as isize])?;
         if self.kind == CellKind::Lstm && steps > 0 {
-            // The fused layer op: same arithmetic, a fraction of the passes and nodes.
-            let y = crate::ops::lstm::lstm_sequence(&projected, &w_hh, b_hh.as_ref(), &h, &c, reverse);
+            // The fused layer op: same arithmetic, a fraction of the passes and nodes. It
+            // takes every step's input projection transposed, `W_ih xᵀ` (G·H, T, N), one
+            // product whose gradient the op produces in that layout (its biases are added
+            // inside).
+            let flat = x.reshape(&[(steps * batch) as isize, x.shape()[2] as isize])?;
+            let projected = w_ih.matmul(&flat.transpose(0, 1)?)?.reshape(&[g as isize, steps as isize, batch as isize])?;
+            let y = crate::ops::lstm::lstm_sequence(&projected, &w_hh, b_ih.as_ref(), b_hh.as_ref(), &h, &c, reverse);
             let last = if reverse { 0 } else { steps - 1 };
             let state = |t: usize| y.narrow(0, t, 1)?.reshape(&[batch as isize, hs as isize]);
             return Ok((y.narrow(0, 0, steps)?, state(last)?, state(steps)?));
         }
+        // Every step's input projection in one product: (T·N, I) → (T, N, G·H).
+        let projected = x.linear(&w_ih, b_ih.as_ref())?.reshape(&[steps as isize, batch as isize, g as isize])?;
         let mut outputs = vec![None; steps];
         for s in 0..steps {
             let t = if reverse { steps - 1 - s } else { s };

@@ -14,7 +14,7 @@
 //! copies of the loops are the same source compiled for wider registers).
 
 use crate::tensor::Element;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, IxDyn, Zip};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, Zip};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -156,6 +156,22 @@ pub(crate) fn run_widest(b: &mut impl Body) {
     b.run()
 }
 
+/// Runs `f` on a thread of rayon's pool when called from outside it with threads to spare.
+///
+/// A parallel loop started from outside the pool hands its work to the pool and blocks the
+/// caller until it is done: two context switches per loop, which a recurrent layer's
+/// hundreds of small per-step loops cannot afford (measured on W3 with two threads: 1,850
+/// switches a step, and no faster than one thread). From inside the pool, a split is a push
+/// onto the worker's own queue that the other worker steals, or that the worker runs itself
+/// if nobody has.
+pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
 /// Products smaller than this many multiply-adds run on one thread (tiny under Miri, as
 /// above).
 const PARALLEL_MIN_FLOPS: usize = if cfg!(miri) { 1 << 10 } else { 1 << 18 };
@@ -169,7 +185,7 @@ const COLUMN_BLOCK: usize = 64;
 /// threads touch disjoint elements.
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
-// SAFETY: see the type's doc; only used inside `gemm_plus_row`'s scope.
+// SAFETY: see the type's doc; only used inside `product`'s scope.
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
@@ -199,63 +215,92 @@ pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_
         buffer.resize(m * n, T::zero());
     }
     if m > 0 && n > 0 && k > 0 {
-        let threads = rayon::current_num_threads();
-        let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
-        let (sa, sb) = (a.strides(), b.strides());
         let read_dst = row.is_some();
         let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
-        let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
-        let dst = SendPtr(dst);
-        // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
-        let block = |cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
-            // SAFETY: the pointers address matrices of the dims and element strides given;
-            // `dst` has room for m x n elements and is a distinct allocation; column blocks
-            // run concurrently only on disjoint columns; gemm reads dst only when `read_dst`
-            // (then it holds the rows written above); T is f32 or f64.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    cols.len(),
-                    k,
-                    dst.get().add(cols.start),
-                    1,
-                    n as isize,
-                    read_dst,
-                    a_ptr.get(),
-                    sa[1],
-                    sa[0],
-                    b_ptr.get().offset(cols.start as isize * sb[1]),
-                    sb[1],
-                    sb[0],
-                    T::one(),
-                    T::one(),
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            }
-        };
-        if parallel && m < THIN_ROWS && n >= 2 * COLUMN_BLOCK {
-            // gemm splits its work by row blocks, so a product with few rows (a recurrent
-            // step's batch) would run on one thread: split the columns instead.
-            let per = n.div_ceil(threads).next_multiple_of(COLUMN_BLOCK);
-            rayon::scope(|scope| {
-                for start in (per..n).step_by(per) {
-                    let block = &block;
-                    scope.spawn(move |_| block(start..(start + per).min(n), gemm::Parallelism::None));
-                }
-                block(0..per.min(n), gemm::Parallelism::None);
-            });
-        } else {
-            block(0..n, if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
-        }
+        // SAFETY: `dst` has room for the m x n row-major product and is a fresh allocation,
+        // distinct from `a` and `b`; it is read only when `read_dst`, and then holds the
+        // m x n elements written above.
+        unsafe { product(SendPtr(dst), [n as isize, 1], read_dst, a, b) };
         if !read_dst {
             // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
             unsafe { buffer.set_len(m * n) };
         }
     }
     Array2::from_shape_vec((m, n), buffer).expect("m * n elements")
+}
+
+/// `dst += a @ b` for matrices of any strides: a product accumulated in place, as a
+/// recurrent step adds `W h` to its precomputed input projection.
+pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm_acc shapes");
+    if m > 0 && n > 0 && k > 0 {
+        let strides = [dst.strides()[0], dst.strides()[1]];
+        // SAFETY: `dst` is an exclusive view of m x n initialised elements at these strides,
+        // so it cannot overlap `a` or `b` (shared borrows) nor itself (ndarray does not
+        // make mutable views with overlapping elements).
+        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, true, a, b) };
+    }
+}
+
+/// `dst (+)= a @ b` through the gemm crate, split across threads when large.
+///
+/// # Safety
+/// `dst` addresses `a.rows x b.cols` elements at `dst_strides` (row, column), disjoint
+/// from `a` and `b` and from one another, none accessed by anything else during the call;
+/// when `read_dst` they must be initialised. `a` and `b` are non-empty with agreeing inner
+/// dims.
+unsafe fn product<T: Element>(dst: SendPtr<T>, dst_strides: [isize; 2], read_dst: bool, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    let threads = rayon::current_num_threads();
+    let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
+    let (sa, sb) = (a.strides(), b.strides());
+    let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
+    // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
+    let block = |cols: std::ops::Range<usize>, parallelism: gemm::Parallelism| {
+        // SAFETY: the pointers address matrices of the dims and element strides given (the
+        // caller's contract for dst); column blocks run concurrently only on disjoint
+        // columns; T is f32 or f64.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols.len(),
+                k,
+                dst.get().offset(cols.start as isize * dst_strides[1]),
+                dst_strides[1],
+                dst_strides[0],
+                read_dst,
+                a_ptr.get(),
+                sa[1],
+                sa[0],
+                b_ptr.get().offset(cols.start as isize * sb[1]),
+                sb[1],
+                sb[0],
+                T::one(),
+                T::one(),
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+    };
+    if parallel && m < THIN_ROWS && n >= 2 * COLUMN_BLOCK {
+        // gemm splits its work by row blocks, so a product with few rows (a recurrent
+        // step's batch) would run on one thread: split the columns instead.
+        let per = n.div_ceil(threads).next_multiple_of(COLUMN_BLOCK);
+        rayon::scope(|scope| {
+            for start in (per..n).step_by(per) {
+                let block = &block;
+                scope.spawn(move |_| block(start..(start + per).min(n), gemm::Parallelism::None));
+            }
+            block(0..per.min(n), gemm::Parallelism::None);
+        });
+    } else {
+        block(0..n, if parallel { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None });
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +373,23 @@ mod tests {
             let row: Vec<f64> = (0..n).map(|j| j as f64).collect();
             let with_row = two_threads(|| gemm_plus_row(&a.view(), &b.view(), Some(&row)));
             assert_eq!(with_row, &expect + &Array::from(row.clone()), "{m}x{k}x{n} + row");
+        }
+        // Accumulated in place into a strided block (a column slice of a wider matrix),
+        // serial and threaded; the columns outside the block are left alone.
+        for (m, k, n) in [(3, 5, 4), by_rows, by_columns] {
+            let (a, b) = (ints((m, k), 6), ints((k, n), 7));
+            let start = ints((m, n + 3), 8);
+            let mut expect = start.clone();
+            expect.slice_mut(ndarray::s![.., 1..n + 1]).zip_mut_with(&naive(&a.view(), &b.view()), |e, &p| *e += p);
+            let mut serial = start.clone();
+            gemm_acc(&mut serial.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view());
+            assert_eq!(serial, expect, "{m}x{k}x{n} accumulated");
+            let threaded = two_threads(|| {
+                let mut out = start.clone();
+                gemm_acc(&mut out.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view());
+                out
+            });
+            assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");
         }
         // Transposed and column-major operands are read through their strides.
         let a = ints((6, 5), 3);
