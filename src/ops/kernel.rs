@@ -220,7 +220,7 @@ pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_
         // SAFETY: `dst` has room for the m x n row-major product and is a fresh allocation,
         // distinct from `a` and `b`; it is read only when `read_dst`, and then holds the
         // m x n elements written above.
-        unsafe { product(SendPtr(dst), [n as isize, 1], read_dst, a, b) };
+        unsafe { product(SendPtr(dst), [n as isize, 1], read_dst, a, b, true) };
         if !read_dst {
             // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
             unsafe { buffer.set_len(m * n) };
@@ -230,8 +230,9 @@ pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_
 }
 
 /// `dst += a @ b` for matrices of any strides: a product accumulated in place, as a
-/// recurrent step adds `W h` to its precomputed input projection.
-pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) {
+/// recurrent step adds `W h` to its precomputed input projection. On one thread unless
+/// `threads` (for callers that already split their work across threads).
+pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
     let (m, k) = a.dim();
     let n = b.dim().1;
     assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm_acc shapes");
@@ -240,22 +241,30 @@ pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView
         // SAFETY: `dst` is an exclusive view of m x n initialised elements at these strides,
         // so it cannot overlap `a` or `b` (shared borrows) nor itself (ndarray does not
         // make mutable views with overlapping elements).
-        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, true, a, b) };
+        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, true, a, b, threads) };
     }
 }
 
-/// `dst (+)= a @ b` through the gemm crate, split across threads when large.
+/// `dst (+)= a @ b` through the gemm crate, split across threads when large and
+/// `may_thread`.
 ///
 /// # Safety
 /// `dst` addresses `a.rows x b.cols` elements at `dst_strides` (row, column), disjoint
 /// from `a` and `b` and from one another, none accessed by anything else during the call;
 /// when `read_dst` they must be initialised. `a` and `b` are non-empty with agreeing inner
 /// dims.
-unsafe fn product<T: Element>(dst: SendPtr<T>, dst_strides: [isize; 2], read_dst: bool, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) {
+unsafe fn product<T: Element>(
+    dst: SendPtr<T>,
+    dst_strides: [isize; 2],
+    read_dst: bool,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    may_thread: bool,
+) {
     let (m, k) = a.dim();
     let n = b.dim().1;
     let threads = rayon::current_num_threads();
-    let parallel = m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
+    let parallel = may_thread && m * n * k >= PARALLEL_MIN_FLOPS && threads > 1;
     let (sa, sb) = (a.strides(), b.strides());
     let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
     // The product of rows `a` with columns `cols` of `b`, into the same columns of dst.
@@ -382,11 +391,11 @@ mod tests {
             let mut expect = start.clone();
             expect.slice_mut(ndarray::s![.., 1..n + 1]).zip_mut_with(&naive(&a.view(), &b.view()), |e, &p| *e += p);
             let mut serial = start.clone();
-            gemm_acc(&mut serial.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view());
+            gemm_acc(&mut serial.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view(), false);
             assert_eq!(serial, expect, "{m}x{k}x{n} accumulated");
             let threaded = two_threads(|| {
                 let mut out = start.clone();
-                gemm_acc(&mut out.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view());
+                gemm_acc(&mut out.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view(), true);
                 out
             });
             assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");

@@ -15,6 +15,7 @@ use super::kernel::{gemm, gemm_acc, in_pool, run_widest, Body};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
+use rayon::prelude::*;
 
 /// The LSTM recursion over the transposed input projection `xprojᵀ (4H, T, N)` (`W_ih x_t`
 /// for every step, gates `i, f, g, o`; `N` the batch), from `h0, c0 (N, H)`, with
@@ -48,9 +49,16 @@ pub(crate) fn lstm_sequence<T: Element>(
         bias.iter_mut().zip(b.to_vec()).for_each(|(s, b)| *s = *s + b);
     }
     let state = |t: &Tensor<T>| t.value().into_dimensionality::<Ix2>().expect("internal: (N, H)").t().as_standard_layout().into_owned();
-    let (mut h, mut c) = (state(h0), state(c0));
-    // Saved for backward, indexed by time, each transposed: the activated gates, the cell
-    // state entering each step and tanh of the one leaving it.
+    let mut c = state(c0);
+    // hᵀ of the step before and of this one: the parts read all of the one while each
+    // writes its units of the other.
+    let mut h = [state(h0), Array2::zeros((hs, batch))];
+    let blocks = unit_blocks(hs, batch);
+    let order = gate_order(&blocks, hs);
+    let w_perm = w.select(Axis(0), &order);
+    let bias: Vec<T> = order.iter().map(|&r| bias[r]).collect();
+    // Saved for backward, indexed by time, each transposed: the activated gates (rows in
+    // `order`), the cell state entering each step and tanh of the one leaving it.
     let mut gates = pooled_zeros((steps, g4, batch));
     let mut c_prev = pooled_zeros((steps, hs, batch));
     let mut tanh_c = pooled_zeros((steps, hs, batch));
@@ -58,26 +66,43 @@ pub(crate) fn lstm_sequence<T: Element>(
     in_pool(|| {
         for s in 0..steps {
             let t = if reverse { steps - 1 - s } else { s };
-            let mut z = gates.index_axis_mut(Axis(0), t);
-            for (mut row, x) in z.rows_mut().into_iter().zip(xp.index_axis(Axis(1), t).rows()) {
-                row.as_slice_mut().expect("row-major").copy_from_slice(x.as_slice().expect("contiguous rows"));
-            }
-            gemm_acc(&mut z, &w, &h.view());
-            let (i, f, g, o) = quarters(z.into_slice().expect("row-major"));
-            let step = ForwardStep {
-                n: batch,
-                bias: [&bias[..hs], &bias[hs..2 * hs], &bias[2 * hs..3 * hs], &bias[3 * hs..]],
-                i,
-                f,
-                g,
-                o,
-                c: c.as_slice_mut().expect("row-major"),
-                c_prev: c_prev.index_axis_mut(Axis(0), t).into_slice().expect("row-major"),
-                tanh_c: tanh_c.index_axis_mut(Axis(0), t).into_slice().expect("row-major"),
-                h: h.as_slice_mut().expect("row-major"),
-            };
-            run_rows(step, hs);
-            transpose_into(h.view(), out.index_axis_mut(Axis(0), t));
+            let [h_even, h_odd] = &mut h;
+            let (h_prev, h_next) = if s % 2 == 0 { (&*h_even, h_odd) } else { (&*h_odd, h_even) };
+            let parts = cut(gates.index_axis_mut(Axis(0), t).into_slice().expect("row-major"), &blocks, 4 * batch)
+                .into_iter()
+                .zip(cut(c.as_slice_mut().expect("row-major"), &blocks, batch))
+                .zip(cut(c_prev.index_axis_mut(Axis(0), t).into_slice().expect("row-major"), &blocks, batch))
+                .zip(cut(tanh_c.index_axis_mut(Axis(0), t).into_slice().expect("row-major"), &blocks, batch))
+                .zip(cut(h_next.as_slice_mut().expect("row-major"), &blocks, batch))
+                .zip(split_blocks(out.index_axis_mut(Axis(0), t), Axis(1), &blocks))
+                .zip(blocks.windows(2))
+                .map(|((((((z, c), c_prev), tanh_c), h), out), units)| {
+                    let rows = 4 * units[0]..4 * units[1];
+                    ForwardPart {
+                        x: xp.index_axis(Axis(1), t),
+                        order: &order[rows.clone()],
+                        w: w_perm.slice(s![rows.clone(), ..]),
+                        h_prev: h_prev.view(),
+                        bias: &bias[rows],
+                        z,
+                        step: ForwardStep {
+                            n: batch,
+                            i: &mut [],
+                            f: &mut [],
+                            g: &mut [],
+                            o: &mut [],
+                            bias: [&[]; 4],
+                            c,
+                            c_prev,
+                            tanh_c,
+                            h,
+                        },
+                        out,
+                        alone: blocks.len() == 2,
+                    }
+                })
+                .collect();
+            run_parts(parts, ForwardPart::run);
         }
     });
     transpose_into(c.view(), out.index_axis_mut(Axis(0), steps));
@@ -86,7 +111,7 @@ pub(crate) fn lstm_sequence<T: Element>(
     inputs.extend(b_hh);
     inputs.extend([h0, c0]);
     let biases = (b_ih.is_some(), b_hh.is_some());
-    Tensor::from_op_arc(out.into_dyn().into_shared(), &inputs, || Box::new(LstmRule { gates, c_prev, tanh_c, reverse, biases }))
+    Tensor::from_op_arc(out.into_dyn().into_shared(), &inputs, || Box::new(LstmRule { gates, c_prev, tanh_c, reverse, blocks, biases }))
 }
 
 /// A zeroed array whose buffer comes from the pool (and goes back to it when the rule that
@@ -96,6 +121,131 @@ fn pooled_zeros<T: Element>(shape: (usize, usize, usize)) -> Array3<T> {
     let mut buffer = crate::tensor::pool::take::<T>(len);
     buffer.resize(len, T::zero());
     Array3::from_shape_vec(shape, buffer).expect("len elements")
+}
+
+/// The hidden units split into contiguous blocks, one per thread, as bounds
+/// `0 = u_0 < u_1 < … = H`: a step's gate product and arithmetic for a block of units
+/// need only that block's rows of `W_hh`, so each thread runs one serial product and its
+/// own gate arithmetic, one hand-off per step (a threaded product then a threaded
+/// elementwise pass are two, each waiting for the slowest thread).
+fn unit_blocks(hs: usize, batch: usize) -> Vec<usize> {
+    let threads = rayon::current_num_threads();
+    let parts = if hs * batch >= PARALLEL_STEP_MIN { threads.min(hs).max(1) } else { 1 };
+    (0..=parts).map(|p| p * hs / parts).collect()
+}
+
+/// The gate rows in the order the blocks use them: block by block, and in each its units'
+/// rows of `i`, then `f`, `g`, `o`. Entry `r` is the row of `W_hh` (and of the gates in
+/// PyTorch's order) that sits at row `r`, so each block's rows are contiguous.
+fn gate_order(blocks: &[usize], hs: usize) -> Vec<usize> {
+    blocks.windows(2).flat_map(|u| (0..4).flat_map(move |q| (u[0]..u[1]).map(move |k| q * hs + k))).collect()
+}
+
+/// `xs` cut into one piece per block, `scale` elements per unit.
+fn cut<S: SplitSlice>(mut xs: S, blocks: &[usize], scale: usize) -> Vec<S> {
+    let mut pieces = Vec::with_capacity(blocks.len() - 1);
+    for units in blocks.windows(2) {
+        let (piece, rest) = xs.cut((units[1] - units[0]) * scale);
+        pieces.push(piece);
+        xs = rest;
+    }
+    pieces
+}
+
+/// `view` cut along `axis` into one piece per block of units.
+fn split_blocks<'a, T>(mut view: ArrayViewMut2<'a, T>, axis: Axis, blocks: &[usize]) -> Vec<ArrayViewMut2<'a, T>> {
+    let mut pieces = Vec::with_capacity(blocks.len() - 1);
+    for units in blocks.windows(2) {
+        let (piece, rest) = view.split_at(axis, units[1] - units[0]);
+        pieces.push(piece);
+        view = rest;
+    }
+    pieces
+}
+
+/// Runs each block's part of a step, on the pool's threads when there are several.
+fn run_parts<P: Send>(mut parts: Vec<P>, run: fn(P)) {
+    if parts.len() == 1 {
+        run(parts.pop().expect("one part"));
+    } else {
+        parts.into_par_iter().for_each(run);
+    }
+}
+
+/// One block of units' share of a forward step: its gate rows of the input projection,
+/// plus its rows of `W_hh` times the whole previous `hᵀ`, then its gate arithmetic, and its
+/// columns of the step's output.
+struct ForwardPart<'a, T> {
+    /// The step's input projection `(4H, N)`, rows in PyTorch's order.
+    x: ArrayView2<'a, T>,
+    /// The rows of `x` (and of `W_hh`) this block uses, in its order.
+    order: &'a [usize],
+    w: ArrayView2<'a, T>,
+    h_prev: ArrayView2<'a, T>,
+    bias: &'a [T],
+    /// This block's pre-activation rows `(4·units, N)`, the saved gates once activated.
+    z: &'a mut [T],
+    /// The gate arithmetic, its gate slices filled in by `run`.
+    step: ForwardStep<'a, T>,
+    /// This block's columns `(N, units)` of the step's output.
+    out: ArrayViewMut2<'a, T>,
+    /// Whether this is the only block (then the product may use threads itself).
+    alone: bool,
+}
+
+impl<T: Element> ForwardPart<'_, T> {
+    fn run(self) {
+        let ForwardPart { x, order, w, h_prev, bias, z, mut step, mut out, alone } = self;
+        let n = step.n;
+        for (row, &r) in z.chunks_exact_mut(n).zip(order) {
+            row.copy_from_slice(x.row(r).as_slice().expect("contiguous rows"));
+        }
+        let mut zm = ArrayViewMut2::from_shape((order.len(), n), &mut *z).expect("4·units rows");
+        gemm_acc(&mut zm, &w, &h_prev, alone);
+        let (i, f, g, o) = quarters(z);
+        let (bi, bf, bg, bo) = quarters(bias);
+        (step.i, step.f, step.g, step.o, step.bias) = (i, f, g, o, [bi, bf, bg, bo]);
+        let units = step.h.len() / n.max(1);
+        run_widest(&mut step);
+        let h = ArrayView2::from_shape((units, n), &*step.h).expect("units rows");
+        transpose_into(h, out.view_mut());
+    }
+}
+
+/// One block of units' share of a backward step: the cotangent of its rows of `hᵀ` (the
+/// output's plus its rows of `W_hhᵀ` times the later step's whole `dzᵀ`), then its gate
+/// arithmetic, and its rows of `dzᵀ` copied to their place in PyTorch's order.
+struct BackwardPart<'a, T> {
+    /// This block's columns `(N, units)` of the output's cotangent at this step.
+    gy: ArrayView2<'a, T>,
+    /// This block's rows of `W_hhᵀ`, columns in the blocks' order.
+    w_t: ArrayView2<'a, T>,
+    /// The later step's `dzᵀ` (rows in the blocks' order), none at the last step.
+    dz_later: Option<ArrayView2<'a, T>>,
+    /// Room for the cotangent of this block's rows of `hᵀ`.
+    gh: &'a mut [T],
+    /// The gate arithmetic, its `gh` filled in by `run`.
+    step: BackwardStep<'a, T>,
+    /// Where this block's rows of each gate's `dzᵀ` go.
+    dz_out: Vec<ArrayViewMut2<'a, T>>,
+    alone: bool,
+}
+
+impl<T: Element> BackwardPart<'_, T> {
+    fn run(self) {
+        let BackwardPart { gy, w_t, dz_later, gh, mut step, dz_out, alone } = self;
+        let (units, n) = (gy.dim().1, step.n);
+        let mut ghm = ArrayViewMut2::from_shape((units, n), &mut *gh).expect("units rows");
+        transpose_into(gy, ghm.view_mut());
+        if let Some(dz_later) = dz_later {
+            gemm_acc(&mut ghm, &w_t, &dz_later, alone);
+        }
+        step.gh = gh;
+        run_widest(&mut step);
+        for (mut out, dz) in dz_out.into_iter().zip([&*step.di, &*step.df, &*step.dg, &*step.d_o]) {
+            out.assign(&ArrayView2::from_shape((units, n), dz).expect("units rows"));
+        }
+    }
 }
 
 /// `dst = srcᵀ`, in square tiles so that both the reads and the writes stay in cache.
@@ -148,6 +298,8 @@ struct LstmRule<T: Element> {
     c_prev: Array3<T>,
     tanh_c: Array3<T>,
     reverse: bool,
+    /// The forward's blocks of units ([`unit_blocks`]), which fix the saved gates' row order.
+    blocks: Vec<usize>,
     /// Whether `b_ih` and `b_hh` are inputs (after `xprojᵀ` and `w_hh`, in that order).
     biases: (bool, bool),
 }
@@ -176,49 +328,74 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         let (h0, c0) = (&inputs[inputs.len() - 2], &inputs[inputs.len() - 1]);
         let (steps, hs, batch) = self.c_prev.dim();
         let (g4, cols) = (4 * hs, steps * batch);
+        let blocks = &self.blocks;
+        let order = gate_order(blocks, hs);
         let gy = gy.value().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
-        // Wᵀ made contiguous once: the step's product `Wᵀ dzᵀ` then reads row-major rows.
-        let w_t = w_hh.value().into_dimensionality::<Ix2>().expect("internal: (4H, H)").t().as_standard_layout().into_owned();
-        // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N, so
-        // that the weight's gradient is one product with inner dim T·N.
+        let w_value = w_hh.value();
+        let w = w_value.view().into_dimensionality::<Ix2>().expect("internal: (4H, H)");
+        // Wᵀ with its columns in the blocks' order, made contiguous once: each block's
+        // product `Wᵀ dzᵀ` then reads its own rows.
+        let w_t = w.select(Axis(0), &order).reversed_axes().as_standard_layout().into_owned();
+        // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N and
+        // rows in PyTorch's order, so that the weight's gradient is one product with inner
+        // dim T·N and the input projection's is this array itself.
         let mut dz = Array2::<T>::zeros((g4, cols));
-        let mut dz_t = Array2::<T>::zeros((g4, batch));
+        // The last two steps' dzᵀ with rows in the blocks' order: each block reads all of
+        // the later one while it writes its rows of the other.
+        let mut dz_steps = [Array2::<T>::zeros((g4, batch)), Array2::<T>::zeros((g4, batch))];
         let mut gh = Array2::<T>::zeros((hs, batch));
         let mut gc = gy.index_axis(Axis(0), steps).t().as_standard_layout().into_owned();
         in_pool(|| {
             for s in (0..steps).rev() {
                 let t = if self.reverse { steps - 1 - s } else { s };
-                // The cotangent of hᵀ: the output's plus what the next step sends back.
-                transpose_into(gy.index_axis(Axis(0), t), gh.view_mut());
-                if s + 1 < steps {
-                    gemm_acc(&mut gh.view_mut(), &w_t.view(), &dz_t.view());
+                let [dz_even, dz_odd] = &mut dz_steps;
+                let (dz_later, dz_now) = if s % 2 == 0 { (&*dz_odd, dz_even) } else { (&*dz_even, dz_odd) };
+                let dz_later = (s + 1 < steps).then(|| dz_later.view());
+                // This step's columns of dz, cut into the four gates' rows, then each gate's
+                // rows into the blocks: block p gets its units' rows of every gate.
+                let mut dz_out: Vec<Vec<ArrayViewMut2<'_, T>>> = blocks.windows(2).map(|_| Vec::with_capacity(4)).collect();
+                let mut rest = dz.slice_mut(s![.., t * batch..(t + 1) * batch]);
+                for _ in 0..4 {
+                    let (gate, others) = rest.split_at(Axis(0), hs);
+                    rest = others;
+                    for (piece, out) in split_blocks(gate, Axis(0), blocks).into_iter().zip(&mut dz_out) {
+                        out.push(piece);
+                    }
                 }
-                let (i, f, g, o) = quarters(self.gates.index_axis(Axis(0), t).to_slice().expect("row-major"));
-                let (di, df, dg, d_o) = quarters(dz_t.as_slice_mut().expect("row-major"));
-                let step = BackwardStep {
-                    n: batch,
-                    i,
-                    f,
-                    g,
-                    o,
-                    tanh_c: self.tanh_c.index_axis(Axis(0), t).to_slice().expect("row-major"),
-                    c_prev: self.c_prev.index_axis(Axis(0), t).to_slice().expect("row-major"),
-                    gh: gh.as_slice().expect("row-major"),
-                    gc: gc.as_slice_mut().expect("row-major"),
-                    di,
-                    df,
-                    dg,
-                    d_o,
-                };
-                run_rows(step, hs);
-                dz.slice_mut(s![.., t * batch..(t + 1) * batch]).assign(&dz_t);
+                let gates = self.gates.index_axis(Axis(0), t);
+                let (tanh_c, c_prev) = (self.tanh_c.index_axis(Axis(0), t), self.c_prev.index_axis(Axis(0), t));
+                let parts = cut(gates.to_slice().expect("row-major"), blocks, 4 * batch)
+                    .into_iter()
+                    .zip(cut(tanh_c.to_slice().expect("row-major"), blocks, batch))
+                    .zip(cut(c_prev.to_slice().expect("row-major"), blocks, batch))
+                    .zip(cut(gc.as_slice_mut().expect("row-major"), blocks, batch))
+                    .zip(cut(gh.as_slice_mut().expect("row-major"), blocks, batch))
+                    .zip(cut(dz_now.as_slice_mut().expect("row-major"), blocks, 4 * batch))
+                    .zip(dz_out)
+                    .zip(blocks.windows(2))
+                    .map(|(((((((gates, tanh_c), c_prev), gc), gh), dz), dz_out), units)| {
+                        let (i, f, g, o) = quarters(gates);
+                        let (di, df, dg, d_o) = quarters(dz);
+                        BackwardPart {
+                            gy: gy.index_axis(Axis(0), t).slice_move(s![.., units[0]..units[1]]),
+                            w_t: w_t.slice(s![units[0]..units[1], ..]),
+                            dz_later,
+                            gh,
+                            step: BackwardStep { n: batch, i, f, g, o, tanh_c, c_prev, gh: &[], gc, di, df, dg, d_o },
+                            dz_out,
+                            alone: blocks.len() == 2,
+                        }
+                    })
+                    .collect();
+                run_parts(parts, BackwardPart::run);
             }
         });
         let first = if self.reverse { steps - 1 } else { 0 };
-        let (dz, out) = (dz.view(), output.value());
+        let out = output.value();
         let out = out.view().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
         let h0v = h0.value();
         let h0v = h0v.view().into_dimensionality::<Ix2>().expect("internal: (N, H)");
+        let dz_first = dz.slice(s![.., first * batch..(first + 1) * batch]);
         let gw = w_hh.requires_grad().then(|| {
             // The state entering step t is the output of step t - 1 (t + 1 in reverse),
             // except at the first step, where it is h0: one product over the other steps'
@@ -227,20 +404,15 @@ impl<T: Element> Backward<T> for LstmRule<T> {
             let prev = out.slice(s![prev, .., ..]);
             let prev = prev.to_shape(((steps - 1) * batch, hs)).expect("contiguous steps");
             let mut gw = gemm(&dz.slice(s![.., later]), &prev.view());
-            gemm_acc(&mut gw.view_mut(), &dz.slice(s![.., first * batch..(first + 1) * batch]), &h0v);
+            gemm_acc(&mut gw.view_mut(), &dz_first, &h0v, true);
             Tensor::from(gw.into_dyn())
         });
         // Both biases are added to every step's pre-activation: each gets dz summed over T·N.
         let bias_grad = |b: Option<&Tensor<T>>| b.filter(|b| b.requires_grad()).map(|_| Tensor::from(dz.sum_axis(Axis(1)).into_dyn()));
         let (gb_ih, gb_hh) = (bias_grad(b_ih), bias_grad(b_hh));
-        let gh0 = h0.requires_grad().then(|| {
-            let first = dz.slice(s![.., first * batch..(first + 1) * batch]);
-            Tensor::from(gemm(&first.t(), &w_t.t()).into_dyn())
-        });
+        let gh0 = h0.requires_grad().then(|| Tensor::from(gemm(&dz_first.t(), &w).into_dyn()));
         let gc0 = c0.requires_grad().then(|| Tensor::from(gc.t().as_standard_layout().into_owned().into_dyn()));
-        let gx = xproj
-            .requires_grad()
-            .then(|| Tensor::from(dz.to_owned().into_shape_with_order((g4, steps, batch)).expect("T·N columns").into_dyn()));
+        let gx = xproj.requires_grad().then(|| Tensor::from(dz.into_shape_with_order((g4, steps, batch)).expect("T·N columns").into_dyn()));
         let mut grads = vec![gx, gw];
         if self.biases.0 {
             grads.push(gb_ih);
@@ -301,39 +473,8 @@ pub(crate) fn lstm_composed<T: Element>(
     Tensor::stack(&outputs, 0)
 }
 
-/// A step's loops over hidden units (rows of the transposed state), split in two blocks
-/// of units across threads when there are threads to spare and enough work to pay for the
-/// hand-off.
-trait Rows: Body + Send + Sized {
-    /// The first `rows` units and the rest.
-    fn split(self, rows: usize) -> (Self, Self);
-    /// Elements per unit: the batch.
-    fn width(&self) -> usize;
-}
-
-/// Elements per step below which one thread does the whole step.
+/// Elements per step (units × batch) below which one thread does the whole step.
 const PARALLEL_STEP_MIN: usize = 1 << 12;
-
-fn run_rows<B: Rows>(mut step: B, rows: usize) {
-    if rows >= 2 && rows * step.width() >= PARALLEL_STEP_MIN && rayon::current_num_threads() > 1 {
-        let (mut a, mut b) = step.split(rows / 2);
-        rayon::join(|| run_widest(&mut a), || run_widest(&mut b));
-    } else {
-        run_widest(&mut step);
-    }
-}
-
-/// Splits each of the named slice fields of `$step` at `$at`, into two steps.
-macro_rules! split_fields {
-    ($ty:ident, $step:expr, $at:expr, [$($f:ident),*], $($keep:ident),*) => {{
-        let step = $step;
-        $(let $f = step.$f.cut($at);)*
-        (
-            $ty { $($f: $f.0,)* $($keep: step.$keep,)* },
-            $ty { $($f: $f.1,)* $($keep: step.$keep,)* },
-        )
-    }};
-}
 
 /// One forward time step, transposed: each gate block `(H, N)` holds `W hᵀ + xᵀ` and
 /// becomes the activated gate (its bias added per unit); the new `cᵀ` and `hᵀ` are written
@@ -379,20 +520,6 @@ impl<T: Element> Body for ForwardStep<'_, T> {
     }
 }
 
-impl<T: Element> Rows for ForwardStep<'_, T> {
-    fn split(self, rows: usize) -> (Self, Self) {
-        let at = rows * self.n;
-        let bias = self.bias.map(|b| b.split_at(rows));
-        let (mut a, mut b) = split_fields!(ForwardStep, self, at, [i, f, g, o, c, c_prev, tanh_c, h], n, bias);
-        a.bias = bias.map(|b| b.0);
-        b.bias = bias.map(|b| b.1);
-        (a, b)
-    }
-    fn width(&self) -> usize {
-        self.n
-    }
-}
-
 /// One backward time step, transposed: from the cotangent of `hᵀ` (`gh`) and of `cᵀ`
 /// (`gc`, updated in place to the previous step's) to the gate pre-activations' (`d*`).
 struct BackwardStep<'a, T> {
@@ -429,16 +556,6 @@ impl<T: Element> Body for BackwardStep<'_, T> {
     }
 }
 
-impl<T: Element> Rows for BackwardStep<'_, T> {
-    fn split(self, rows: usize) -> (Self, Self) {
-        let at = rows * self.n;
-        split_fields!(BackwardStep, self, at, [i, f, g, o, tanh_c, c_prev, gh, gc, di, df, dg, d_o], n)
-    }
-    fn width(&self) -> usize {
-        self.n
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,8 +566,9 @@ mod tests {
 
     #[test]
     fn the_fused_layer_equals_its_composition_in_value_and_gradient() {
-        // Each bias present or not; the last shape is large enough for a step to be split
-        // across threads.
+        // Each bias present or not; the last two shapes are large enough for a step to be
+        // split across the threads of the pool they run in (the last into three blocks of
+        // 85 or 86 units).
         let cases = [
             (false, (true, true), (5, 3, 4)),
             (true, (true, true), (5, 3, 4)),
@@ -458,8 +576,12 @@ mod tests {
             (true, (true, false), (1, 3, 4)),
             (false, (false, false), (5, 3, 4)),
             (true, (true, true), (3, 8, 512)),
+            (false, (true, true), (4, 16, 257)),
         ];
-        for (reverse, (with_ih, with_hh), (t, n, h)) in cases {
+        for (k, (reverse, (with_ih, with_hh), (t, n, h))) in cases.into_iter().enumerate() {
+            let threads = [1, 1, 1, 1, 1, 2, 3][k];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            assert_eq!(pool.install(|| unit_blocks(h, n).len() - 1), threads, "case {k} runs in {threads} blocks");
             let mut rng = crate::rng(11);
             let xproj = Tensor::<f64>::randn(&[4 * h, t, n], &mut rng).requires_grad_(true);
             let w = Tensor::<f64>::randn(&[4 * h, h], &mut rng).mul_scalar(0.5).requires_grad_(true);
@@ -468,7 +590,7 @@ mod tests {
             let h0 = Tensor::<f64>::randn(&[n, h], &mut rng).requires_grad_(true);
             let c0 = Tensor::<f64>::randn(&[n, h], &mut rng).requires_grad_(true);
             let (b_ih, b_hh) = (with_ih.then_some(&b_ih), with_hh.then_some(&b_hh));
-            let fused = lstm_sequence(&xproj, &w, b_ih, b_hh, &h0, &c0, reverse);
+            let fused = pool.install(|| lstm_sequence(&xproj, &w, b_ih, b_hh, &h0, &c0, reverse));
             let composed = lstm_composed(&xproj, &w, b_ih, b_hh, &h0, &c0, reverse).unwrap();
             let case = format!("reverse {reverse}, biases {with_ih} {with_hh}, T {t}");
             assert!(close(&fused, &composed) < 1e-14, "values, {case}");
@@ -477,7 +599,7 @@ mod tests {
             wrt.extend(b_ih);
             wrt.extend(b_hh);
             wrt.extend([&h0, &c0]);
-            let gf = crate::grad(&[&fused], &wrt, Some(&[&cot]), false).unwrap();
+            let gf = pool.install(|| crate::grad(&[&fused], &wrt, Some(&[&cot]), false)).unwrap();
             let gc = crate::grad(&[&composed], &wrt, Some(&[&cot]), false).unwrap();
             for (k, (a, b)) in gf.iter().zip(&gc).enumerate() {
                 // Relative: the weight's gradient sums T·N products, in another order here.
