@@ -243,7 +243,9 @@ impl<T: Element> BackwardPart<'_, T> {
         step.gh = gh;
         run_widest(&mut step);
         for (mut out, dz) in dz_out.into_iter().zip([&*step.di, &*step.df, &*step.dg, &*step.d_o]) {
-            out.assign(&ArrayView2::from_shape((units, n), dz).expect("units rows"));
+            for (mut row, dz) in out.rows_mut().into_iter().zip(dz.chunks_exact(n)) {
+                row.as_slice_mut().expect("contiguous rows").copy_from_slice(dz);
+            }
         }
     }
 }
@@ -339,7 +341,7 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N and
         // rows in PyTorch's order, so that the weight's gradient is one product with inner
         // dim T·N and the input projection's is this array itself.
-        let mut dz = Array2::<T>::zeros((g4, cols));
+        let mut dz = pooled_zeros((g4, steps, batch)).into_shape_with_order((g4, cols)).expect("T·N columns");
         // The last two steps' dzᵀ with rows in the blocks' order: each block reads all of
         // the later one while it writes its rows of the other.
         let mut dz_steps = [Array2::<T>::zeros((g4, batch)), Array2::<T>::zeros((g4, batch))];
@@ -408,8 +410,9 @@ impl<T: Element> Backward<T> for LstmRule<T> {
             Tensor::from(gw.into_dyn())
         });
         // Both biases are added to every step's pre-activation: each gets dz summed over T·N.
-        let bias_grad = |b: Option<&Tensor<T>>| b.filter(|b| b.requires_grad()).map(|_| Tensor::from(dz.sum_axis(Axis(1)).into_dyn()));
-        let (gb_ih, gb_hh) = (bias_grad(b_ih), bias_grad(b_hh));
+        let wants = |b: Option<&Tensor<T>>| b.is_some_and(Tensor::requires_grad);
+        let gb = (wants(b_ih) || wants(b_hh)).then(|| Tensor::from(dz.sum_axis(Axis(1)).into_dyn()));
+        let (gb_ih, gb_hh) = (gb.clone().filter(|_| wants(b_ih)), gb.filter(|_| wants(b_hh)));
         let gh0 = h0.requires_grad().then(|| Tensor::from(gemm(&dz_first.t(), &w).into_dyn()));
         let gc0 = c0.requires_grad().then(|| Tensor::from(gc.t().as_standard_layout().into_owned().into_dyn()));
         let gx = xproj.requires_grad().then(|| Tensor::from(dz.into_shape_with_order((g4, steps, batch)).expect("T·N columns").into_dyn()));
