@@ -55,14 +55,15 @@ pub(crate) fn lstm_sequence<T: Element>(
     let mut h = [state(h0), Array2::zeros((hs, batch))];
     let blocks = unit_blocks(hs, batch);
     let order = gate_order(&blocks, hs);
-    let w_perm = w.select(Axis(0), &order);
+    let w_perm = rows_in_order(w, &order);
+    let w_ordered = w_perm.as_ref().map_or(w.view(), Array2::view);
     let bias: Vec<T> = order.iter().map(|&r| bias[r]).collect();
     // Saved for backward, indexed by time, each transposed: the activated gates (rows in
     // `order`), the cell state entering each step and tanh of the one leaving it.
-    let mut gates = pooled_zeros((steps, g4, batch));
-    let mut c_prev = pooled_zeros((steps, hs, batch));
-    let mut tanh_c = pooled_zeros((steps, hs, batch));
-    let mut out = Array3::<T>::zeros((steps + 1, batch, hs));
+    let mut gates = pooled((steps, g4, batch));
+    let mut c_prev = pooled((steps, hs, batch));
+    let mut tanh_c = pooled((steps, hs, batch));
+    let mut out = pooled((steps + 1, batch, hs));
     in_pool(|| {
         for s in 0..steps {
             let t = if reverse { steps - 1 - s } else { s };
@@ -81,7 +82,7 @@ pub(crate) fn lstm_sequence<T: Element>(
                     ForwardPart {
                         x: xp.index_axis(Axis(1), t),
                         order: &order[rows.clone()],
-                        w: w_perm.slice(s![rows.clone(), ..]),
+                        w: w_ordered.slice(s![rows.clone(), ..]),
                         h_prev: h_prev.view(),
                         bias: &bias[rows],
                         z,
@@ -114,12 +115,11 @@ pub(crate) fn lstm_sequence<T: Element>(
     Tensor::from_op_arc(out.into_dyn().into_shared(), &inputs, || Box::new(LstmRule { gates, c_prev, tanh_c, reverse, blocks, biases }))
 }
 
-/// A zeroed array whose buffer comes from the pool (and goes back to it when the rule that
-/// saves it is dropped): fresh memory costs a page fault per 4 KiB.
-fn pooled_zeros<T: Element>(shape: (usize, usize, usize)) -> Array3<T> {
-    let len = shape.0 * shape.1 * shape.2;
-    let mut buffer = crate::tensor::pool::take::<T>(len);
-    buffer.resize(len, T::zero());
+/// An array for the caller to overwrite whole, its buffer from the pool (it goes back when
+/// the rule that saves it is dropped): fresh memory costs a page fault per 4 KiB, and a
+/// recycled buffer is not zeroed first.
+fn pooled<T: Element>(shape: (usize, usize, usize)) -> Array3<T> {
+    let buffer = crate::tensor::pool::take_overwritten::<T>(shape.0 * shape.1 * shape.2);
     Array3::from_shape_vec(shape, buffer).expect("len elements")
 }
 
@@ -139,6 +139,18 @@ fn unit_blocks(hs: usize, batch: usize) -> Vec<usize> {
 /// PyTorch's order) that sits at row `r`, so each block's rows are contiguous.
 fn gate_order(blocks: &[usize], hs: usize) -> Vec<usize> {
     blocks.windows(2).flat_map(|u| (0..4).flat_map(move |q| (u[0]..u[1]).map(move |k| q * hs + k))).collect()
+}
+
+/// The rows of `w` in `order`, or `None` when that is the order they have (one block).
+fn rows_in_order<T: Element>(w: ArrayView2<'_, T>, order: &[usize]) -> Option<Array2<T>> {
+    if order.iter().enumerate().all(|(k, &r)| k == r) {
+        return None;
+    }
+    let mut out = Array2::<T>::zeros((order.len(), w.dim().1));
+    for (mut row, &r) in out.rows_mut().into_iter().zip(order) {
+        row.assign(&w.row(r));
+    }
+    Some(out)
 }
 
 /// `xs` cut into one piece per block, `scale` elements per unit.
@@ -337,11 +349,13 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         let w = w_value.view().into_dimensionality::<Ix2>().expect("internal: (4H, H)");
         // Wᵀ with its columns in the blocks' order, made contiguous once: each block's
         // product `Wᵀ dzᵀ` then reads its own rows.
-        let w_t = w.select(Axis(0), &order).reversed_axes().as_standard_layout().into_owned();
+        let w_perm = rows_in_order(w, &order);
+        let mut w_t = Array2::<T>::zeros((hs, g4));
+        transpose_into(w_perm.as_ref().map_or(w.view(), Array2::view), w_t.view_mut());
         // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N and
         // rows in PyTorch's order, so that the weight's gradient is one product with inner
         // dim T·N and the input projection's is this array itself.
-        let mut dz = pooled_zeros((g4, steps, batch)).into_shape_with_order((g4, cols)).expect("T·N columns");
+        let mut dz = pooled((g4, steps, batch)).into_shape_with_order((g4, cols)).expect("T·N columns");
         // The last two steps' dzᵀ with rows in the blocks' order: each block reads all of
         // the later one while it writes its rows of the other.
         let mut dz_steps = [Array2::<T>::zeros((g4, batch)), Array2::<T>::zeros((g4, batch))];

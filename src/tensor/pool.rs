@@ -33,18 +33,38 @@ static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 
 /// An empty `Vec` with room for `len` elements: a recycled buffer when one is spare.
 pub(crate) fn take<T: Element>(len: usize) -> Vec<T> {
-    if len >= MIN_LEN {
-        let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pool) = guard.as_mut() {
-            if let Some(buffer) = pool.spare.get_mut(&(TypeId::of::<T>(), len)).and_then(Vec::pop) {
-                pool.bytes -= len * std::mem::size_of::<T>();
-                let mut v = *buffer.downcast::<Vec<T>>().expect("keyed by type");
-                v.clear();
-                return v;
-            }
+    let mut v = spare(len).unwrap_or_else(|| Vec::with_capacity(len));
+    v.clear();
+    v
+}
+
+/// `len` elements for a caller that writes every one before reading any: a recycled buffer
+/// as its last user left it (no pass to zero it), else zeros. In the crate's unit tests the
+/// elements are NaN instead, so that an element the caller fails to write shows in its
+/// results.
+pub(crate) fn take_overwritten<T: Element>(len: usize) -> Vec<T> {
+    let filler = if cfg!(test) { T::nan() } else { T::zero() };
+    match spare::<T>(len) {
+        Some(v) if v.len() == len && !cfg!(test) => v,
+        other => {
+            let mut v = other.unwrap_or_else(|| Vec::with_capacity(len));
+            v.clear();
+            v.resize(len, filler);
+            v
         }
     }
-    Vec::with_capacity(len)
+}
+
+/// A spare buffer with room for `len` elements, as it was recycled.
+fn spare<T: Element>(len: usize) -> Option<Vec<T>> {
+    if len < MIN_LEN {
+        return None;
+    }
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = guard.as_mut()?;
+    let buffer = pool.spare.get_mut(&(TypeId::of::<T>(), len)).and_then(Vec::pop)?;
+    pool.bytes -= len * std::mem::size_of::<T>();
+    Some(*buffer.downcast::<Vec<T>>().expect("keyed by type"))
 }
 
 /// Keeps the buffer of `value` for reuse if it is large and nothing else shares it.
