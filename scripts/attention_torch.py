@@ -1,4 +1,4 @@
-"""PyTorch reference values for nabla's attention tests (tests/attention.rs).
+"""PyTorch reference values for nabla's attention tests (tests/suite/attention.rs).
 
 Writes tests/data/attention.safetensors: inputs, parameters, masks (as 0/1 floats), outputs
 and the gradients of sum(output * cotangent), all float64. Run from the repository root with

@@ -53,7 +53,7 @@ pub(crate) mod vmath;
 /// the losses, …) are compositions of these and record their parts. Ops written with
 /// [`Tensor::from_op`](crate::Tensor::from_op) add their own names.
 ///
-/// `tests/silent_gradient.rs` walks this list: it builds each op, checks that every
+/// `tests/suite/silent_gradient.rs` walks this list: it builds each op, checks that every
 /// differentiable input gets a finite, non-zero gradient that agrees with finite
 /// differences, and checks that the list matches the names the source records.
 ///
