@@ -19,8 +19,13 @@ fn reduce_array<T: Element>(
     keepdim: bool,
     fold: impl Fn(ndarray::ArrayViewD<'_, T>, Axis) -> ArrayD<T>,
 ) -> ArrayD<T> {
-    let mut value = x.to_ndarray();
-    for &d in dims.iter().rev() {
+    // The first fold reads the tensor in place; copying it first would cost a pass.
+    let mut order = dims.iter().rev();
+    let mut value = match order.next() {
+        Some(&d) => fold(x.value(), Axis(d)),
+        None => x.to_ndarray(),
+    };
+    for &d in order {
         value = fold(value.view(), Axis(d));
     }
     if keepdim {
@@ -136,7 +141,7 @@ impl<T: Element> Tensor<T> {
                 let m = lane.iter().copied().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
                 // With every element -inf (or the max infinite), shifting by it gives NaN.
                 let shift = if m.is_finite() { m } else { T::zero() };
-                shift + lane.iter().map(|&x| (x - shift).exp()).sum::<T>().ln()
+                shift + lane.iter().map(|&x| (x - shift).exp_v()).sum::<T>().ln()
             })
         });
         let value = if keepdim {

@@ -5,7 +5,22 @@ use super::{normalize_dim, normalize_dims};
 use crate::autograd::{rule, Backward};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
-use ndarray::{ArrayD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+
+/// The elements of `a` in row-major order, in a buffer from the pool.
+fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
+    let mut out = crate::tensor::pool::take::<T>(a.len());
+    match a.ndim().checked_sub(1) {
+        // The last axis contiguous: every lane along it is a slice.
+        Some(d) if a.strides()[d] == 1 || a.shape()[d] <= 1 => {
+            for lane in a.lanes(Axis(d)) {
+                out.extend_from_slice(lane.as_slice().expect("a contiguous lane"));
+            }
+        }
+        _ => out.extend(a.iter().copied()),
+    }
+    out
+}
 
 impl<T: Element> Tensor<T> {
     /// Reshape to a shape known to hold the same number of elements (internal callers).
@@ -13,7 +28,13 @@ impl<T: Element> Tensor<T> {
         if self.shape() == shape {
             return self.clone();
         }
-        let value = self.array().clone().into_shape_clone(IxDyn(shape)).expect("internal: reshape to a shape of the same size");
+        let value = if self.array().is_standard_layout() {
+            self.array().clone().into_shape_clone(IxDyn(shape)).expect("internal: reshape to a shape of the same size")
+        } else {
+            // A view (a transpose, a narrow) is copied, a row at a time where its rows are
+            // contiguous: ndarray's element-by-element copy is several times slower.
+            ArrayD::from_shape_vec(IxDyn(shape), row_major_copy(&self.value())).expect("internal: same size").into_shared()
+        };
         Tensor::from_op_arc(value, &[self], || {
             Box::new(rule("reshape", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.reshape_to(inputs[0].shape()))]))
         })
