@@ -11,6 +11,7 @@ use super::conv::conv_output_size;
 use super::index::PlaneIndex;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
+use rayon::prelude::*;
 
 /// Window, stride, zero (or -inf for max) padding and dilation of a 2-D pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,29 @@ fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize>
         }
     }
     taps
+}
+
+/// The position in its `(h, w)` plane of the largest value in output window `(y, x)`:
+/// the first maximum among the taps inside the plane, as PyTorch's, with NaN counting as
+/// the maximum; `None` when every tap falls in the padding.
+fn window_argmax<T: Element>(plane: &[T], (h, w): (usize, usize), (y, x): (usize, usize), cfg: &Pool2dConfig) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for i in 0..cfg.kernel_size[0] {
+        let Some(row) = (y * cfg.stride[0] + i * cfg.dilation[0]).checked_sub(cfg.padding[0]).filter(|&r| r < h) else {
+            continue;
+        };
+        for j in 0..cfg.kernel_size[1] {
+            let Some(col) = (x * cfg.stride[1] + j * cfg.dilation[1]).checked_sub(cfg.padding[1]).filter(|&c| c < w) else {
+                continue;
+            };
+            let at = row * w + col;
+            best = match best {
+                Some(b) if !(plane[at] > plane[b] || (plane[at].is_nan() && !plane[b].is_nan())) => Some(b),
+                _ => Some(at),
+            };
+        }
+    }
+    best
 }
 
 /// Checks a pooling window against an input whose trailing dims are the spatial ones, and
@@ -163,45 +187,48 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn max_pool2d(&self, cfg: Pool2dConfig) -> Result<Tensor<T>> {
-        // The windows' positions of the maxima are found once on the values; the result is
-        // then a gather at them, whose gradient is a scatter-add (differentiable again).
-        let windows = crate::autograd::no_grad(|| self.unfold2d("max_pool2d", cfg, T::neg_infinity()))?;
-        let (n, c, oh, ow, k) = (windows.shape()[0], windows.shape()[1], windows.shape()[2], windows.shape()[3], windows.shape()[4]);
-        let (h, w) = (self.shape()[2], self.shape()[3]);
-        let [ph, pw] = cfg.padding;
-        let taps = window_taps(oh, ow, cfg, w + 2 * pw);
-        let values = windows.value();
-        let values = values.as_slice().expect("a fresh gather is contiguous");
-        let mut argmax = Vec::with_capacity(n * c * oh * ow);
-        let inside = |padded: usize| {
-            let (row, col) = (padded / (w + 2 * pw), padded % (w + 2 * pw));
-            row >= ph && row < ph + h && col >= pw && col < pw + w
+        // The positions of the maxima are found by one scan of each window on the values,
+        // planes in parallel; the result is then a gather at them, whose gradient is a
+        // scatter-add (differentiable again).
+        let op = "max_pool2d";
+        if self.ndim() != 4 {
+            return Err(Error::shape(op, format!("input {:?} must be (N, C, H, W)", self.shape())));
+        }
+        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation)?;
+        let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
+        let (oh, ow) = (out[0], out[1]);
+        let value = self.value();
+        let xs = value.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let mut argmax = vec![0usize; n * c * oh * ow];
+        let empty = if h * w == 0 {
+            // No pixel at all: every window covers only padding.
+            (!argmax.is_empty()).then_some(0)
+        } else {
+            argmax
+                .par_chunks_mut((oh * ow).max(1))
+                .zip(xs.par_chunks(h * w))
+                .map(|(out, plane)| {
+                    for (window, best) in out.iter_mut().enumerate() {
+                        *best = window_argmax(plane, (h, w), (window / ow, window % ow), &cfg).ok_or(window)?;
+                    }
+                    Ok(())
+                })
+                .find_first(Result::is_err)
+                .and_then(Result::err)
         };
-        for (window, lane) in values.chunks(k.max(1)).enumerate() {
-            let lane_taps = &taps[(window % (oh * ow)) * k..][..k];
-            // The first maximum among the taps inside the input wins, as PyTorch's; NaN
-            // counts as the maximum.
-            let best = (0..k).filter(|&i| inside(lane_taps[i])).fold(None, |b: Option<usize>, i| match b {
-                Some(b) if !(lane[i] > lane[b] || (lane[i].is_nan() && !lane[b].is_nan())) => Some(b),
-                _ => Some(i),
-            });
-            let Some(best) = best else {
-                // Only a dilated window can miss the input entirely; PyTorch returns -inf
-                // there with a gradient to an arbitrary element, so nabla refuses instead.
-                return Err(Error::invalid(
-                    "max_pool2d",
-                    format!(
-                        "with dilation {:?} and padding {:?}, window {} of the input {:?} covers only padding",
-                        cfg.dilation,
-                        cfg.padding,
-                        window % (oh * ow),
-                        self.shape()
-                    ),
-                ));
-            };
-            let padded = lane_taps[best];
-            let (row, col) = (padded / (w + 2 * pw), padded % (w + 2 * pw));
-            argmax.push((row - ph) * w + col - pw);
+        if let Some(window) = empty {
+            // Only a dilated window can miss the input entirely; PyTorch returns -inf there
+            // with a gradient to an arbitrary element, so nabla refuses instead.
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "with dilation {:?} and padding {:?}, window {window} of the input {:?} covers only padding",
+                    cfg.dilation,
+                    cfg.padding,
+                    self.shape()
+                ),
+            ));
         }
         let index = PlaneIndex { indices: argmax.into(), per_plane: true, plane_len: h * w };
         Ok(self.reshape_to(&[n * c, h * w]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
