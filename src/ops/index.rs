@@ -166,9 +166,10 @@ impl<T: Element> Tensor<T> {
         use rayon::prelude::*;
         let planes = self.shape()[0];
         let m = index.len_per_plane(planes);
-        let src = self.array().as_standard_layout().into_owned();
+        let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
-        let mut out = vec![T::zero(); planes * m];
+        // Every element is written below.
+        let mut out = crate::tensor::pool::take_overwritten::<T>(planes * m);
         out.par_chunks_mut(m.max(1)).enumerate().for_each(|(p, dst)| {
             let plane = &src[p * index.plane_len..(p + 1) * index.plane_len];
             for (d, &i) in dst.iter_mut().zip(index.of_plane(p, planes)) {
@@ -189,9 +190,10 @@ impl<T: Element> Tensor<T> {
         use rayon::prelude::*;
         let planes = self.shape()[0];
         let m = self.shape()[1];
-        let src = self.array().as_standard_layout().into_owned();
+        let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
-        let mut out = vec![T::zero(); planes * index.plane_len];
+        let mut out = crate::tensor::pool::take::<T>(planes * index.plane_len);
+        out.resize(planes * index.plane_len, T::zero());
         out.par_chunks_mut(index.plane_len.max(1)).enumerate().for_each(|(p, plane)| {
             for (&g, &i) in src[p * m..(p + 1) * m].iter().zip(index.of_plane(p, planes)) {
                 plane[i] = plane[i] + g;

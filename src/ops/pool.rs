@@ -82,20 +82,24 @@ fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize>
 /// the first maximum among the taps inside the plane, as PyTorch's, with NaN counting as
 /// the maximum; `None` when every tap falls in the padding.
 fn window_argmax<T: Element>(plane: &[T], (h, w): (usize, usize), (y, x): (usize, usize), cfg: &Pool2dConfig) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for i in 0..cfg.kernel_size[0] {
-        let Some(row) = (y * cfg.stride[0] + i * cfg.dilation[0]).checked_sub(cfg.padding[0]).filter(|&r| r < h) else {
-            continue;
-        };
-        for j in 0..cfg.kernel_size[1] {
-            let Some(col) = (x * cfg.stride[1] + j * cfg.dilation[1]).checked_sub(cfg.padding[1]).filter(|&c| c < w) else {
-                continue;
-            };
-            let at = row * w + col;
-            best = match best {
-                Some(b) if !(plane[at] > plane[b] || (plane[at].is_nan() && !plane[b].is_nan())) => Some(b),
-                _ => Some(at),
-            };
+    // The taps inside the plane: k·d + start - p in [0, n) for k in lo..hi.
+    let inside = |start: usize, k: usize, d: usize, p: usize, n: usize| {
+        let lo = p.saturating_sub(start).div_ceil(d).min(k);
+        let hi = if n + p > start { ((n + p - start - 1) / d + 1).min(k) } else { 0 };
+        lo..hi.max(lo)
+    };
+    let [kh, kw] = cfg.kernel_size;
+    let [dh, dw] = cfg.dilation;
+    let (rows, cols) = (inside(y * cfg.stride[0], kh, dh, cfg.padding[0], h), inside(x * cfg.stride[1], kw, dw, cfg.padding[1], w));
+    let (mut best, mut best_value) = (None, T::zero());
+    for i in rows {
+        let row = (y * cfg.stride[0] + i * dh - cfg.padding[0]) * w;
+        for j in cols.clone() {
+            let at = row + x * cfg.stride[1] + j * dw - cfg.padding[1];
+            let v = plane[at];
+            if best.is_none() || v > best_value || (v.is_nan() && !best_value.is_nan()) {
+                (best, best_value) = (Some(at), v);
+            }
         }
     }
     best
