@@ -78,19 +78,31 @@ fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize>
     taps
 }
 
-/// The position in its `(h, w)` plane of the largest value in output window `(y, x)`:
-/// the first maximum among the taps inside the plane, as PyTorch's, with NaN counting as
-/// the maximum; `None` when every tap falls in the padding.
-fn window_argmax<T: Element>(plane: &[T], (h, w): (usize, usize), (y, x): (usize, usize), cfg: &Pool2dConfig) -> Option<usize> {
-    // The taps inside the plane: k·d + start - p in [0, n) for k in lo..hi.
-    let inside = |start: usize, k: usize, d: usize, p: usize, n: usize| {
-        let lo = p.saturating_sub(start).div_ceil(d).min(k);
-        let hi = if n + p > start { ((n + p - start - 1) / d + 1).min(k) } else { 0 };
-        lo..hi.max(lo)
-    };
-    let [kh, kw] = cfg.kernel_size;
+/// For each output position along one spatial dim, the taps `lo..hi` of the window that
+/// fall inside the input (`k·d + o·s - p` in `[0, n)`): computed once per call, so that the
+/// scan of a window does no division.
+fn taps_inside(out: usize, n: usize, k: usize, s: usize, p: usize, d: usize) -> Vec<std::ops::Range<usize>> {
+    (0..out)
+        .map(|o| {
+            let start = o * s;
+            let lo = p.saturating_sub(start).div_ceil(d).min(k);
+            let hi = if n + p > start { ((n + p - start - 1) / d + 1).min(k) } else { 0 };
+            lo..hi.max(lo)
+        })
+        .collect()
+}
+
+/// The position in its `(h, w)` plane of the largest value in output window `(y, x)`
+/// (its taps inside the plane given by `rows` and `cols`): the first maximum, as
+/// PyTorch's, with NaN counting as the maximum; `None` when every tap falls in the padding.
+fn window_argmax<T: Element>(
+    plane: &[T],
+    w: usize,
+    (y, x): (usize, usize),
+    (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+    cfg: &Pool2dConfig,
+) -> Option<usize> {
     let [dh, dw] = cfg.dilation;
-    let (rows, cols) = (inside(y * cfg.stride[0], kh, dh, cfg.padding[0], h), inside(x * cfg.stride[1], kw, dw, cfg.padding[1], w));
     let (mut best, mut best_value) = (None, T::zero());
     for i in rows {
         let row = (y * cfg.stride[0] + i * dh - cfg.padding[0]) * w;
@@ -205,7 +217,10 @@ impl<T: Element> Tensor<T> {
         let xs = value.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout");
         let mut argmax = vec![0usize; n * c * oh * ow];
-        let empty = if h * w == 0 {
+        let [kh, kw] = cfg.kernel_size;
+        let row_taps = taps_inside(oh, h, kh, cfg.stride[0], cfg.padding[0], cfg.dilation[0]);
+        let col_taps = taps_inside(ow, w, kw, cfg.stride[1], cfg.padding[1], cfg.dilation[1]);
+        let empty = if h * w == 0 || ow == 0 {
             // No pixel at all: every window covers only padding.
             (!argmax.is_empty()).then_some(0)
         } else {
@@ -213,8 +228,11 @@ impl<T: Element> Tensor<T> {
                 .par_chunks_mut((oh * ow).max(1))
                 .zip(xs.par_chunks(h * w))
                 .map(|(out, plane)| {
-                    for (window, best) in out.iter_mut().enumerate() {
-                        *best = window_argmax(plane, (h, w), (window / ow, window % ow), &cfg).ok_or(window)?;
+                    for (y, out_row) in out.chunks_mut(ow).enumerate() {
+                        for (x, best) in out_row.iter_mut().enumerate() {
+                            let taps = (row_taps[y].clone(), col_taps[x].clone());
+                            *best = window_argmax(plane, w, (y, x), taps, &cfg).ok_or(y * ow + x)?;
+                        }
                     }
                     Ok(())
                 })
