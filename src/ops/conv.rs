@@ -291,8 +291,8 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
     let (gys, ws) = (standard(gy), standard(w));
     let [dh, dw] = g.cfg.dilation;
     let [ph, pw] = g.cfg.padding;
-    let (reach_h, reach_w) = (dh * (g.kh - 1), dw * (g.kw - 1));
-    if g.cfg.stride == [1, 1] && ph <= reach_h && pw <= reach_w {
+    let (reach_h, reach_w) = (dh * g.kh.saturating_sub(1), dw * g.kw.saturating_sub(1));
+    if g.cfg.stride == [1, 1] && g.kh > 0 && g.kw > 0 && ph <= reach_h && pw <= reach_w {
         let (cpg, opg, taps) = (g.c_per_group(), g.o_per_group(), g.kh * g.kw);
         let mut flipped = vec![T::zero(); ws.len()];
         for (k, &v) in ws.iter().enumerate() {

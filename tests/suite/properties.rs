@@ -365,6 +365,41 @@ proptest! {
     }
 
     #[test]
+    fn conv2d_gradients_match_a_direct_loop(
+        (n, groups, cin_per, cout_per) in (1usize..3, 1usize..3, 1usize..3, 1usize..3),
+        (h, w, kh, kw) in (0usize..6, 0usize..6, 0usize..4, 0usize..4),
+        (stride, padding, dilation) in ([1usize..3, 1usize..3], [0usize..3, 0usize..3], [1usize..3, 1usize..3]),
+        seed in 0u64..1000,
+    ) {
+        // Zero-sized kernels included (the fuzzer found the stride-1 input gradient
+        // underflowing on them): every gradient must equal the loop's, never panic.
+        let (cin, cout) = (groups * cin_per, groups * cout_per);
+        let x = values(&[n, cin, h, w], seed).requires_grad_(true);
+        let wt = values(&[cout, cin_per, kh, kw], seed + 1).requires_grad_(true);
+        let cfg = Conv2dConfig { stride, padding, dilation, groups };
+        let Ok(y) = x.conv2d(&wt, None, cfg) else { return Ok(()); };
+        let r = values(y.shape(), seed + 2);
+        let grads = y.backward_with(&r).unwrap();
+        let (xa, wa, ra) = (arr(&x), arr(&wt), arr(&r));
+        let (mut gx, mut gw) = (ArrayD::<f64>::zeros(xa.shape()), ArrayD::<f64>::zeros(wa.shape()));
+        let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        for b_ in 0..n { for o in 0..cout { for yo in 0..oh { for zo in 0..ow {
+            let g = o / cout_per;
+            for c in 0..cin_per { for p in 0..kh { for q in 0..kw {
+                let yy = (yo * stride[0] + p * dilation[0]) as isize - padding[0] as isize;
+                let zz = (zo * stride[1] + q * dilation[1]) as isize - padding[1] as isize;
+                if (0..h as isize).contains(&yy) && (0..w as isize).contains(&zz) {
+                    let xi = [b_, g * cin_per + c, yy as usize, zz as usize];
+                    gx[xi] += ra[[b_, o, yo, zo]] * wa[[o, c, p, q]];
+                    gw[[o, c, p, q]] += ra[[b_, o, yo, zo]] * xa[xi];
+                }
+            }}}
+        }}}}
+        prop_assert!(close(&arr(grads.get(&x).unwrap()), &gx, 1e-12));
+        prop_assert!(close(&arr(grads.get(&wt).unwrap()), &gw, 1e-12));
+    }
+
+    #[test]
     fn conv1d_matches_conv2d_on_a_row((cin, cout, l, k) in (1usize..4, 1usize..4, 1usize..8, 1usize..4), (stride, padding, dilation) in (0usize..3, 0usize..3, 0usize..3), seed in 0u64..1000) {
         let x = values(&[2, cin, l], seed);
         let w = values(&[cout, cin, k], seed + 1);
