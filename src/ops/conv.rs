@@ -102,16 +102,15 @@ fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize) -> Array2<T> {
     let len = g.col_rows() * g.col_cols();
     // From the pool (callers give it back): a fresh buffer per sample would cost a page
     // fault per 4 KiB.
-    let cols = if g.cfg.stride == [1, 1] && g.ow == g.w {
-        let mut cols = crate::tensor::pool::take_overwritten::<T>(len);
-        im2col_same_width(plane, g, group, &mut cols);
-        cols
+    let same_width = g.cfg.stride == [1, 1] && g.ow == g.w;
+    let mut cols = if same_width {
+        crate::tensor::pool::take_overwritten::<T>(len)
     } else {
         let mut cols = crate::tensor::pool::take::<T>(len);
         cols.resize(len, T::zero());
-        im2col_rows(plane, g, group, &mut cols);
         cols
     };
+    fill_cols(plane, g, group, &mut cols, !same_width);
     Array2::from_shape_vec((g.col_rows(), g.col_cols()), cols).expect("rows x cols")
 }
 
@@ -131,45 +130,15 @@ fn tap_window(g: &Geometry, i: usize, j: usize) -> (usize, usize, usize, usize, 
     (y_lo, y_hi.max(y_lo), x_lo, x_hi.max(x_lo), shift)
 }
 
-/// [`im2col`] into a zeroed buffer, a run of one output row at a time.
-fn im2col_rows<T: Element>(plane: &[T], g: &Geometry, group: usize, cols: &mut [T]) {
+/// Fills `cols` (`[C/g · kh · kw, oh · ow]`) with the column matrix.
+///
+/// When the output is as wide as the input with stride 1 (a "same" convolution, as most
+/// are), a tap's whole row is the channel shifted by a constant offset: one copy, then the
+/// columns that wrapped around the image's edge and the rows outside it set to zero, so
+/// every element is written (`zeroed` is false: the buffer is not zeroed first). Otherwise
+/// one copy per output row into a zeroed buffer.
+fn fill_cols<T: Element>(plane: &[T], g: &Geometry, group: usize, cols: &mut [T], zeroed: bool) {
     let [sh, sw] = g.cfg.stride;
-    let [ph, pw] = g.cfg.padding;
-    let dh = g.cfg.dilation[0];
-    let hw = g.h * g.w;
-    let mut rows = cols.chunks_mut(g.col_cols().max(1));
-    for c in 0..g.c_per_group() {
-        let channel = &plane[(group * g.c_per_group() + c) * hw..][..hw];
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = rows.next().expect("one row per tap");
-                let (y_lo, y_hi, x_lo, x_hi, shift) = tap_window(g, i, j);
-                if x_lo >= x_hi {
-                    continue;
-                }
-                let first = x_lo * sw + shift - pw;
-                for y in y_lo..y_hi {
-                    let src = &channel[(y * sh + i * dh - ph) * g.w..][..g.w];
-                    let dst = &mut row[y * g.ow..(y + 1) * g.ow];
-                    if sw == 1 {
-                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
-                    } else {
-                        for (k, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
-                            *d = src[first + k * sw];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// [`im2col`] when the output is as wide as the input with stride 1 (a
-/// "same" convolution, as most are): then a tap's whole row is the channel shifted by a
-/// constant offset, one copy, with the columns that wrapped around the image's edge and the
-/// rows outside it set to zero after. Every element is written (the buffer is not zeroed
-/// first), and a row costs one copy instead of one per output row.
-fn im2col_same_width<T: Element>(plane: &[T], g: &Geometry, group: usize, cols: &mut [T]) {
     let [ph, pw] = g.cfg.padding;
     let dh = g.cfg.dilation[0];
     let (hw, ow) = (g.h * g.w, g.ow);
@@ -181,19 +150,36 @@ fn im2col_same_width<T: Element>(plane: &[T], g: &Geometry, group: usize, cols: 
                 let row = rows.next().expect("one row per tap");
                 let (y_lo, y_hi, x_lo, x_hi, shift) = tap_window(g, i, j);
                 if x_lo >= x_hi || y_lo >= y_hi {
-                    row.fill(T::zero());
+                    if !zeroed {
+                        row.fill(T::zero());
+                    }
                     continue;
                 }
-                // Output (y, x) reads input (y + i·d - p, x + shift - p): with ow = w, a constant
-                // offset in the flattened plane.
-                let (start, end) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
-                let src_start = (y_lo + i * dh - ph) * g.w + x_lo + shift - pw;
-                row[start..end].copy_from_slice(&channel[src_start..src_start + (end - start)]);
-                row[..start].fill(T::zero());
-                row[end..].fill(T::zero());
+                let first = x_lo * sw + shift - pw;
+                if !zeroed {
+                    // Output (y, x) reads input (y + i·d - p, x + shift - p): with ow = w and
+                    // stride 1, a constant offset in the flattened plane.
+                    let (start, end) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
+                    let src = (y_lo + i * dh - ph) * g.w + first;
+                    row[start..end].copy_from_slice(&channel[src..src + (end - start)]);
+                    row[..start].fill(T::zero());
+                    row[end..].fill(T::zero());
+                    for y in y_lo..y_hi {
+                        row[y * ow..y * ow + x_lo].fill(T::zero());
+                        row[y * ow + x_hi..(y + 1) * ow].fill(T::zero());
+                    }
+                    continue;
+                }
                 for y in y_lo..y_hi {
-                    row[y * ow..y * ow + x_lo].fill(T::zero());
-                    row[y * ow + x_hi..(y + 1) * ow].fill(T::zero());
+                    let src = &channel[(y * sh + i * dh - ph) * g.w..][..g.w];
+                    let dst = &mut row[y * ow..(y + 1) * ow];
+                    if sw == 1 {
+                        dst[x_lo..x_hi].copy_from_slice(&src[first..first + (x_hi - x_lo)]);
+                    } else {
+                        for (k, d) in dst[x_lo..x_hi].iter_mut().enumerate() {
+                            *d = src[first + k * sw];
+                        }
+                    }
                 }
             }
         }
@@ -258,11 +244,7 @@ fn group_weight<'a, T: Element>(w: &'a [T], g: &Geometry, group: usize) -> Array
 
 /// `y[n, o] = Σ w[o] ⋆ x[n]` (+ bias), `[N, O, oh, ow]`.
 fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
-    conv_forward_slices(&standard(x), &standard(w), g)
-}
-
-/// [`conv_forward`] on row-major buffers.
-fn conv_forward_slices<T: Element>(xs: &[T], ws: &[T], g: Geometry) -> ArrayD<T> {
+    let (xs, ws) = (standard(x), standard(w));
     let per_sample = g.o * g.col_cols();
     let mut out = crate::tensor::pool::take::<T>(g.n * per_sample);
     out.resize(g.n * per_sample, T::zero());
@@ -273,38 +255,16 @@ fn conv_forward_slices<T: Element>(xs: &[T], ws: &[T], g: Geometry) -> ArrayD<T>
             let dst = &mut out_n[group * g.o_per_group() * g.col_cols()..][..g.o_per_group() * g.col_cols()];
             let mut dst = ndarray::ArrayViewMut2::from_shape((g.o_per_group(), g.col_cols()), dst).expect("output block");
             // Accumulated into the zeroed output: no product buffer to copy from.
-            gemm_acc(&mut dst, &group_weight(ws, &g, group), &cols.view(), g.n == 1);
+            gemm_acc(&mut dst, &group_weight(&ws, &g, group), &cols.view(), g.n == 1);
             give_back(cols);
         }
     });
     ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), out).expect("output shape")
 }
 
-/// `dL/dx` of a convolution given `gy`.
-///
-/// With stride 1 it is itself a convolution: `dx = conv(gy, w')` with `w'[c, o] = w[o, c]`
-/// flipped in both spatial dims, the same dilation and padding `d(k - 1) - p`, so it runs
-/// as im2col + GEMM like the forward pass (a copy of `gy` per tap, then one product per
-/// sample and group). Otherwise `col2im(wᵀ gy)` per sample and group: the product, then each
-/// column added back to the pixel it was read from.
+/// `dL/dx` of a convolution given `gy`: `col2im(wᵀ gy)` per sample and group.
 fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (gys, ws) = (standard(gy), standard(w));
-    let [dh, dw] = g.cfg.dilation;
-    let [ph, pw] = g.cfg.padding;
-    let (reach_h, reach_w) = (dh * g.kh.saturating_sub(1), dw * g.kw.saturating_sub(1));
-    if g.cfg.stride == [1, 1] && g.kh > 0 && g.kw > 0 && ph <= reach_h && pw <= reach_w {
-        let (cpg, opg, taps) = (g.c_per_group(), g.o_per_group(), g.kh * g.kw);
-        let mut flipped = vec![T::zero(); ws.len()];
-        for (k, &v) in ws.iter().enumerate() {
-            // w[o, c, i, j] → w'[group·C/g + c, o mod O/g, kh-1-i, kw-1-j]
-            let (o, c, tap) = (k / (cpg * taps), (k / taps) % cpg, k % taps);
-            let (group, o_local) = (o / opg, o % opg);
-            flipped[((group * cpg + c) * opg + o_local) * taps + (taps - 1 - tap)] = v;
-        }
-        let cfg = Conv2dConfig { stride: [1, 1], padding: [reach_h - ph, reach_w - pw], dilation: g.cfg.dilation, groups: g.cfg.groups };
-        let adjoint = Geometry { n: g.n, c: g.o, h: g.oh, w: g.ow, o: g.c, kh: g.kh, kw: g.kw, oh: g.h, ow: g.w, cfg };
-        return conv_forward_slices(&gys, &flipped, adjoint);
-    }
     let per_sample = g.c * g.h * g.w;
     let mut out = vec![T::zero(); g.n * per_sample];
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
