@@ -101,7 +101,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         if !t.requires_grad() || t.id() < oldest || nodes.contains_key(&t.id()) {
             continue;
         }
-        stack.extend(t.inputs().iter().cloned());
+        stack.extend(t.graph_inputs().iter().cloned());
         nodes.insert(t.id(), t);
     }
     let mut order: Vec<usize> = nodes.keys().copied().collect();
@@ -126,7 +126,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
             if keep {
                 kept.insert(id, gy.clone());
             }
-            let Some(grad_fn) = node.node.grad_fn.as_ref() else { continue };
+            let Some(grad_fn) = node.node.core.grad_fn.as_ref() else { continue };
             if create_graph && !grad_fn.rule.is_differentiable() {
                 return Err(Error::autograd(
                     grad_fn.rule.name(),

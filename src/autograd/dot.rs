@@ -37,7 +37,7 @@ impl<T: Element> Tensor<T> {
             if !seen.insert(t.id()) {
                 continue;
             }
-            stack.extend(t.inputs().iter().cloned());
+            stack.extend(t.graph_inputs().iter().cloned());
             nodes.push(t);
         }
         // Oldest first: the drawing reads from inputs to the result.
@@ -58,7 +58,7 @@ impl<T: Element> Tensor<T> {
         }
         for t in &nodes {
             if let Some(op) = t.op_name() {
-                for input in t.inputs() {
+                for input in t.graph_inputs() {
                     let _ = writeln!(out, "  n{} -> n{} [label=\"{op}\"];", input.id(), t.id());
                 }
             }

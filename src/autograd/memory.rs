@@ -2,11 +2,12 @@
 //! resident set — what recomputing instead of storing ([`checkpoint`](super::checkpoint))
 //! saves.
 //!
-//! Every tensor holds its value, and every node of a recorded graph is a tensor that the
-//! graph keeps alive until backward has used it, so the bytes of live tensor values are the
-//! memory a forward pass stores for backward (plus the inputs and parameters). The count
-//! is logical: two tensors viewing one buffer count twice, and arrays an op keeps privately
-//! (the fused LSTM's gates) are not counted.
+//! Every tensor holds its value, and a recorded graph keeps the values its backward rules
+//! read (an input a rule does not read is kept as its shape only; see
+//! [`GraphNode`](super::GraphNode)), so the bytes of live tensor values are the memory a
+//! forward pass stores for backward (plus the inputs and parameters). The count is
+//! logical: two tensors viewing one buffer count twice, and arrays an op keeps privately
+//! (the fused LSTM's gates, max pooling's argmax) are not counted.
 //!
 //! ```
 //! use nabla::prelude::*;

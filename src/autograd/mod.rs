@@ -24,5 +24,6 @@ pub use checkpoint::checkpoint;
 pub(crate) use checkpoint::note_inputs;
 pub use function::{rule, Backward, Rule};
 pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use graph::GraphNode;
 pub use hooks::HookHandle;
 pub use mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

@@ -4,7 +4,7 @@
 use super::{broadcast_shape, kernel};
 use crate::autograd::rule;
 use crate::error::Result;
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, IxDyn, Zip};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -12,13 +12,22 @@ type BinaryVjp<T> = fn(&Tensor<T>, &Tensor<T>, &Tensor<T>, &Tensor<T>) -> (Tenso
 
 impl<T: Element> Tensor<T> {
     /// The generic broadcasting op: forward `f(a, b)` per element, backward
-    /// `vjp(a, b, y, gy) -> (ga, gb)` in the broadcast shape (the engine reduces them).
-    fn binary(&self, other: &Tensor<T>, name: &'static str, f: impl Fn(T, T) -> T + Sync + Send, vjp: BinaryVjp<T>) -> Result<Tensor<T>> {
+    /// `vjp(a, b, y, gy) -> (ga, gb)` in the broadcast shape (the engine reduces them),
+    /// reading `a` and `b` only if `reads_inputs` (none reads `y`).
+    fn binary(
+        &self,
+        other: &Tensor<T>,
+        name: &'static str,
+        f: impl Fn(T, T) -> T + Sync + Send,
+        reads_inputs: bool,
+        vjp: BinaryVjp<T>,
+    ) -> Result<Tensor<T>> {
         let shape = broadcast_shape(name, self.shape(), other.shape())?;
         let a = self.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
         let b = other.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
         let value = kernel::zip2(&a, &b, f);
-        Ok(Tensor::from_op_arc(value.into_shared(), &[self, other], || {
+        let saves = if reads_inputs { Saves::inputs(&[0, 1]) } else { Saves::NOTHING };
+        Ok(Tensor::from_op_saving(value.into_shared(), &[self, other], saves, || {
             Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
                 let (ga, gb) = vjp(&inputs[0], &inputs[1], y, gy);
                 vec![Some(ga), Some(gb)]
@@ -38,22 +47,22 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn add(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "add", |a, b| a + b, |_, _, _, gy| (gy.clone(), gy.clone()))
+        self.binary(other, "add", |a, b| a + b, false, |_, _, _, gy| (gy.clone(), gy.clone()))
     }
 
     /// `y = a - b`, broadcasting; `dL/da = gy`, `dL/db = -gy`.
     pub fn sub(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "sub", |a, b| a - b, |_, _, _, gy| (gy.clone(), gy.neg()))
+        self.binary(other, "sub", |a, b| a - b, false, |_, _, _, gy| (gy.clone(), gy.neg()))
     }
 
     /// `y = a · b`, broadcasting; `dL/da = gy · b`, `dL/db = gy · a`.
     pub fn mul(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "mul", |a, b| a * b, |a, b, _, gy| (gy * b, gy * a))
+        self.binary(other, "mul", |a, b| a * b, true, |a, b, _, gy| (gy * b, gy * a))
     }
 
     /// `y = a / b`, broadcasting; `dL/da = gy / b`, `dL/db = -gy · a / b²`.
     pub fn div(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
-        self.binary(other, "div", |a, b| a / b, |a, b, _, gy| (gy / b, (&(gy * a) / &(b * b)).neg()))
+        self.binary(other, "div", |a, b| a / b, true, |a, b, _, gy| (gy / b, (&(gy * a) / &(b * b)).neg()))
     }
 
     /// `y = max(a, b)`, broadcasting; the gradient goes to the larger input, and is split
@@ -63,6 +72,7 @@ impl<T: Element> Tensor<T> {
             other,
             "maximum",
             |a, b| if a >= b || a.is_nan() { a } else { b },
+            true,
             |a, b, _, gy| {
                 let to_a = share_of_first(a, b, |x, y| x > y);
                 (gy * &to_a, gy * &(-&to_a + T::one()))
@@ -77,6 +87,7 @@ impl<T: Element> Tensor<T> {
             other,
             "minimum",
             |a, b| if a <= b || a.is_nan() { a } else { b },
+            true,
             |a, b, _, gy| {
                 let to_a = share_of_first(a, b, |x, y| x < y);
                 (gy * &to_a, gy * &(-&to_a + T::one()))
@@ -124,7 +135,7 @@ pub fn where_<T: Element>(condition: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -
     let av = a.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
     let bv = b.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
     let value = Zip::from(mask.array()).and(&av).and(&bv).map_collect(|&m, &x, &y| if m > T::zero() { x } else { y });
-    Ok(Tensor::from_op_arc(value.into_shared(), &[a, b], move || {
+    Ok(Tensor::from_op_saving(value.into_shared(), &[a, b], Saves::NOTHING, move || {
         Box::new(rule("where", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy * &mask), Some(gy * &not_mask)]))
     }))
 }

@@ -13,7 +13,7 @@
 use super::kernel::{gemm, gemm_acc};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, Axis, IxDyn};
 use rayon::prelude::*;
 
@@ -368,7 +368,7 @@ fn conv_op<T: Element>(x: &Tensor<T>, w: &Tensor<T>, bias: Option<&Tensor<T>>, g
     }
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    Tensor::from_op_arc(value.into_shared(), &inputs, move || {
+    Tensor::from_op_saving(value.into_shared(), &inputs, Saves::inputs(&[0, 1]), move || {
         Box::new(rule("conv2d", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let mut grads = vec![x.requires_grad().then(|| input_grad_op(gy, w, g)), w.requires_grad().then(|| weight_grad_op(x, gy, g))];
@@ -384,7 +384,7 @@ fn conv_op<T: Element>(x: &Tensor<T>, w: &Tensor<T>, bias: Option<&Tensor<T>>, g
 /// `d⟨gz, input_grad(gy, w)⟩/dgy = conv(gz, w)`, `…/dw = weight_grad(gz, gy)`.
 fn input_grad_op<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tensor<T> {
     let value = conv_input_grad_kernel(gy, w, g);
-    Tensor::from_op_arc(value.into_shared(), &[gy, w], move || {
+    Tensor::from_op_saving(value.into_shared(), &[gy, w], Saves::inputs(&[0, 1]), move || {
         Box::new(rule("conv2d_input_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
             let (gy, w) = (&inputs[0], &inputs[1]);
             vec![gy.requires_grad().then(|| conv_op(gz, w, None, g)), w.requires_grad().then(|| weight_grad_op(gz, gy, g))]
@@ -396,7 +396,7 @@ fn input_grad_op<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> Tens
 /// `…/dgy = conv(x, gz)`.
 fn weight_grad_op<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> Tensor<T> {
     let value = conv_weight_grad_kernel(x, gy, g);
-    Tensor::from_op_arc(value.into_shared(), &[x, gy], move || {
+    Tensor::from_op_saving(value.into_shared(), &[x, gy], Saves::inputs(&[0, 1]), move || {
         Box::new(rule("conv2d_weight_grad", move |inputs: &[Tensor<T>], _: &Tensor<T>, gz: &Tensor<T>| {
             let (x, gy) = (&inputs[0], &inputs[1]);
             vec![x.requires_grad().then(|| input_grad_op(gy, gz, g)), gy.requires_grad().then(|| conv_op(x, gz, None, g))]

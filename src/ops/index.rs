@@ -4,7 +4,7 @@
 use super::normalize_dim;
 use crate::autograd::rule;
 use crate::error::{Error, Result};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn};
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ impl<T: Element> Tensor<T> {
 
     fn index_select_unchecked(&self, d: usize, index: Arc<[usize]>) -> Tensor<T> {
         let value = self.array().select(Axis(d), &index);
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("index_select", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.index_add_into_zeros(d, index.clone(), inputs[0].shape()[d]))]
             }))
@@ -54,7 +54,7 @@ impl<T: Element> Tensor<T> {
         for (k, &i) in index.iter().enumerate() {
             ndarray::Zip::from(value.index_axis_mut(Axis(d), i)).and(self.array().index_axis(Axis(d), k)).for_each(|t, &g| *t = *t + g);
         }
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("index_add", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.index_select_unchecked(d, index.clone()))]
             }))
@@ -107,7 +107,7 @@ impl<T: Element> Tensor<T> {
             at[d] = index[&at];
             x[&at]
         });
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("gather", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.scatter_add_into_zeros(d, index.clone(), inputs[0].shape()))]
             }))
@@ -122,7 +122,7 @@ impl<T: Element> Tensor<T> {
             at[d] = index[&at];
             value[&at] = value[&at] + g;
         }
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("scatter_add", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.gather_unchecked(d, index.clone()))]
             }))
@@ -177,7 +177,7 @@ impl<T: Element> Tensor<T> {
             }
         });
         let value = ArrayD::from_shape_vec(IxDyn(&[planes, m]), out).expect("planes x m");
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("plane_gather", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.plane_scatter_add(index.clone()))]
             }))
@@ -200,7 +200,7 @@ impl<T: Element> Tensor<T> {
             }
         });
         let value = ArrayD::from_shape_vec(IxDyn(&[planes, index.plane_len]), out).expect("planes x plane_len");
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("plane_scatter_add", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(gy.plane_gather(index.clone()))]
             }))

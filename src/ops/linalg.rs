@@ -8,7 +8,7 @@ use super::broadcast_shape;
 use super::kernel::{gemm, gemm_plus_row};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{Array3, ArrayView2, ArrayViewD, Axis, Ix2, Ix3, IxDyn};
 
 fn as_matrix<'a, T: Element>(x: &'a ArrayViewD<'a, T>) -> ArrayView2<'a, T> {
@@ -36,7 +36,7 @@ impl<T: Element> Tensor<T> {
             out_shape.extend([m, n]);
             out.into_shape_with_order(IxDyn(&out_shape)).expect("batched result")
         };
-        Tensor::from_op_arc(value.into_shared(), &[self, other], || {
+        Tensor::from_op_saving(value.into_shared(), &[self, other], Saves::inputs(&[0, 1]), || {
             Box::new(rule("matmul", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 let (a, b) = (&inputs[0], &inputs[1]);
                 let ga = a.requires_grad().then(|| gy.matmul_same_batch(&b.t()));
@@ -148,7 +148,7 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
     let value = value.into_shape_with_order(IxDyn(&out_shape)).expect("rows x out");
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    Tensor::from_op_arc(value.into_shared(), &inputs, || {
+    Tensor::from_op_saving(value.into_shared(), &inputs, Saves::inputs(&[0, 1]), || {
         Box::new(rule("linear", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let (out_features, in_features) = (w.shape()[0], w.shape()[1]);

@@ -4,7 +4,7 @@
 use super::normalize_dims;
 use crate::autograd::rule;
 use crate::error::{Error, Result};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn};
 
 /// `shape` with each reduced dim set to 1 (the `keepdim` shape).
@@ -63,7 +63,7 @@ impl<T: Element> Tensor<T> {
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
         let dims = normalize_dims("sum", dims, self.ndim())?;
         let value = reduce_array(self, &dims, keepdim, |v, axis| v.sum_axis(axis));
-        Ok(Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Ok(Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("sum", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(Tensor::unreduce(gy, inputs[0].shape(), &dims))]
             }))

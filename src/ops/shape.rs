@@ -4,7 +4,7 @@
 use super::{normalize_dim, normalize_dims};
 use crate::autograd::{rule, Backward};
 use crate::error::{Error, Result};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
 /// The elements of `a` in row-major order, in a buffer from the pool.
@@ -35,7 +35,7 @@ impl<T: Element> Tensor<T> {
             // contiguous: ndarray's element-by-element copy is several times slower.
             ArrayD::from_shape_vec(IxDyn(shape), row_major_copy(&self.value())).expect("internal: same size").into_shared()
         };
-        Tensor::from_op_arc(value, &[self], || {
+        Tensor::from_op_saving(value, &[self], Saves::NOTHING, || {
             Box::new(rule("reshape", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.reshape_to(inputs[0].shape()))]))
         })
     }
@@ -137,7 +137,7 @@ impl<T: Element> Tensor<T> {
 
     fn permute_axes(&self, perm: Vec<usize>) -> Tensor<T> {
         let value = self.array().clone().permuted_axes(IxDyn(&perm));
-        Tensor::from_op_arc(value, &[self], move || {
+        Tensor::from_op_saving(value, &[self], Saves::NOTHING, move || {
             Box::new(rule("permute", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 let mut inverse = vec![0; perm.len()];
                 for (i, &p) in perm.iter().enumerate() {
@@ -178,7 +178,7 @@ impl<T: Element> Tensor<T> {
         }
         let value = self.array().broadcast(IxDyn(shape)).expect("internal: expand to a broadcastable shape").to_owned();
         // dL/dx = gy: the engine sums it back over the broadcast dims.
-        Tensor::from_op_arc(value.into_shared(), &[self], || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, || {
             Box::new(rule("expand", |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.clone())]))
         })
     }
@@ -229,7 +229,7 @@ impl<T: Element> Tensor<T> {
 
     pub(crate) fn narrow_axis(&self, d: usize, start: usize, length: usize) -> Tensor<T> {
         let value = self.array().slice_axis(Axis(d), Slice::from(start..start + length)).to_shared();
-        Tensor::from_op_arc(value, &[self], move || Box::new(NarrowRule { d, start, length }))
+        Tensor::from_op_saving(value, &[self], Saves::NOTHING, move || Box::new(NarrowRule { d, start, length }))
     }
 
     /// Zeros added before and after along axis `d`: the adjoint of `narrow`, so its rule is
@@ -240,7 +240,7 @@ impl<T: Element> Tensor<T> {
         shape[d] += before + after;
         let mut value = ArrayD::zeros(IxDyn(&shape));
         value.slice_axis_mut(Axis(d), Slice::from(before..before + n)).assign(self.array());
-        Tensor::from_op_arc(value.into_shared(), &[self], move || {
+        Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("pad", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.narrow_axis(d, before, n))]))
         })
     }
@@ -271,7 +271,7 @@ impl<T: Element> Tensor<T> {
         let value = ndarray::concatenate(Axis(d), &views).expect("checked shapes");
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
         let inputs: Vec<&Tensor<T>> = tensors.iter().collect();
-        Ok(Tensor::from_op_arc(value.into_shared(), &inputs, move || {
+        Ok(Tensor::from_op_saving(value.into_shared(), &inputs, Saves::NOTHING, move || {
             Box::new(rule("cat", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 let mut start = 0;
                 sizes

@@ -8,12 +8,14 @@
 
 use super::kernel;
 use crate::autograd::{is_grad_enabled, rule};
-use crate::tensor::{Element, Tensor};
+use crate::tensor::{Element, Saves, Tensor};
 
 /// What the derivative of an elementwise op is a function of: reading only that array in
-/// the fused backward saves a pass over memory.
+/// the fused backward saves a pass over memory, and the graph keeps only that value.
 #[derive(Clone, Copy)]
 enum Reads {
+    /// Neither: the derivative is a constant, `df(0)`.
+    Nothing,
     /// `df(x)`: the derivative is a function of the input.
     Input,
     /// `df(y)`: of the output (exp, tanh, sigmoid, sqrt, recip).
@@ -32,13 +34,22 @@ impl<T: Element> Tensor<T> {
         vjp: impl Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + Send + Sync + 'static,
     ) -> Tensor<T> {
         let value = kernel::map(&self.value(), f);
-        Tensor::from_op_arc(value.into_shared(), &[self], || {
+        let saves = match reads {
+            Reads::Nothing => Saves::NOTHING,
+            Reads::Input => Saves::inputs(&[0]),
+            Reads::Output => Saves::OUTPUT,
+        };
+        Tensor::from_op_saving(value.into_shared(), &[self], saves, || {
             Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
                 let x = &inputs[0];
                 let gx = if is_grad_enabled() {
                     vjp(x, y, gy)
                 } else {
                     let at = match reads {
+                        Reads::Nothing => {
+                            let d = df(T::zero());
+                            return vec![Some(Tensor::from(kernel::map(&gy.value(), |g| g * d)))];
+                        }
                         Reads::Input => x,
                         Reads::Output => y,
                     };
@@ -57,7 +68,7 @@ impl<T: Element> Tensor<T> {
 
     /// `y = -x`; `dL/dx = -gy`.
     pub fn neg(&self) -> Tensor<T> {
-        self.unary("neg", |x| -x, Reads::Input, |_| -T::one(), |_, _, gy| gy.neg())
+        self.unary("neg", |x| -x, Reads::Nothing, |_| -T::one(), |_, _, gy| gy.neg())
     }
 
     /// `y = eˣ`; `dL/dx = gy · y`.
@@ -136,9 +147,12 @@ impl<T: Element> Tensor<T> {
         self.unary(
             "relu",
             |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
-            Reads::Input,
+            // y > 0 exactly where x > 0, so the mask is read off the output, which the
+            // graph keeps anyway when a pooling or a layer reads it next: the input (a
+            // convolution's or a linear layer's result) is then freed after the forward.
+            Reads::Output,
             step,
-            |x, _, gy| gy * &x.constant_map(step),
+            |_, y, gy| gy * &y.constant_map(step),
         )
     }
 
@@ -195,22 +209,22 @@ impl<T: Element> Tensor<T> {
 
     /// `y = x + c`; `dL/dx = gy`.
     pub fn add_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("add_scalar", move |x| x + c, Reads::Input, |_| T::one(), |_, _, gy| gy.clone())
+        self.unary("add_scalar", move |x| x + c, Reads::Nothing, |_| T::one(), |_, _, gy| gy.clone())
     }
 
     /// `y = c · x`; `dL/dx = c · gy`.
     pub fn mul_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("mul_scalar", move |x| x * c, Reads::Input, move |_| c, move |_, _, gy| gy.mul_scalar(c))
+        self.unary("mul_scalar", move |x| x * c, Reads::Nothing, move |_| c, move |_, _, gy| gy.mul_scalar(c))
     }
 
     /// `y = x / c`; `dL/dx = gy / c`.
     pub fn div_scalar(&self, c: T) -> Tensor<T> {
-        self.unary("div_scalar", move |x| x / c, Reads::Input, move |_| c.recip(), move |_, _, gy| gy.div_scalar(c))
+        self.unary("div_scalar", move |x| x / c, Reads::Nothing, move |_| c.recip(), move |_, _, gy| gy.div_scalar(c))
     }
 
     /// Dropout in evaluation mode: the identity, `dL/dx = gy`.
     pub fn dropout_eval(&self) -> Tensor<T> {
-        self.unary("dropout_eval", |x| x, Reads::Input, |_| T::one(), |_, _, gy| gy.clone())
+        self.unary("dropout_eval", |x| x, Reads::Nothing, |_| T::one(), |_, _, gy| gy.clone())
     }
 }
 

@@ -8,7 +8,8 @@ pub(crate) mod pool;
 pub use creation::Creation;
 pub use element::Element;
 
-use crate::autograd::graph::{GradFn, Node};
+use crate::autograd::graph::{GradFn, Held, Node};
+use crate::autograd::GraphNode;
 use crate::error::{Error, Result};
 use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
 use std::sync::Arc;
@@ -55,6 +56,17 @@ impl<T: Element> Tensor<T> {
         inputs: &[&Tensor<T>],
         rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
     ) -> Self {
+        Self::from_op_saving(value, inputs, Saves::ALL, rule)
+    }
+
+    /// [`Tensor::from_op_arc`] for a rule that reads only the values `saves` names: the
+    /// graph records the other inputs as shadows (see [`graph`](crate::autograd::graph)).
+    pub(crate) fn from_op_saving(
+        value: ArcArray<T, IxDyn>,
+        inputs: &[&Tensor<T>],
+        saves: Saves,
+        rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
+    ) -> Self {
         let records = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let anomaly = crate::autograd::anomaly::enabled();
         let rule = if anomaly {
@@ -71,7 +83,8 @@ impl<T: Element> Tensor<T> {
             return Tensor::leaf(value, false);
         };
         let origin = anomaly.then(|| Box::new(std::backtrace::Backtrace::force_capture()));
-        let grad_fn = GradFn { rule, inputs: inputs.iter().map(|t| (*t).clone()).collect(), origin };
+        let inputs = inputs.iter().enumerate().map(|(i, t)| if saves.reads_input(i) { (*t).clone() } else { t.shadow() }).collect();
+        let grad_fn = GradFn { rule, inputs, reads_output: saves.output, origin };
         Tensor { node: Arc::new(Node::new(value, true, Some(grad_fn))) }
     }
 
@@ -101,34 +114,39 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn update_leaf(&mut self, f: impl FnOnce(&mut ndarray::ArrayViewMutD<'_, T>)) {
         let requires_grad = self.requires_grad();
         if let Some(node) = Arc::get_mut(&mut self.node) {
-            if node.grad_fn.is_none() && node.value.is_unique() {
-                f(&mut node.value.view_mut());
-                return;
+            if let (None, Held::Value(value)) = (&node.core.grad_fn, &mut node.value) {
+                if value.0.is_unique() {
+                    f(&mut value.0.view_mut());
+                    return;
+                }
             }
         }
-        let mut value = self.node.value.to_owned();
+        let mut value = self.array().to_owned();
         f(&mut value.view_mut());
         *self = Tensor::leaf(value.into_shared(), requires_grad);
     }
 
     /// The unique id of this node. Ids only grow: a tensor is always newer than its inputs.
     pub fn id(&self) -> usize {
-        self.node.id
+        self.node.core.id
     }
 
     /// The dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
-        self.node.value.shape()
+        match &self.node.value {
+            Held::Value(v) => v.0.shape(),
+            Held::Shape(shape) => shape,
+        }
     }
 
     /// The number of dimensions (0 for a scalar).
     pub fn ndim(&self) -> usize {
-        self.node.value.ndim()
+        self.shape().len()
     }
 
     /// The number of elements (1 for a scalar); the same as [`Tensor::numel`].
     pub fn len(&self) -> usize {
-        self.node.value.len()
+        self.shape().iter().product()
     }
 
     /// The number of elements, as PyTorch's `numel()`.
@@ -143,12 +161,12 @@ impl<T: Element> Tensor<T> {
 
     /// Whether gradients flow to this tensor.
     pub fn requires_grad(&self) -> bool {
-        self.node.requires_grad
+        self.node.core.requires_grad
     }
 
     /// True for a tensor no recorded op made.
     pub fn is_leaf(&self) -> bool {
-        self.node.grad_fn.is_none()
+        self.node.core.grad_fn.is_none()
     }
 
     /// A leaf sharing this tensor's value with `requires_grad` set to `flag`, as PyTorch's
@@ -157,32 +175,50 @@ impl<T: Element> Tensor<T> {
         if self.is_leaf() && self.requires_grad() == flag {
             return self;
         }
-        Tensor::leaf(self.node.value.clone(), flag)
+        Tensor::leaf(self.array().clone(), flag)
     }
 
     /// The same value as a new leaf that does not require grad: gradients stop here.
     pub fn detach(&self) -> Self {
-        Tensor::leaf(self.node.value.clone(), false)
+        Tensor::leaf(self.array().clone(), false)
     }
 
     /// The value as an ndarray view (no copy).
     pub fn value(&self) -> ArrayViewD<'_, T> {
-        self.node.value.view()
+        self.array().view()
     }
 
     /// The shared array itself (cheap to clone).
+    ///
+    /// # Panics
+    /// On a shadow: a rule that reads a value it did not declare in its
+    /// [`Saves`] is a bug of the crate. Shadows never leave the crate.
     pub(crate) fn array(&self) -> &ArcArray<T, IxDyn> {
-        &self.node.value
+        match &self.node.value {
+            Held::Value(v) => &v.0,
+            Held::Shape(_) => panic!("internal: the value of tensor {} was not kept for backward", self.id()),
+        }
+    }
+
+    /// This tensor as the input of an op that does not read its value: a shadow (the same
+    /// core, only the shape), unless the op that made it reads its own output, which must
+    /// then stay.
+    fn shadow(&self) -> Tensor<T> {
+        match (&self.node.value, &self.node.core.grad_fn) {
+            (Held::Shape(_), _) => self.clone(),
+            (_, Some(g)) if g.reads_output => self.clone(),
+            _ => Tensor { node: Arc::new(Node { value: Held::Shape(self.shape().into()), core: Arc::clone(&self.node.core) }) },
+        }
     }
 
     /// The value as an owned ndarray (a copy).
     pub fn to_ndarray(&self) -> ArrayD<T> {
-        self.node.value.to_owned()
+        self.array().to_owned()
     }
 
     /// The elements in row-major (logical) order.
     pub fn to_vec(&self) -> Vec<T> {
-        self.node.value.iter().copied().collect()
+        self.array().iter().copied().collect()
     }
 
     /// The only element of a one-element tensor.
@@ -197,24 +233,62 @@ impl<T: Element> Tensor<T> {
         if self.len() != 1 {
             return Err(Error::shape("item", format!("a tensor of shape {:?} has {} elements, not 1", self.shape(), self.len())));
         }
-        Ok(*self.node.value.iter().next().expect("one element"))
+        Ok(*self.array().iter().next().expect("one element"))
     }
 
     /// The same values in another element type (`f32` ↔ `f64`), as a new leaf with the same
     /// `requires_grad`. Gradients do not flow across a cast.
     pub fn cast<U: Element>(&self) -> Tensor<U> {
-        let value = self.node.value.mapv(|x| U::of(x.to_f64().expect("float to f64")));
+        let value = self.array().mapv(|x| U::of(x.to_f64().expect("float to f64")));
         Tensor::leaf(value.into_shared(), self.requires_grad())
     }
 
     /// The name of the op that made this tensor, if any (`"matmul"`, `"exp"`).
     pub fn op_name(&self) -> Option<&'static str> {
-        self.node.grad_fn.as_ref().map(|g| g.rule.name())
+        self.node.core.grad_fn.as_ref().map(|g| g.rule.name())
     }
 
-    /// The tensors the op that made this one read, in order (empty for a leaf).
-    pub fn inputs(&self) -> &[Tensor<T>] {
-        self.node.grad_fn.as_ref().map(|g| g.inputs.as_slice()).unwrap_or(&[])
+    /// The inputs of the op that made this one, in order (empty for a leaf), as graph nodes:
+    /// their values only where backward needs them (see [`GraphNode`]).
+    pub fn inputs(&self) -> Vec<GraphNode<T>> {
+        self.graph_inputs().iter().cloned().map(GraphNode).collect()
+    }
+
+    /// The inputs as the graph recorded them, shadows included.
+    pub(crate) fn graph_inputs(&self) -> &[Tensor<T>] {
+        self.node.core.grad_fn.as_ref().map(|g| g.inputs.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// Which values an op's backward rule reads: each input's (by position) and its output's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Saves {
+    /// Bit `i`: the rule reads input `i`.
+    inputs: u64,
+    output: bool,
+}
+
+impl Saves {
+    /// Every input and the output: the safe default.
+    pub(crate) const ALL: Saves = Saves { inputs: u64::MAX, output: true };
+    /// Nothing: the rule reads only shapes (add, reshape, sum).
+    pub(crate) const NOTHING: Saves = Saves { inputs: 0, output: false };
+
+    /// The inputs at these positions, not the output.
+    pub(crate) const fn inputs(positions: &[usize]) -> Saves {
+        let (mut bits, mut i) = (0, 0);
+        while i < positions.len() {
+            bits |= 1 << positions[i];
+            i += 1;
+        }
+        Saves { inputs: bits, output: false }
+    }
+
+    /// The output only.
+    pub(crate) const OUTPUT: Saves = Saves { inputs: 0, output: true };
+
+    fn reads_input(self, i: usize) -> bool {
+        i >= 64 || self.inputs & (1 << i) != 0
     }
 }
 

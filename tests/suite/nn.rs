@@ -110,10 +110,18 @@ fn param_updates_in_place_only_when_no_graph_holds_the_value() {
     let id = p.tensor().id();
     p.update(|v| v.mapv_inplace(|x| x * 2.0));
     assert_eq!((p.tensor().id(), p.tensor().to_vec()), (id, vec![2.0, 2.0]), "no graph: same leaf, updated in place");
-    let graph = (&p.tensor() * 3.0).sum();
+    // x·x reads x in backward, so its graph keeps the value.
+    let graph = (&p.tensor() * &p.tensor()).sum();
     p.update(|v| v.mapv_inplace(|x| x + 1.0));
     assert_ne!(p.tensor().id(), id, "a graph holds the old value: a new leaf");
-    assert_eq!(graph.item().unwrap(), 12.0, "the graph still sees the value it was built from");
+    assert_eq!(graph.item().unwrap(), 8.0, "the graph still sees the value it was built from");
+    assert_eq!(graph.backward().unwrap().get_by_id(id).unwrap().to_vec(), vec![4.0, 4.0], "dL/dx = 2x at the old x");
+    // 3x does not read x in backward: its graph keeps only x's shape, so the update is in place.
+    let id = p.tensor().id();
+    let graph = (&p.tensor() * 3.0).sum();
+    p.update(|v| v.mapv_inplace(|x| x + 1.0));
+    assert_eq!((p.tensor().id(), p.tensor().to_vec()), (id, vec![4.0, 4.0]), "no graph reads it: updated in place");
+    assert_eq!(graph.backward().unwrap().get(&p.tensor()).unwrap().to_vec(), vec![3.0, 3.0]);
 }
 
 #[test]

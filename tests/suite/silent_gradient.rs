@@ -7,7 +7,7 @@
 //! `binary(..)`, `extremum(..)` or `Backward::name` in `src/` records must be in `OPS`, and
 //! every entry of `OPS` must be recorded somewhere and have a case below.
 
-use nabla::autograd::checkpoint;
+use nabla::autograd::{checkpoint, GraphNode};
 use nabla::nn::{CellKind, Module, Recurrent};
 use nabla::ops::{Conv2dConfig, Pool2dConfig, OPS};
 use nabla::prelude::*;
@@ -149,13 +149,13 @@ fn cases() -> BTreeMap<&'static str, Case> {
 
 /// Every op name in `y`'s graph.
 fn graph_names(y: &Tensor<f64>) -> BTreeSet<&'static str> {
-    let (mut names, mut seen, mut stack) = (BTreeSet::new(), BTreeSet::new(), vec![y.clone()]);
+    let (mut names, mut seen, mut stack) = (BTreeSet::new(), BTreeSet::new(), vec![GraphNode::from(y)]);
     while let Some(t) = stack.pop() {
         if !seen.insert(t.id()) {
             continue;
         }
         names.extend(t.op_name());
-        stack.extend(t.inputs().iter().cloned());
+        stack.extend(t.inputs());
     }
     names
 }
