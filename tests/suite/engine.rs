@@ -151,3 +151,36 @@ fn the_graph_can_be_differentiated_twice() {
     assert_eq!(first, vec![6.0]);
     assert_eq!(first, second);
 }
+
+#[test]
+fn the_graph_keeps_only_the_values_backward_reads() {
+    let x = Tensor::<f64>::from_vec(vec![-1.0, 2.0, 3.0, -4.0], &[2, 2]).unwrap().requires_grad_(true);
+    let w = t(&[1.0, -1.0, 0.5, 2.0]).reshape(&[2, 2]).unwrap().requires_grad_(true);
+    let h = x.matmul(&w).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let _hook = h.register_hook(move |g| {
+        log.lock().unwrap().push(g.to_vec());
+        None
+    });
+    let y = h.relu();
+    let h_value = h.to_vec();
+    drop(h);
+    let loss = (&y * &y).sum();
+    // relu reads its output (kept for its own rule and by mul); matmul's output, relu's
+    // input, is a shape only; matmul keeps both of its inputs.
+    let relu = &loss.inputs()[0].inputs()[0];
+    assert_eq!(relu.op_name(), Some("relu"));
+    assert!(relu.tensor().is_some());
+    let matmul = &relu.inputs()[0];
+    assert_eq!((matmul.op_name(), matmul.shape(), matmul.tensor().is_none()), (Some("matmul"), &[2, 2][..], true));
+    assert!(matmul.inputs().iter().all(|input| input.tensor().is_some()));
+    // The gradients are unchanged, and a hook on the dropped intermediate still runs.
+    // By hand: h = x w = [[0, 5], [1, -11]]; dL/dh = 2 relu(h) 1[h > 0] = [[0, 10], [2, 0]];
+    // dL/dx = dL/dh wᵀ = [[-10, 20], [2, 1]]; dL/dw = xᵀ dL/dh = [[6, -10], [-8, 20]].
+    assert_eq!(h_value, vec![0.0, 5.0, 1.0, -11.0]);
+    let g = loss.backward().unwrap();
+    assert_eq!(seen.lock().unwrap()[0], vec![0.0, 10.0, 2.0, 0.0]);
+    assert_eq!(g.get(&x).unwrap().to_vec(), vec![-10.0, 20.0, 2.0, 1.0]);
+    assert_eq!(g.get(&w).unwrap().to_vec(), vec![6.0, -10.0, -8.0, 20.0]);
+}
