@@ -145,7 +145,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                 }
                 continue;
             }
-            let gxs = grad_fn.rule.backward(&grad_fn.inputs, &node, &gy);
+            let gxs = grad_fn.rule.backward_owned(&grad_fn.inputs, &node, gy);
             if super::anomaly::enabled() {
                 for (k, gx) in gxs.iter().enumerate() {
                     if let Some(v) = gx.as_ref().and_then(|g| super::anomaly::non_finite(g.array())) {

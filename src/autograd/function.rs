@@ -16,6 +16,12 @@ pub trait Backward<T: Element>: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// `dL/dx_i` for each input, `None` where an input gets no gradient.
     fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>>;
+    /// [`Backward::backward`] given the cotangent to keep, which the engine calls: a rule
+    /// may write its result into `gy`'s buffer when nothing else holds it (an elementwise
+    /// rule's `gy · f'`), saving an output-sized allocation. The default borrows it.
+    fn backward_owned(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        self.backward(inputs, output, &gy)
+    }
     /// Whether the rule is itself differentiable (true when written with tensor ops).
     fn is_differentiable(&self) -> bool {
         true

@@ -266,7 +266,8 @@ fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD
 fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (gys, ws) = (standard(gy), standard(w));
     let per_sample = g.c * g.h * g.w;
-    let mut out = vec![T::zero(); g.n * per_sample];
+    let mut out = crate::tensor::pool::take::<T>(g.n * per_sample);
+    out.resize(g.n * per_sample, T::zero());
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
         for group in 0..g.cfg.groups {
             let gy_block = ArrayView2::from_shape(

@@ -131,10 +131,11 @@ impl<T: Element> Tensor<T> {
 }
 
 /// Indices into the planes of a `[planes, plane_len]` tensor: one list shared by every
-/// plane, or one list per plane (row-major `[planes, len]`).
+/// plane, or one list per plane (row-major `[planes, len]`). `u32`, half of `usize`: max
+/// pooling keeps one per output element for backward (a plane is checked to fit).
 #[derive(Debug, Clone)]
 pub(crate) struct PlaneIndex {
-    pub(crate) indices: Arc<[usize]>,
+    pub(crate) indices: Arc<Vec<u32>>,
     pub(crate) per_plane: bool,
     /// Length of each plane of the source (the scatter's output).
     pub(crate) plane_len: usize,
@@ -148,7 +149,7 @@ impl PlaneIndex {
             self.indices.len()
         }
     }
-    fn of_plane(&self, p: usize, planes: usize) -> &[usize] {
+    fn of_plane(&self, p: usize, planes: usize) -> &[u32] {
         let m = self.len_per_plane(planes);
         if self.per_plane {
             &self.indices[p * m..(p + 1) * m]
@@ -173,7 +174,7 @@ impl<T: Element> Tensor<T> {
         out.par_chunks_mut(m.max(1)).enumerate().for_each(|(p, dst)| {
             let plane = &src[p * index.plane_len..(p + 1) * index.plane_len];
             for (d, &i) in dst.iter_mut().zip(index.of_plane(p, planes)) {
-                *d = plane[i];
+                *d = plane[i as usize];
             }
         });
         let value = ArrayD::from_shape_vec(IxDyn(&[planes, m]), out).expect("planes x m");
@@ -196,7 +197,7 @@ impl<T: Element> Tensor<T> {
         out.resize(planes * index.plane_len, T::zero());
         out.par_chunks_mut(index.plane_len.max(1)).enumerate().for_each(|(p, plane)| {
             for (&g, &i) in src[p * m..(p + 1) * m].iter().zip(index.of_plane(p, planes)) {
-                plane[i] = plane[i] + g;
+                plane[i as usize] = plane[i as usize] + g;
             }
         });
         let value = ArrayD::from_shape_vec(IxDyn(&[planes, index.plane_len]), out).expect("planes x plane_len");

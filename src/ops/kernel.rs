@@ -14,7 +14,7 @@
 //! copies of the loops are the same source compiled for wider registers).
 
 use crate::tensor::Element;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, Zip};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, IxDyn, Zip};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -119,6 +119,19 @@ pub(crate) fn zip2<T: Element>(a: &ArrayViewD<'_, T>, b: &ArrayViewD<'_, T>, f: 
         (Some(xs), Some(ys)) => run(xs.len(), a.shape(), &Zip2 { xs, ys, f }),
         _ if a.len() >= PARALLEL_MIN_LEN => Zip::from(a).and(b).par_map_collect(|&x, &y| f(x, y)),
         _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+    }
+}
+
+/// `a = f(a, b)` for every element of two arrays of one shape, in place.
+pub(crate) fn zip2_in_place<T: Element>(a: &mut ArrayViewMutD<'_, T>, b: &ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) {
+    debug_assert_eq!(a.shape(), b.shape());
+    let parallel = a.len() >= PARALLEL_MIN_LEN && rayon::current_num_threads() > 1;
+    match (a.as_slice_mut(), b.as_slice()) {
+        (Some(xs), Some(ys)) if parallel => xs.par_chunks_mut(CHUNK).zip(ys.par_chunks(CHUNK)).for_each(|(xs, ys)| {
+            xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y));
+        }),
+        (Some(xs), Some(ys)) => xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y)),
+        _ => Zip::from(a).and(b).for_each(|x, &y| *x = f(*x, y)),
     }
 }
 

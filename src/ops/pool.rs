@@ -12,6 +12,7 @@ use super::index::PlaneIndex;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Window, stride, zero (or -inf for max) padding and dilation of a 2-D pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +64,15 @@ impl Pool1dConfig {
 }
 
 /// For each output position and window tap, the offset into a padded plane of width `wp`.
-fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<usize> {
+fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<u32> {
     let [kh, kw] = cfg.kernel_size;
     let mut taps = Vec::with_capacity(oh * ow * kh * kw);
     for y in 0..oh {
         for x in 0..ow {
             for i in 0..kh {
                 for j in 0..kw {
-                    taps.push((y * cfg.stride[0] + i * cfg.dilation[0]) * wp + x * cfg.stride[1] + j * cfg.dilation[1]);
+                    // In the plane, whose size `plane_fits` checked.
+                    taps.push(((y * cfg.stride[0] + i * cfg.dilation[0]) * wp + x * cfg.stride[1] + j * cfg.dilation[1]) as u32);
                 }
             }
         }
@@ -188,7 +190,8 @@ impl<T: Element> Tensor<T> {
         }
         let wp = w + 2 * pw;
         let planes = x.reshape_to(&[n * c, x.shape()[2] * wp]);
-        let index = PlaneIndex { indices: window_taps(oh, ow, cfg, wp).into(), per_plane: false, plane_len: x.shape()[2] * wp };
+        plane_fits(op, x.shape())?;
+        let index = PlaneIndex { indices: Arc::new(window_taps(oh, ow, cfg, wp)), per_plane: false, plane_len: x.shape()[2] * wp };
         Ok(planes.plane_gather(index).reshape_to(&[n, c, oh, ow, kh * kw]))
     }
 
@@ -216,7 +219,8 @@ impl<T: Element> Tensor<T> {
         let value = self.value();
         let xs = value.as_standard_layout();
         let xs = xs.as_slice().expect("standard layout");
-        let mut argmax = vec![0usize; n * c * oh * ow];
+        plane_fits(op, self.shape())?;
+        let mut argmax = vec![0u32; n * c * oh * ow];
         let [kh, kw] = cfg.kernel_size;
         let row_taps = taps_inside(oh, h, kh, cfg.stride[0], cfg.padding[0], cfg.dilation[0]);
         let col_taps = taps_inside(ow, w, kw, cfg.stride[1], cfg.padding[1], cfg.dilation[1]);
@@ -231,7 +235,7 @@ impl<T: Element> Tensor<T> {
                     for (y, out_row) in out.chunks_mut(ow).enumerate() {
                         for (x, best) in out_row.iter_mut().enumerate() {
                             let taps = (row_taps[y].clone(), col_taps[x].clone());
-                            *best = window_argmax(plane, w, (y, x), taps, &cfg).ok_or(y * ow + x)?;
+                            *best = window_argmax(plane, w, (y, x), taps, &cfg).ok_or(y * ow + x)? as u32;
                         }
                     }
                     Ok(())
@@ -252,7 +256,7 @@ impl<T: Element> Tensor<T> {
                 ),
             ));
         }
-        let index = PlaneIndex { indices: argmax.into(), per_plane: true, plane_len: h * w };
+        let index = PlaneIndex { indices: Arc::new(argmax), per_plane: true, plane_len: h * w };
         Ok(self.reshape_to(&[n * c, h * w]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
     }
 
@@ -326,6 +330,15 @@ impl<T: Element> Tensor<T> {
         }
         check_windows(op, self.shape(), &[cfg.kernel_size], &[cfg.stride], &[cfg.padding], &[cfg.dilation])?;
         pool(&self.unsqueeze(2)?).map_err(|e| e.in_op(op))?.squeeze(2)
+    }
+}
+
+/// Pooling keeps positions within a plane as `u32`: a plane of `(N, C, H, W)` (padding
+/// included) must have fewer than 2³² elements.
+fn plane_fits(op: &'static str, shape: &[usize]) -> Result<()> {
+    match shape[2].checked_mul(shape[3]) {
+        Some(len) if len <= u32::MAX as usize => Ok(()),
+        _ => Err(Error::invalid(op, format!("a plane of {} x {} elements is too large (at most 2^32 - 1)", shape[2], shape[3]))),
     }
 }
 

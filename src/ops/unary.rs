@@ -7,7 +7,7 @@
 //! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
 use super::kernel;
-use crate::autograd::{is_grad_enabled, rule};
+use crate::autograd::{is_grad_enabled, Backward};
 use crate::tensor::{Element, Saves, Tensor};
 
 /// What the derivative of an elementwise op is a function of: reading only that array in
@@ -20,6 +20,65 @@ enum Reads {
     Input,
     /// `df(y)`: of the output (exp, tanh, sigmoid, sqrt, recip).
     Output,
+}
+
+/// The rule of an elementwise op: the tensor-op form `vjp` when recording, else the fused
+/// loop `gy · df(·)`, written into `gy`'s own buffer when nothing else holds it.
+struct UnaryRule<D, V> {
+    name: &'static str,
+    reads: Reads,
+    df: D,
+    vjp: V,
+}
+
+/// What the fused derivative reads: `Ok(x or y)`, or `Err(df(0))` for a constant derivative.
+fn fused_at<'a, T: Element>(reads: Reads, df: &impl Fn(T) -> T, inputs: &'a [Tensor<T>], y: &'a Tensor<T>) -> Result<&'a Tensor<T>, T> {
+    match reads {
+        Reads::Nothing => Err(df(T::zero())),
+        Reads::Input => Ok(&inputs[0]),
+        Reads::Output => Ok(y),
+    }
+}
+
+impl<T, D, V> Backward<T> for UnaryRule<D, V>
+where
+    T: Element,
+    D: Fn(T) -> T + Sync + Send + 'static,
+    V: Fn(&Tensor<T>, &Tensor<T>, &Tensor<T>) -> Tensor<T> + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn backward(&self, inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        let gx = if is_grad_enabled() {
+            (self.vjp)(&inputs[0], y, gy)
+        } else {
+            match fused_at(self.reads, &self.df, inputs, y) {
+                Err(d) => Tensor::from(kernel::map(&gy.value(), |g| g * d)),
+                Ok(at) => Tensor::from(kernel::zip2(&gy.value(), &at.value(), |g, v| g * (self.df)(v))),
+            }
+        };
+        vec![Some(gx)]
+    }
+
+    /// Saves an allocation the size of the output: on W2 the ReLUs' gradients are written
+    /// over the cotangents that max pooling scattered.
+    fn backward_owned(&self, inputs: &[Tensor<T>], y: &Tensor<T>, mut gy: Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        if is_grad_enabled() {
+            return self.backward(inputs, y, &gy);
+        }
+        let done = match fused_at(self.reads, &self.df, inputs, y) {
+            Err(d) => gy.modify_unique(|g| g.mapv_inplace(|v| v * d)),
+            Ok(at) if at.shape() == gy.shape() => gy.modify_unique(|g| kernel::zip2_in_place(g, &at.value(), |g, v| g * (self.df)(v))),
+            Ok(_) => false,
+        };
+        if done {
+            vec![Some(gy)]
+        } else {
+            self.backward(inputs, y, &gy)
+        }
+    }
 }
 
 impl<T: Element> Tensor<T> {
@@ -39,25 +98,7 @@ impl<T: Element> Tensor<T> {
             Reads::Input => Saves::inputs(&[0]),
             Reads::Output => Saves::OUTPUT,
         };
-        Tensor::from_op_saving(value.into_shared(), &[self], saves, || {
-            Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
-                let x = &inputs[0];
-                let gx = if is_grad_enabled() {
-                    vjp(x, y, gy)
-                } else {
-                    let at = match reads {
-                        Reads::Nothing => {
-                            let d = df(T::zero());
-                            return vec![Some(Tensor::from(kernel::map(&gy.value(), |g| g * d)))];
-                        }
-                        Reads::Input => x,
-                        Reads::Output => y,
-                    };
-                    Tensor::from(kernel::zip2(&gy.value(), &at.value(), |g, v| g * df(v)))
-                };
-                vec![Some(gx)]
-            }))
-        })
+        Tensor::from_op_saving(value.into_shared(), &[self], saves, || Box::new(UnaryRule { name, reads, df, vjp }))
     }
 
     /// A constant (no gradient) tensor `f(x)` of this tensor's values: masks and signs in

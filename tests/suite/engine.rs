@@ -184,3 +184,27 @@ fn the_graph_keeps_only_the_values_backward_reads() {
     assert_eq!(g.get(&x).unwrap().to_vec(), vec![-10.0, 20.0, 2.0, 1.0]);
     assert_eq!(g.get(&w).unwrap().to_vec(), vec![6.0, -10.0, -8.0, 20.0]);
 }
+
+#[test]
+fn backward_writes_over_a_cotangent_only_when_nothing_else_holds_it() {
+    // Elementwise rules reuse the cotangent's buffer when they alone hold it; a cotangent
+    // the caller passed, one a hook kept, or one grad() returns must stay as it was.
+    let x = t(&[-1.0, 2.0]).requires_grad_(true);
+    let g = t(&[5.0, 7.0]);
+    let grads = x.relu().backward_with(&g).unwrap();
+    assert_eq!((grads.get(&x).unwrap().to_vec(), g.to_vec()), (vec![0.0, 7.0], vec![5.0, 7.0]));
+
+    let h = x.mul_scalar(2.0); // h = [-2, 4], L = Σ relu(h): dL/dh = [0, 1], dL/dx = [0, 2]
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stash = kept.clone();
+    let _hook = h.register_hook(move |g| {
+        stash.lock().unwrap().push(g.clone());
+        None
+    });
+    let loss = h.relu().sum();
+    let grads = loss.backward().unwrap();
+    assert_eq!(grads.get(&x).unwrap().to_vec(), vec![0.0, 2.0]);
+    assert_eq!(kept.lock().unwrap()[0].to_vec(), vec![0.0, 1.0]);
+    let both = nabla::grad(&[&loss], &[&h, &x], None, false).unwrap();
+    assert_eq!((both[0].to_vec(), both[1].to_vec()), (vec![0.0, 1.0], vec![0.0, 2.0]));
+}
