@@ -155,3 +155,27 @@ fn conv_errors_name_the_op_and_values() {
     let err = x.max_pool2d(Pool2dConfig { kernel_size: [2, 2], stride: [2, 2], padding: [2, 2], dilation: [1, 1] }).unwrap_err();
     assert_eq!(err.to_string(), "max_pool2d: padding [2, 2] should be at most half of the kernel [2, 2]");
 }
+
+#[test]
+fn max_pooling_sends_the_gradient_where_pytorch_points() {
+    // Indices from torch.nn.functional.max_pool2d(..., return_indices=True), PyTorch 2.15:
+    // ties go to the first maximum, NaNs to the last NaN (a tap replaces the best if larger
+    // or NaN). The first three have no padding (the dense scan), the last two do.
+    let nan = f64::NAN;
+    let dense = Pool2dConfig::new(2);
+    let padded = Pool2dConfig { kernel_size: [1, 4], stride: [1, 4], padding: [0, 1], dilation: [1, 1] };
+    let cases: [(&[f64], [usize; 4], Pool2dConfig, &[usize]); 6] = [
+        (&[nan, nan, 1.0, 2.0], [1, 1, 2, 2], dense, &[1]),
+        (&[3.0, 1.0, 3.0, 3.0], [1, 1, 2, 2], dense, &[0]),
+        (&[1.0, nan, 5.0, nan], [1, 1, 2, 2], dense, &[3]),
+        (&[0.0, 7.0, 7.0, 0.0, 7.0, 7.0, 1.0, 2.0], [1, 1, 2, 4], dense, &[1, 2]),
+        (&[nan, 1.0, nan, 2.0], [1, 1, 1, 4], padded, &[2]),
+        (&[3.0, 1.0, 3.0, 3.0], [1, 1, 1, 4], padded, &[0]),
+    ];
+    for (values, shape, cfg, indices) in cases {
+        let x = Tensor::<f64>::from_vec(values.to_vec(), &shape).unwrap().requires_grad_(true);
+        let g = x.max_pool2d(cfg).unwrap().sum().backward().unwrap();
+        let expect: Vec<f64> = (0..values.len()).map(|i| if indices.contains(&i) { 1.0 } else { 0.0 }).collect();
+        assert_eq!(g.get(&x).unwrap().to_vec(), expect, "{values:?} {cfg:?}");
+    }
+}
