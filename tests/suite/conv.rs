@@ -164,7 +164,8 @@ fn max_pooling_sends_the_gradient_where_pytorch_points() {
     let nan = f64::NAN;
     let dense = Pool2dConfig::new(2);
     let padded = Pool2dConfig { kernel_size: [1, 4], stride: [1, 4], padding: [0, 1], dilation: [1, 1] };
-    let cases: [(&[f64], [usize; 4], Pool2dConfig, &[usize]); 6] = [
+    type Case<'a> = (&'a [f64], [usize; 4], Pool2dConfig, &'a [usize]);
+    let cases: [Case; 6] = [
         (&[nan, nan, 1.0, 2.0], [1, 1, 2, 2], dense, &[1]),
         (&[3.0, 1.0, 3.0, 3.0], [1, 1, 2, 2], dense, &[0]),
         (&[1.0, nan, 5.0, nan], [1, 1, 2, 2], dense, &[3]),
