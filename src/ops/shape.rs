@@ -5,7 +5,7 @@ use super::{normalize_dim, normalize_dims};
 use crate::autograd::{rule, Backward};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, Ix3, Ix4, IxDyn, Slice};
 
 /// The elements of `a` in row-major order, in a buffer from the pool.
 fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
@@ -17,7 +17,15 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
                 out.extend_from_slice(lane.as_slice().expect("a contiguous lane"));
             }
         }
-        _ => out.extend(a.iter().copied()),
+        // Otherwise (a transposed matrix, say) iterate with a fixed number of dims where
+        // possible: `IxDyn`'s iterator clones and steps a heap index per element, which was
+        // 3% of W3's time on two threads.
+        _ => match a.ndim() {
+            2 => out.extend(a.view().into_dimensionality::<Ix2>().expect("2-d").iter().copied()),
+            3 => out.extend(a.view().into_dimensionality::<Ix3>().expect("3-d").iter().copied()),
+            4 => out.extend(a.view().into_dimensionality::<Ix4>().expect("4-d").iter().copied()),
+            _ => out.extend(a.iter().copied()),
+        },
     }
     out
 }
