@@ -10,7 +10,7 @@
 //! The kernels are im2col + GEMM per sample and group (the `gemm` crate), samples in
 //! parallel with rayon.
 
-use super::kernel::{gemm, gemm_acc};
+use super::kernel::{gemm, gemm_acc, gemm_set};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
@@ -219,9 +219,14 @@ fn col2im<T: Element>(cols: &ArrayView2<'_, T>, plane: &mut [T], g: &Geometry, g
                     }
                     let dst = &mut channel[src_y as usize * g.w..][..g.w];
                     let src = &row[y * g.ow + x_lo..y * g.ow + x_hi];
-                    for (k, &v) in src.iter().enumerate() {
-                        let d = &mut dst[first + k * sw];
-                        *d = *d + v;
+                    if sw == 1 {
+                        // Slices of one length: the add vectorises.
+                        dst[first..first + src.len()].iter_mut().zip(src).for_each(|(d, &v)| *d = *d + v);
+                    } else {
+                        for (k, &v) in src.iter().enumerate() {
+                            let d = &mut dst[first + k * sw];
+                            *d = *d + v;
+                        }
                     }
                 }
             }
@@ -246,16 +251,16 @@ fn group_weight<'a, T: Element>(w: &'a [T], g: &Geometry, group: usize) -> Array
 fn conv_forward<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let (xs, ws) = (standard(x), standard(w));
     let per_sample = g.o * g.col_cols();
-    let mut out = crate::tensor::pool::take::<T>(g.n * per_sample);
-    out.resize(g.n * per_sample, T::zero());
+    // Every element is written: each group's product fills its own output rows.
+    let mut out = crate::tensor::pool::take_overwritten::<T>(g.n * per_sample);
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, out_n)| {
         let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
         for group in 0..g.cfg.groups {
             let cols = im2col(plane, &g, group);
             let dst = &mut out_n[group * g.o_per_group() * g.col_cols()..][..g.o_per_group() * g.col_cols()];
             let mut dst = ndarray::ArrayViewMut2::from_shape((g.o_per_group(), g.col_cols()), dst).expect("output block");
-            // Accumulated into the zeroed output: no product buffer to copy from.
-            gemm_acc(&mut dst, &group_weight(&ws, &g, group), &cols.view(), g.n == 1);
+            // Written straight into the output: no product buffer to copy from.
+            gemm_set(&mut dst, &group_weight(&ws, &g, group), &cols.view(), g.n == 1);
             give_back(cols);
         }
     });

@@ -258,6 +258,21 @@ pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView
     }
 }
 
+/// `dst = a @ b` for matrices of any strides, overwriting `dst` (no pass to zero it
+/// first). On one thread unless `threads`.
+pub(crate) fn gemm_set<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm_set shapes");
+    if k == 0 {
+        dst.fill(T::zero());
+    } else if m > 0 && n > 0 {
+        let strides = [dst.strides()[0], dst.strides()[1]];
+        // SAFETY: as in `gemm_acc`; with `read_dst` false every element is written.
+        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, false, a, b, threads) };
+    }
+}
+
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and
 /// `may_thread`.
 ///
