@@ -180,3 +180,28 @@ fn max_pooling_sends_the_gradient_where_pytorch_points() {
         assert_eq!(g.get(&x).unwrap().to_vec(), expect, "{values:?} {cfg:?}");
     }
 }
+
+#[test]
+fn a_convolution_followed_by_relu_keeps_no_copy_of_its_output() {
+    // W2's memory rests on this: ReLU reads its output, so the graph keeps the ReLU's
+    // output (which max pooling reads the shape of) and only the convolution's shape.
+    let mut rng = nabla::rng(3);
+    let x = Tensor::<f64>::randn(&[2, 1, 6, 6], &mut rng);
+    let w = Tensor::<f64>::randn(&[3, 1, 3, 3], &mut rng).requires_grad_(true);
+    let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
+    let y = x.conv2d(&w, None, pad1).unwrap().relu().max_pool2d(Pool2dConfig::new(2)).unwrap();
+    let (mut node, mut relu) = (nabla::autograd::GraphNode::from(&y), None);
+    while let Some(input) = node.inputs().into_iter().next() {
+        if input.op_name() == Some("relu") {
+            relu = Some(input);
+            break;
+        }
+        node = input;
+    }
+    let relu = relu.expect("relu in the graph");
+    assert!(relu.tensor().is_some(), "relu's output is kept for its own rule");
+    let conv = &relu.inputs()[0];
+    assert_eq!((conv.op_name(), conv.shape(), conv.tensor().is_none()), (Some("conv2d"), &[2, 3, 6, 6][..], true));
+    // Both of the convolution's inputs stay: its rule reads them.
+    assert!(conv.inputs().iter().all(|input| input.tensor().is_some()));
+}
