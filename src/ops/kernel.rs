@@ -246,30 +246,27 @@ pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_
 /// recurrent step adds `W h` to its precomputed input projection. On one thread unless
 /// `threads` (for callers that already split their work across threads).
 pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
+    gemm_into(dst, a, b, threads, true);
+}
+
+/// `dst = a @ b`, overwriting `dst` (no pass to zero it first); otherwise as [`gemm_acc`].
+pub(crate) fn gemm_set<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
+    gemm_into(dst, a, b, threads, false);
+}
+
+fn gemm_into<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool, accumulate: bool) {
     let (m, k) = a.dim();
     let n = b.dim().1;
-    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm_acc shapes");
-    if m > 0 && n > 0 && k > 0 {
+    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm shapes");
+    if k == 0 && !accumulate {
+        dst.fill(T::zero());
+    } else if m > 0 && n > 0 && k > 0 {
         let strides = [dst.strides()[0], dst.strides()[1]];
         // SAFETY: `dst` is an exclusive view of m x n initialised elements at these strides,
         // so it cannot overlap `a` or `b` (shared borrows) nor itself (ndarray does not
-        // make mutable views with overlapping elements).
-        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, true, a, b, threads) };
-    }
-}
-
-/// `dst = a @ b` for matrices of any strides, overwriting `dst` (no pass to zero it
-/// first). On one thread unless `threads`.
-pub(crate) fn gemm_set<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
-    let (m, k) = a.dim();
-    let n = b.dim().1;
-    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm_set shapes");
-    if k == 0 {
-        dst.fill(T::zero());
-    } else if m > 0 && n > 0 {
-        let strides = [dst.strides()[0], dst.strides()[1]];
-        // SAFETY: as in `gemm_acc`; with `read_dst` false every element is written.
-        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, false, a, b, threads) };
+        // make mutable views with overlapping elements); without `accumulate` every
+        // element is written.
+        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, accumulate, a, b, threads) };
     }
 }
 

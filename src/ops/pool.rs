@@ -4,8 +4,8 @@
 //! gather whose adjoint adds overlapping windows back), then reduce that dim with a
 //! maximum, a sum, a power sum or `logsumexp`. The gradients are those of the reductions, so
 //! they need no code of their own and differentiate again. Max pooling gathers each
-//! window's first maximum (or last NaN, as PyTorch), so its gradient goes there; LSE pooling's goes to
-//! the window's softmax.
+//! window's first maximum (or last NaN, as PyTorch), so its gradient goes there; LSE
+//! pooling's goes to the window's softmax.
 
 use super::conv::conv_output_size;
 use super::index::PlaneIndex;
@@ -106,18 +106,18 @@ fn window_argmax<T: Element>(
     cfg: &Pool2dConfig,
 ) -> Option<usize> {
     let [dh, dw] = cfg.dilation;
-    let (mut best, mut best_value) = (None, T::zero());
+    let mut best = None;
     for i in rows {
         let row = (y * cfg.stride[0] + i * dh - cfg.padding[0]) * w;
         for j in cols.clone() {
             let at = row + x * cfg.stride[1] + j * dw - cfg.padding[1];
-            let v = plane[at];
-            if best.is_none() || v > best_value || v.is_nan() {
-                (best, best_value) = (Some(at), v);
-            }
+            best = Some(match best {
+                None => (at, plane[at]),
+                Some(kept) => keep_first_max(kept, at, plane[at]),
+            });
         }
     }
-    best
+    best.map(|(at, _)| at)
 }
 
 /// Keeps `(best, best_value)` or takes `(at, v)` if larger or NaN (so the first maximum or

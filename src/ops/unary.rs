@@ -68,16 +68,15 @@ where
         if is_grad_enabled() {
             return self.backward(inputs, y, &gy);
         }
-        let done = match fused_at(self.reads, &self.df, inputs, y) {
-            Err(d) => gy.modify_unique(|g| g.mapv_inplace(|v| v * d)),
-            Ok(at) if at.shape() == gy.shape() => gy.modify_unique(|g| kernel::zip2_in_place(g, &at.value(), |g, v| g * (self.df)(v))),
-            Ok(_) => false,
-        };
-        if done {
-            vec![Some(gy)]
-        } else {
-            self.backward(inputs, y, &gy)
+        let at = fused_at(self.reads, &self.df, inputs, y);
+        let Some(g) = gy.unique_leaf_value() else { return self.backward(inputs, y, &gy) };
+        match at {
+            Err(d) => g.mapv_inplace(|v| v * d),
+            Ok(at) if at.shape() == g.shape() => kernel::zip2_in_place(&mut g.view_mut(), &at.value(), |g, v| g * (self.df)(v)),
+            // Never for an elementwise op (x, y and gy share a shape); kept off the zip.
+            Ok(_) => return self.backward(inputs, y, &gy),
         }
+        vec![Some(gy)]
     }
 }
 

@@ -112,29 +112,23 @@ impl<T: Element> Tensor<T> {
     /// the node and the array is not shared, otherwise on a copy that becomes a new leaf
     /// (so graphs holding the old value keep it).
     pub(crate) fn update_leaf(&mut self, f: impl FnOnce(&mut ndarray::ArrayViewMutD<'_, T>)) {
-        let requires_grad = self.requires_grad();
-        let mut f = Some(f);
-        if self.modify_unique(|v| (f.take().expect("called once"))(v)) {
+        if let Some(value) = self.unique_leaf_value() {
+            f(&mut value.view_mut());
             return;
         }
         let mut value = self.array().to_owned();
-        let f = f.expect("not called");
         f(&mut value.view_mut());
-        *self = Tensor::leaf(value.into_shared(), requires_grad);
+        *self = Tensor::leaf(value.into_shared(), self.requires_grad());
     }
 
-    /// Applies `f` to the value in place if this handle is a leaf that alone holds it (a
-    /// cotangent in a first-order sweep), and says whether it did.
-    pub(crate) fn modify_unique(&mut self, f: impl FnOnce(&mut ndarray::ArrayViewMutD<'_, T>)) -> bool {
-        if let Some(node) = Arc::get_mut(&mut self.node) {
-            if let (None, Held::Value(value)) = (&node.core.grad_fn, &mut node.value) {
-                if value.0.is_unique() {
-                    f(&mut value.0.view_mut());
-                    return true;
-                }
-            }
+    /// The value, writable, if this handle is a leaf that alone holds it (a cotangent in a
+    /// first-order sweep, a parameter no graph reads).
+    pub(crate) fn unique_leaf_value(&mut self) -> Option<&mut ArcArray<T, IxDyn>> {
+        let node = Arc::get_mut(&mut self.node)?;
+        match (&node.core.grad_fn, &mut node.value) {
+            (None, Held::Value(value)) if value.0.is_unique() => Some(&mut value.0),
+            _ => None,
         }
-        false
     }
 
     /// The unique id of this node. Ids only grow: a tensor is always newer than its inputs.

@@ -81,6 +81,13 @@ fn normalize(dim: isize, rank: usize) -> Option<usize> {
     (0..rank as isize).contains(&d).then_some(d as usize)
 }
 
+/// The input position that output `out`'s tap `k` reads, `out·s + k·d - p`, or `None` in the
+/// padding (outside `0..n`): the definition the convolution and pooling loops below check
+/// against.
+fn tap_input(out: usize, k: usize, s: usize, p: usize, d: usize, n: usize) -> Option<usize> {
+    (out * s + k * d).checked_sub(p).filter(|&i| i < n)
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -348,10 +355,9 @@ proptest! {
                     for c in 0..cin_per {
                         for p in 0..kh {
                             for q in 0..kw {
-                                let yy = (y * stride[0] + p * dilation[0]) as isize - padding[0] as isize;
-                                let zz = (z * stride[1] + q * dilation[1]) as isize - padding[1] as isize;
-                                if (0..h as isize).contains(&yy) && (0..w as isize).contains(&zz) {
-                                    s += xa[[b_, g * cin_per + c, yy as usize, zz as usize]] * wa[[o, c, p, q]];
+                                let at = (tap_input(y, p, stride[0], padding[0], dilation[0], h), tap_input(z, q, stride[1], padding[1], dilation[1], w));
+                                if let (Some(yy), Some(zz)) = at {
+                                    s += xa[[b_, g * cin_per + c, yy, zz]] * wa[[o, c, p, q]];
                                 }
                             }
                         }
@@ -386,10 +392,9 @@ proptest! {
         for b_ in 0..n { for o in 0..cout { for yo in 0..oh { for zo in 0..ow {
             let g = o / cout_per;
             for c in 0..cin_per { for p in 0..kh { for q in 0..kw {
-                let yy = (yo * stride[0] + p * dilation[0]) as isize - padding[0] as isize;
-                let zz = (zo * stride[1] + q * dilation[1]) as isize - padding[1] as isize;
-                if (0..h as isize).contains(&yy) && (0..w as isize).contains(&zz) {
-                    let xi = [b_, g * cin_per + c, yy as usize, zz as usize];
+                let at = (tap_input(yo, p, stride[0], padding[0], dilation[0], h), tap_input(zo, q, stride[1], padding[1], dilation[1], w));
+                if let (Some(yy), Some(zz)) = at {
+                    let xi = [b_, g * cin_per + c, yy, zz];
                     gx[xi] += ra[[b_, o, yo, zo]] * wa[[o, c, p, q]];
                     gw[[o, c, p, q]] += ra[[b_, o, yo, zo]] * xa[xi];
                 }
@@ -448,10 +453,9 @@ proptest! {
                     let mut padded = 0usize;
                     for p in 0..kh {
                         for q in 0..kw {
-                            let yy = (i[2] * stride[0] + p * dilation[0]) as isize - padding[0] as isize;
-                            let zz = (i[3] * stride[1] + q * dilation[1]) as isize - padding[1] as isize;
-                            if (0..h as isize).contains(&yy) && (0..w as isize).contains(&zz) {
-                                taps.push(xa[[i[0], i[1], yy as usize, zz as usize]]);
+                            let at = (tap_input(i[2], p, stride[0], padding[0], dilation[0], h), tap_input(i[3], q, stride[1], padding[1], dilation[1], w));
+                            if let (Some(yy), Some(zz)) = at {
+                                taps.push(xa[[i[0], i[1], yy, zz]]);
                             } else {
                                 padded += 1;
                             }
