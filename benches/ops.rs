@@ -1,7 +1,8 @@
 //! Criterion benches of the reference workloads this crate can run so far (see
 //! `../shared/bench/WORKLOADS.md` in the project, and `examples/workloads.rs` for the
 //! PyTorch comparison): W1 (MLP training step), W2 (CNN training step), W4 (tiny MLP step),
-//! W5 (GEMM), W6 (convolution), W7 (elementwise) and the per-op overhead on tiny tensors.
+//! W5 (GEMM), W6 (convolution), W7 (elementwise), the per-op overhead on tiny tensors, and
+//! the matrix products inside W6's convolution in the layouts the crate uses.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
@@ -99,5 +100,30 @@ fn w6_conv(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, w1_mlp_step, w2_cnn_step, w3_lstm_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead);
+/// The per-sample matrix products of W6's convolution (64 → 64 channels, 3 × 3, 32 × 32),
+/// in the layouts `src/ops/conv.rs` gives the `gemm` crate: the forward `W cols`, the input
+/// gradient `Wᵀ gy`, and the weight gradient as computed, `cols gyᵀ`, beside its transpose
+/// `gy colsᵀ`. Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
+fn conv_gemm_shapes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv_gemm_shapes");
+    group.sample_size(30);
+    let mut rng = nabla::rng(42);
+    let (o, taps, pixels) = (64, 64 * 9, 32 * 32);
+    let w = Tensor::randn(&[o, taps], &mut rng);
+    let cols = Tensor::randn(&[taps, pixels], &mut rng);
+    let gy = Tensor::randn(&[o, pixels], &mut rng);
+    group.throughput(Throughput::Elements(2 * (o * taps * pixels) as u64));
+    let products: [(&str, Tensor, Tensor); 4] = [
+        ("forward_w_cols", w.clone(), cols.clone()),
+        ("input_grad_wt_gy", w.t(), gy.clone()),
+        ("weight_grad_cols_gyt", cols.clone(), gy.t()),
+        ("weight_grad_gy_colst", gy.clone(), cols.t()),
+    ];
+    for (name, a, b) in products {
+        group.bench_function(name, |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, w1_mlp_step, w2_cnn_step, w3_lstm_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead, conv_gemm_shapes);
 criterion_main!(benches);
