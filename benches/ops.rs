@@ -125,5 +125,16 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, w1_mlp_step, w2_cnn_step, w3_lstm_step, w4_tiny_mlp_step, w5_gemm, w6_conv, w7_elementwise, per_op_overhead, conv_gemm_shapes);
+criterion_group!(
+    benches,
+    w1_mlp_step,
+    w2_cnn_step,
+    w3_lstm_step,
+    w4_tiny_mlp_step,
+    w5_gemm,
+    w6_conv,
+    w7_elementwise,
+    per_op_overhead,
+    conv_gemm_shapes
+);
 criterion_main!(benches);
