@@ -263,7 +263,7 @@ impl<T: Element> BackwardPart<'_, T> {
 }
 
 /// `dst = srcᵀ`, in square tiles so that both the reads and the writes stay in cache.
-fn transpose_into<T: Element>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
+pub(super) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
     const TILE: usize = 32;
     let (rows, cols) = src.dim();
     for r in (0..rows).step_by(TILE) {
