@@ -112,9 +112,13 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     let w = Tensor::randn(&[o, taps], &mut rng);
     let cols = Tensor::randn(&[taps, pixels], &mut rng);
     let gy = Tensor::randn(&[o, pixels], &mut rng);
+    // The forward pass's pixel-major rows (one per output pixel), as conv2d builds them for
+    // many channels: the product comes out pixel-major, `(pixels, o)`.
+    let rows = Tensor::randn(&[pixels, taps], &mut rng);
     group.throughput(Throughput::Elements(2 * (o * taps * pixels) as u64));
-    let products: [(&str, Tensor, Tensor); 4] = [
+    let products: [(&str, Tensor, Tensor); 5] = [
         ("forward_w_cols", w.clone(), cols.clone()),
+        ("forward_rows_wt", rows, w.t()),
         ("input_grad_wt_gy", w.t(), gy.clone()),
         ("weight_grad_cols_gyt", cols.clone(), gy.t()),
         ("weight_grad_gy_colst", gy.clone(), cols.t()),

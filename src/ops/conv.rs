@@ -11,7 +11,7 @@
 //! parallel with rayon; the forward pass of a convolution with many channels per group
 //! builds pixel-major rows instead (see `pixel_major_pays`).
 
-use super::kernel::{gemm, gemm_acc, gemm_set};
+use super::kernel::{gemm, gemm_acc, gemm_set, transpose_into};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
@@ -284,8 +284,7 @@ const PIXEL_MAJOR_MIN_CHANNELS: usize = 16;
 /// Whether the forward pass takes the pixel-major path: with many channels per group, a
 /// product whose operand and output are pixel-major, `Y_nᵀ = R_n Wᵀ` (`R_n` a row of
 /// `kh·kw·C/g` inputs per output pixel), runs on the `gemm` crate's faster kernel shape
-/// (197 against 148 GFLOP/s for W6's 64 × 576 × 1024 on one thread of an AVX-512 Xeon;
-/// 93 against 73 on an AVX2 EPYC), and each row is `kh·kw` copies of a pixel's contiguous
+/// (`cargo bench --bench ops -- conv_gemm`: `forward_rows_wt` against `forward_w_cols`), and each row is `kh·kw` copies of a pixel's contiguous
 /// channels once the input is transposed to `(h·w, C)`. With few channels (a first layer)
 /// those copies are a few elements each, and im2col's row copies win.
 fn pixel_major_pays(g: &Geometry) -> bool {
@@ -322,7 +321,7 @@ fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &
         return;
     }
     let mut pixels = pool::take_overwritten::<T>(hw * g.c);
-    super::lstm::transpose_into(
+    transpose_into(
         ArrayView2::from_shape((g.c, hw), plane).expect("(C, h·w)"),
         ArrayViewMut2::from_shape((hw, g.c), &mut pixels[..]).expect("(h·w, C)"),
     );
@@ -335,7 +334,7 @@ fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &
         let mut y = ArrayViewMut2::from_shape((p, opg), &mut product[..]).expect("product");
         gemm_set(&mut y.view_mut().reversed_axes(), &w, &r.t(), g.n == 1);
         let dst = &mut out_n[group * opg * p..][..opg * p];
-        super::lstm::transpose_into(y.view(), ArrayViewMut2::from_shape((opg, p), dst).expect("output block"));
+        transpose_into(y.view(), ArrayViewMut2::from_shape((opg, p), dst).expect("output block"));
     }
     for buffer in [pixels, rows, product] {
         pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
@@ -348,26 +347,24 @@ fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &
 fn fill_pixel_rows<T: Element>(pixels: &[T], g: &Geometry, group: usize, rows: &mut [T]) {
     let [sh, sw] = g.cfg.stride;
     let [ph, pw] = g.cfg.padding;
-    let [dh, dw] = g.cfg.dilation;
+    let dh = g.cfg.dilation[0];
     let cg = g.c_per_group();
     let first = group * cg;
     if g.col_rows() == 0 {
         return;
     }
-    let mut row = rows.chunks_exact_mut(g.col_rows());
+    // Each tap's output rows and columns that see the image, as im2col uses them.
+    let windows: Vec<_> = (0..g.kh).flat_map(|i| (0..g.kw).map(move |j| (i, j))).map(|(i, j)| (i, tap_window(g, i, j))).collect();
+    let mut rows = rows.chunks_exact_mut(g.col_rows());
     for y in 0..g.oh {
         for x in 0..g.ow {
-            let row = row.next().expect("one row per output pixel");
-            let mut taps = row.chunks_exact_mut(cg);
-            for i in 0..g.kh {
-                let iy = (y * sh + i * dh).checked_sub(ph).filter(|&iy| iy < g.h);
-                for j in 0..g.kw {
-                    let tap = taps.next().expect("one run per tap");
-                    let ix = (x * sw + j * dw).checked_sub(pw).filter(|&ix| ix < g.w);
-                    match (iy, ix) {
-                        (Some(iy), Some(ix)) => tap.copy_from_slice(&pixels[(iy * g.w + ix) * g.c + first..][..cg]),
-                        _ => tap.fill(T::zero()),
-                    }
+            let row = rows.next().expect("one row per output pixel");
+            for (tap, &(i, (y_lo, y_hi, x_lo, x_hi, shift))) in row.chunks_exact_mut(cg).zip(&windows) {
+                if (y_lo..y_hi).contains(&y) && (x_lo..x_hi).contains(&x) {
+                    let pixel = (y * sh + i * dh - ph) * g.w + x * sw + shift - pw;
+                    tap.copy_from_slice(&pixels[pixel * g.c + first..][..cg]);
+                } else {
+                    tap.fill(T::zero());
                 }
             }
         }
@@ -666,28 +663,17 @@ mod tests {
             let mut rng = crate::rng(5);
             let x = Tensor::<f64>::randn(&[2, c, h, w], &mut rng);
             let wt = Tensor::<f64>::randn(&[o, c / groups, k[0], k[1]], &mut rng);
+            // y[n, o] = W_group(o) · im2col(x[n], group), with im2col from its definition.
             let (xs, ws) = (x.to_vec(), wt.to_vec());
+            let (opg, rows, p) = (g.o_per_group(), g.col_rows(), g.col_cols());
             let mut want = Vec::new();
             for n in 0..2 {
-                for oc in 0..o {
-                    for y in 0..g.oh {
-                        for xo in 0..g.ow {
-                            let mut sum = 0.0;
-                            for ci in 0..c / groups {
-                                for i in 0..k[0] {
-                                    for j in 0..k[1] {
-                                        let sy = (y * stride[0] + i * dilation[0]) as isize - padding[0] as isize;
-                                        let sx = (xo * stride[1] + j * dilation[1]) as isize - padding[1] as isize;
-                                        if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
-                                            let channel = oc / (o / groups) * (c / groups) + ci;
-                                            let xv = xs[((n * c + channel) * h + sy as usize) * w + sx as usize];
-                                            sum += xv * ws[((oc * (c / groups) + ci) * k[0] + i) * k[1] + j];
-                                        }
-                                    }
-                                }
-                            }
-                            want.push(sum);
-                        }
+                let plane = &xs[n * c * h * w..][..c * h * w];
+                for group in 0..groups {
+                    let cols = naive_im2col(plane, &g, group);
+                    for oc in group * opg..(group + 1) * opg {
+                        let weights = &ws[oc * rows..][..rows];
+                        want.extend((0..p).map(|q| weights.iter().enumerate().map(|(r, &wv)| wv * cols[r * p + q]).sum::<f64>()));
                     }
                 }
             }

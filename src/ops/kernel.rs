@@ -169,6 +169,18 @@ pub(crate) fn run_widest(b: &mut impl Body) {
     b.run()
 }
 
+/// `dst = srcᵀ`, in square tiles so that both the reads and the writes stay in cache.
+pub(crate) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
+    const TILE: usize = 32;
+    let (rows, cols) = src.dim();
+    for r in (0..rows).step_by(TILE) {
+        for c in (0..cols).step_by(TILE) {
+            let (r1, c1) = ((r + TILE).min(rows), (c + TILE).min(cols));
+            dst.slice_mut(ndarray::s![c..c1, r..r1]).assign(&src.slice(ndarray::s![r..r1, c..c1]).t());
+        }
+    }
+}
+
 /// Runs `f` on a thread of rayon's pool when called from outside it with threads to spare.
 ///
 /// A parallel loop started from outside the pool hands its work to the pool and blocks the

@@ -11,7 +11,7 @@
 //! rebuilds the layer from tensor ops ([`lstm_composed`], the fused op's test oracle) and
 //! differentiates that, so gradients of gradients stay exact.
 
-use super::kernel::{gemm, gemm_acc, in_pool, run_widest, Body};
+use super::kernel::{gemm, gemm_acc, in_pool, run_widest, transpose_into, Body};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
@@ -258,18 +258,6 @@ impl<T: Element> BackwardPart<'_, T> {
             for (mut row, dz) in out.rows_mut().into_iter().zip(dz.chunks_exact(n)) {
                 row.as_slice_mut().expect("contiguous rows").copy_from_slice(dz);
             }
-        }
-    }
-}
-
-/// `dst = srcᵀ`, in square tiles so that both the reads and the writes stay in cache.
-pub(super) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
-    const TILE: usize = 32;
-    let (rows, cols) = src.dim();
-    for r in (0..rows).step_by(TILE) {
-        for c in (0..cols).step_by(TILE) {
-            let (r1, c1) = ((r + TILE).min(rows), (c + TILE).min(cols));
-            dst.slice_mut(s![c..c1, r..r1]).assign(&src.slice(s![r..r1, c..c1]).t());
         }
     }
 }
