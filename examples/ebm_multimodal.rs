@@ -97,7 +97,7 @@ fn main() -> nabla::Result<()> {
     let gx: Vec<f32> = (0..nx).map(|i| 0.2 + 3.8 * i as f32 / (nx - 1) as f32).collect();
     let gy: Vec<f32> = (0..ny).map(|j| 3.0 - 6.0 * j as f32 / (ny - 1) as f32).collect();
     let xg = Tensor::from_vec(gy.iter().flat_map(|_| gx.clone()).collect(), &[nx * ny, 1])?;
-    let yg = Tensor::from_vec(gy.iter().flat_map(|&y| std::iter::repeat(y).take(nx)).collect(), &[nx * ny, 1])?;
+    let yg = Tensor::from_vec(gy.iter().flat_map(|&y| std::iter::repeat_n(y, nx)).collect(), &[nx * ny, 1])?;
     let e = nabla::no_grad(|| energy(&xg, &yg))?.to_vec();
     let map: Vec<Vec<f64>> = e.chunks(nx).map(|r| r.iter().map(|&v| v as f64).collect()).collect();
     common::heatmaps(&dir.join("energy.svg"), 1, 10, &[("learned F(x, y): x to the right, y up".into(), map)], false);

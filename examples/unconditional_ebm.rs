@@ -79,7 +79,7 @@ fn kmeans(quick: bool) -> nabla::Result<()> {
     println!("k-means: inertia by gradient descent on F_inf {inertia_ebm:.3}, by Lloyd's algorithm {inertia_lloyd:.3}");
     let dir = common::out_dir("unconditional_ebm");
     let points: Vec<(f64, f64)> = ys.chunks(2).map(|p| (p[0], p[1])).chain(w.tensor().to_vec().chunks(2).map(|p| (p[0], p[1]))).collect();
-    let labels: Vec<usize> = assignment.iter().copied().chain(std::iter::repeat(k).take(k)).collect();
+    let labels: Vec<usize> = assignment.iter().copied().chain(std::iter::repeat_n(k, k)).collect();
     common::scatter_grid(&dir.join("kmeans.svg"), 1, &[("k-means as an EBM: clusters and prototypes".into(), points)], &labels);
     common::report_target(
         "k-means: |inertia (EBM) - inertia (Lloyd)| / inertia (Lloyd) (%)",

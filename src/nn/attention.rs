@@ -188,7 +188,7 @@ impl<T: Element> MultiheadAttention<T> {
     /// With every option.
     pub fn with_options(embed_dim: usize, num_heads: usize, options: MultiheadOptions, rng: &mut impl Rng) -> Result<Self> {
         let op = "MultiheadAttention";
-        if num_heads == 0 || embed_dim == 0 || embed_dim % num_heads != 0 {
+        if num_heads == 0 || embed_dim == 0 || !embed_dim.is_multiple_of(num_heads) {
             return Err(Error::invalid(op, format!("embed_dim {embed_dim} must be a positive multiple of num_heads {num_heads}")));
         }
         if !(0.0..=1.0).contains(&options.dropout) {

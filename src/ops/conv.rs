@@ -436,7 +436,7 @@ fn geometry(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig) -> Re
     if x.len() != 4 || w.len() != 4 {
         return Err(Error::shape(op, format!("input {x:?} and weight {w:?} must be (N, C, H, W) and (O, C/groups, kh, kw)")));
     }
-    if cfg.groups == 0 || x[1] % cfg.groups != 0 || w[0] % cfg.groups != 0 {
+    if cfg.groups == 0 || !x[1].is_multiple_of(cfg.groups) || !w[0].is_multiple_of(cfg.groups) {
         return Err(Error::invalid(op, format!("groups {} must divide in channels {} and out channels {}", cfg.groups, x[1], w[0])));
     }
     if w[1] * cfg.groups != x[1] {

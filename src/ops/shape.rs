@@ -69,7 +69,7 @@ impl<T: Element> Tensor<T> {
         let known: usize = shape.iter().filter(|&&n| n >= 0).map(|&n| n as usize).product();
         let mut out: Vec<usize> = shape.iter().map(|&n| n.max(0) as usize).collect();
         if let Some(&i) = inferred.first() {
-            if known == 0 || self.len() % known != 0 {
+            if known == 0 || !self.len().is_multiple_of(known) {
                 return Err(fail());
             }
             out[i] = self.len() / known;

@@ -259,7 +259,7 @@ proptest! {
         let numel: usize = shape.iter().product();
         let target = [c as isize, -1];
         let result = x.reshape(&target);
-        if c > 0 && numel % c == 0 {
+        if c > 0 && numel.is_multiple_of(c) {
             prop_assert_eq!(result.unwrap().to_vec(), x.to_vec());
         } else if c == 0 && numel == 0 {
             // PyTorch refuses to infer -1 next to a 0 dim; either refuse or be exact.
