@@ -186,6 +186,25 @@ pub(crate) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewM
 fn transpose_by<T: Element>(registers: TileKernel, src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
     let (rows, cols) = src.dim();
     assert_eq!(dst.dim(), (cols, rows), "internal: transpose_into's shapes");
+    let unit_rows = |strides: &[isize]| strides[1] == 1 && strides[0] >= 0;
+    if !matches!(registers, TileKernel::None) && unit_rows(src.strides()) && unit_rows(dst.strides()) {
+        let (full_rows, full_cols) = (rows / TILE * TILE, cols / TILE * TILE);
+        let (ss, ds) = (src.strides()[0] as usize, dst.strides()[0] as usize);
+        let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
+        for r in (0..full_rows).step_by(TILE) {
+            for c in (0..full_cols).step_by(TILE) {
+                // SAFETY: element (i, j) of a view with these strides is at `ptr + i·s + j`,
+                // so the tile's rows r..r+16 of columns c..c+16 of `src` and rows c..c+16
+                // of columns r..r+16 of `dst` (r + 16 ≤ rows, c + 16 ≤ cols) are elements
+                // of the views; `dst` is exclusive, so they do not overlap.
+                unsafe { registers.run(from.add(r * ss + c), ss, to.add(c * ds + r), ds) };
+            }
+        }
+        // The edges that do not fill a tile, the few elements left.
+        dst.slice_mut(ndarray::s![full_cols.., ..]).assign(&src.slice(ndarray::s![.., full_cols..]).t());
+        dst.slice_mut(ndarray::s![..full_cols, full_rows..]).assign(&src.slice(ndarray::s![full_rows.., ..full_cols]).t());
+        return;
+    }
     let src_rows: Option<Vec<&[T]>> = src.rows().into_iter().map(|row| row.to_slice()).collect();
     let dst_rows: Option<Vec<&mut [T]>> = dst.rows_mut().into_iter().map(|row| row.into_slice()).collect();
     let (Some(src_rows), Some(mut dst_rows)) = (src_rows, dst_rows) else {
@@ -202,15 +221,15 @@ fn transpose_by<T: Element>(registers: TileKernel, src: ArrayView2<'_, T>, mut d
                         *d = src_rows[r + i][c + j];
                     }
                 }
-            } else if !registers.run(&src_rows, &mut dst_rows, r, c) {
-                let mut tile = [[T::zero(); TILE]; TILE];
-                for (row, src_row) in tile.iter_mut().zip(&src_rows[r..r + TILE]) {
-                    row.copy_from_slice(&src_row[c..c + TILE]);
-                }
-                for (j, dst_row) in dst_rows[c..c + TILE].iter_mut().enumerate() {
-                    for (i, d) in dst_row[r..r + TILE].iter_mut().enumerate() {
-                        *d = tile[i][j];
-                    }
+                continue;
+            }
+            let mut tile = [[T::zero(); TILE]; TILE];
+            for (row, src_row) in tile.iter_mut().zip(&src_rows[r..r + TILE]) {
+                row.copy_from_slice(&src_row[c..c + TILE]);
+            }
+            for (j, dst_row) in dst_rows[c..c + TILE].iter_mut().enumerate() {
+                for (i, d) in dst_row[r..r + TILE].iter_mut().enumerate() {
+                    *d = tile[i][j];
                 }
             }
         }
@@ -244,44 +263,38 @@ impl TileKernel {
         TileKernel::None
     }
 
-    /// Transposes the tile at row `r`, column `c` of `src` into `dst`, if this kernel is
-    /// a register one; `false` (and nothing written) otherwise.
-    fn run<T: Element>(self, src: &[&[T]], dst: &mut [&mut [T]], r: usize, c: usize) -> bool {
+    /// `dst[j·ds + i] = src[i·ss + j]` for `i, j < 16`.
+    ///
+    /// # Safety
+    /// Both 16 × 16 blocks are valid at those strides, disjoint, and not accessed by
+    /// anything else during the call; `self` is not `None` only for `T = f32` (as
+    /// [`TileKernel::for_type`] chooses it).
+    unsafe fn run<T>(self, src: *const T, ss: usize, dst: *mut T, ds: usize) {
         match self {
-            TileKernel::None => false,
+            TileKernel::None => {}
+            // SAFETY: the CPU has the features each kernel is compiled for (checked in
+            // `for_type`), T is f32, and the blocks are the caller's.
             #[cfg(target_arch = "x86_64")]
-            kernel => {
-                // SAFETY: a register kernel is chosen only when T is f32, so the slices'
-                // element type is f32 (same size, alignment and validity).
-                let (src, dst) =
-                    unsafe { (&*(src as *const [&[T]] as *const [&[f32]]), &mut *(dst as *mut [&mut [T]] as *mut [&mut [f32]])) };
-                let tile: [&[f32]; TILE] = std::array::from_fn(|i| &src[r + i][c..c + TILE]);
-                let mut out: [&mut [f32]; TILE] = {
-                    let mut rows = dst[c..c + TILE].iter_mut();
-                    std::array::from_fn(|_| &mut rows.next().expect("TILE rows")[r..r + TILE])
-                };
-                match kernel {
-                    // SAFETY: the CPU has the features each kernel is compiled for (checked
-                    // in `for_type`).
-                    TileKernel::Avx512F32 => unsafe { tile_avx512(&tile, &mut out) },
-                    TileKernel::Avx2F32 => unsafe { tile_avx2(&tile, &mut out) },
-                    TileKernel::None => unreachable!(),
-                }
-                true
-            }
+            TileKernel::Avx512F32 => unsafe { tile_avx512(src.cast(), ss, dst.cast(), ds) },
+            #[cfg(target_arch = "x86_64")]
+            TileKernel::Avx2F32 => unsafe { tile_avx2(src.cast(), ss, dst.cast(), ds) },
         }
     }
 }
 
-/// `out[j][i] = tile[i][j]` for a 16 × 16 tile of `f32`, each slice of length 16: sixteen
-/// row loads, four rounds of shuffles (pairs of elements, of 64-bit pairs, then of 128-bit
-/// lanes, twice), sixteen row stores.
+/// `dst[j·ds + i] = src[i·ss + j]` for a 16 × 16 tile of `f32`: sixteen row loads, four
+/// rounds of shuffles (pairs of elements, of 64-bit pairs, then of 128-bit lanes, twice),
+/// sixteen row stores.
+///
+/// # Safety
+/// As [`TileKernel::run`]'s, on a CPU with AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(tile: &[&[f32]; TILE], out: &mut [&mut [f32]; TILE]) {
+unsafe fn tile_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
     use std::arch::x86_64::*;
-    // SAFETY (every load and store below): each slice holds 16 f32, one 512-bit vector.
-    let mut v: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(tile[i][..16].as_ptr()) });
+    // SAFETY (every load and store below): row i of the source block and row j of the
+    // destination block are 16 valid f32 (the caller's contract).
+    let mut v: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * ss)) });
     let mut t = v;
     for i in 0..8 {
         t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
@@ -307,21 +320,25 @@ unsafe fn tile_avx512(tile: &[&[f32]; TILE], out: &mut [&mut [f32]; TILE]) {
         v[k] = _mm512_shuffle_f32x4::<0b10_00_10_00>(t[k], t[8 + k]);
         v[8 + k] = _mm512_shuffle_f32x4::<0b11_01_11_01>(t[k], t[8 + k]);
     }
-    for (row, v) in out.iter_mut().zip(v) {
+    for (j, v) in v.into_iter().enumerate() {
         // SAFETY: as above.
-        unsafe { _mm512_storeu_ps(row[..16].as_mut_ptr(), v) };
+        unsafe { _mm512_storeu_ps(dst.add(j * ds), v) };
     }
 }
 
 /// [`tile_avx512`] on AVX2: the tile as four 8 × 8 blocks, each transposed by three
 /// rounds of shuffles.
+///
+/// # Safety
+/// As [`TileKernel::run`]'s, on a CPU with AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_avx2(tile: &[&[f32]; TILE], out: &mut [&mut [f32]; TILE]) {
+unsafe fn tile_avx2(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
     use std::arch::x86_64::*;
     for (bi, bj) in [(0, 0), (0, 8), (8, 0), (8, 8)] {
-        // SAFETY (loads and stores): each slice holds 16 f32, and bi, bj ≤ 8.
-        let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(tile[bi + i][bj..bj + 8].as_ptr()) });
+        // SAFETY (loads and stores): rows bi..bi+8 at columns bj..bj+8 of the source block,
+        // and the mirror of the destination's, lie inside the caller's 16 × 16 blocks.
+        let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add((bi + i) * ss + bj)) });
         let t: [__m256; 8] = std::array::from_fn(|i| {
             let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
             if i % 2 == 0 {
@@ -342,7 +359,7 @@ unsafe fn tile_avx2(tile: &[&[f32]; TILE], out: &mut [&mut [f32]; TILE]) {
         for j in 0..8 {
             let v = if j < 4 { _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]) } else { _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j]) };
             // SAFETY: as above.
-            unsafe { _mm256_storeu_ps(out[bj + j][bi..bi + 8].as_mut_ptr(), v) };
+            unsafe { _mm256_storeu_ps(dst.add((bj + j) * ds + bi), v) };
         }
     }
 }
