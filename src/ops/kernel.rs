@@ -364,22 +364,6 @@ unsafe fn tile_avx2(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
     }
 }
 
-/// Runs `f` on a thread of rayon's pool when called from outside it with threads to spare.
-///
-/// A parallel loop started from outside the pool hands its work to the pool and blocks the
-/// caller until it is done: two context switches per loop, which a recurrent layer's
-/// hundreds of small per-step loops cannot afford (measured on W3 with two threads: 1,850
-/// switches a step, and no faster than one thread). From inside the pool, a split is a push
-/// onto the worker's own queue that the other worker steals, or that the worker runs itself
-/// if nobody has.
-pub(crate) fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
-        rayon::scope(|_| f())
-    } else {
-        f()
-    }
-}
-
 /// Products smaller than this many multiply-adds run on one thread (tiny under Miri, as
 /// above).
 const PARALLEL_MIN_FLOPS: usize = if cfg!(miri) { 1 << 10 } else { 1 << 18 };
