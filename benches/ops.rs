@@ -101,9 +101,9 @@ fn w6_conv(c: &mut Criterion) {
 }
 
 /// The per-sample matrix products of W6's convolution (64 → 64 channels, 3 × 3, 32 × 32),
-/// in the layouts `src/ops/conv.rs` gives the `gemm` crate: the forward `W cols`, the input
-/// gradient `Wᵀ gy`, and the weight gradient as computed, `cols gyᵀ`, beside its transpose
-/// `gy colsᵀ`. Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
+/// in the layouts `src/ops/conv.rs` gives the `gemm` crate: the forward `W cols` and, with
+/// pixel-major rows, `R Wᵀ`; the input gradient `Wᵀ gy`; the weight gradient `cols gyᵀ`
+/// (few channels), beside its transpose `gy colsᵀ`, and `gy R` (many channels). Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
 fn conv_gemm_shapes(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv_gemm_shapes");
     group.sample_size(30);
@@ -116,12 +116,13 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     // many channels: the product comes out pixel-major, `(pixels, o)`.
     let rows = Tensor::randn(&[pixels, taps], &mut rng);
     group.throughput(Throughput::Elements(2 * (o * taps * pixels) as u64));
-    let products: [(&str, Tensor, Tensor); 5] = [
+    let products: [(&str, Tensor, Tensor); 6] = [
         ("forward_w_cols", w.clone(), cols.clone()),
-        ("forward_rows_wt", rows, w.t()),
+        ("forward_rows_wt", rows.clone(), w.t()),
         ("input_grad_wt_gy", w.t(), gy.clone()),
         ("weight_grad_cols_gyt", cols.clone(), gy.t()),
         ("weight_grad_gy_colst", gy.clone(), cols.t()),
+        ("weight_grad_gy_rows", gy.clone(), rows.clone()),
     ];
     for (name, a, b) in products {
         group.bench_function(name, |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
