@@ -685,7 +685,7 @@ mod tests {
     /// paths: padding wider than the kernel's reach, a kernel wider than the image and an
     /// empty kernel included.
     type PathCase = (usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
-    const PATH_CASES: [PathCase; 7] = [
+    const PATH_CASES: [PathCase; 9] = [
         (16, 1, 5, 6, [3, 3], [1, 1], [1, 1], [1, 1]),
         (32, 2, 5, 6, [3, 5], [1, 1], [1, 2], [1, 1]),
         (16, 1, 7, 7, [3, 3], [2, 1], [2, 2], [2, 2]),
@@ -693,6 +693,8 @@ mod tests {
         (16, 1, 2, 3, [3, 5], [1, 1], [2, 3], [1, 1]),
         (32, 2, 6, 7, [2, 3], [2, 2], [3, 0], [1, 2]),
         (16, 1, 3, 3, [0, 2], [1, 1], [0, 0], [1, 1]),
+        (16, 1, 7, 8, [3, 2], [1, 1], [2, 1], [2, 3]),
+        (48, 3, 4, 9, [2, 4], [1, 1], [0, 3], [1, 1]),
     ];
 
     #[test]
