@@ -395,9 +395,10 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
 ///
 /// With many channels per group (as for the forward pass, [`pixel_major_pays`]) it is
 /// `Σ_n gy_n R_n` with the pixel-major rows `R_n (oh·ow, kh·kw·C/g)`, a product the `gemm`
-/// crate runs about 15% faster than the column form on W6's shapes (100–104 against
-/// 86–91 GFLOP/s on one thread of a Zen 4 EPYC, scratch benchmark of the two layouts),
-/// and the sum comes out tap-major, reordered once at the end. Otherwise it is computed
+/// crate runs about 15% faster than the column form on W6's shapes (102.5 against 89.2
+/// GFLOP/s on one thread of a Zen 4 EPYC: `cargo bench --bench ops -- conv_gemm`,
+/// `weight_grad_gy_rows` against `weight_grad_cols_gyt`), and the sum comes out
+/// tap-major, reordered once at the end. Otherwise it is computed
 /// transposed, `Σ_n colsₙ gy_nᵀ`, which runs about 1.5× faster than `gy colsᵀ` (the
 /// column matrix's many rows on the left). The samples are split into one run per thread,
 /// each accumulating into its own sum in place; the sums are added at the end.
