@@ -2,7 +2,8 @@
 //! `../shared/bench/WORKLOADS.md` in the project, and `examples/workloads.rs` for the
 //! PyTorch comparison): W1 (MLP training step), W2 (CNN training step), W4 (tiny MLP step),
 //! W5 (GEMM), W6 (convolution), W7 (elementwise), the per-op overhead on tiny tensors, and
-//! the matrix products inside W6's convolution in the layouts the crate uses.
+//! the matrix products inside W6's convolution in the layouts the crate uses, and W3's
+//! LSTM layer with its per-step product.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
@@ -130,6 +131,36 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     group.finish();
 }
 
+/// W3's LSTM layer alone (`lstm_layer`: 64 → 256, 35 steps, batch 32, time-major), forward
+/// and forward + backward, and its per-step product (`lstm_step_product`) `W_hh hᵀ` in the layout `src/ops/lstm.rs` uses beside
+/// `h W_hhᵀ` (with `W_hh` transposed as a view, and transposed in memory). Run it with
+/// `RAYON_NUM_THREADS=1` and `=2` to compare thread counts.
+fn lstm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lstm_step_product");
+    group.sample_size(20);
+    let mut rng = nabla::rng(42);
+    let (g4, hs, batch) = (1024, 256, 32);
+    let w = Tensor::randn(&[g4, hs], &mut rng);
+    let w_t = Tensor::randn(&[hs, g4], &mut rng);
+    let h_t = Tensor::randn(&[hs, batch], &mut rng);
+    let h = Tensor::randn(&[batch, hs], &mut rng);
+    group.throughput(Throughput::Elements(2 * (g4 * hs * batch) as u64));
+    let products: [(&str, Tensor, Tensor); 3] =
+        [("step_w_ht", w.clone(), h_t), ("step_h_wt_view", h.clone(), w.t()), ("step_h_wt", h, w_t)];
+    for (name, a, b) in products {
+        group.bench_function(name, |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("lstm_layer");
+    group.sample_size(20);
+    let layer: nn::Recurrent = nn::Recurrent::lstm(64, hs, 1, &mut rng);
+    let x = Tensor::randn(&[35, batch, 64], &mut rng);
+    let g = Tensor::randn(&[35, batch, hs], &mut rng);
+    group.bench_function("layer_fwd", |bench| bench.iter(|| nabla::no_grad(|| layer.forward(&x).unwrap())));
+    group.bench_function("layer_fwd_bwd", |bench| bench.iter(|| layer.forward(&x).unwrap().backward_with(&g).unwrap()));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     w1_mlp_step,
@@ -140,6 +171,7 @@ criterion_group!(
     w6_conv,
     w7_elementwise,
     per_op_overhead,
-    conv_gemm_shapes
+    conv_gemm_shapes,
+    lstm
 );
 criterion_main!(benches);

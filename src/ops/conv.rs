@@ -321,10 +321,7 @@ fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &
         return;
     }
     let mut pixels = pool::take_overwritten::<T>(hw * g.c);
-    transpose_into(
-        ArrayView2::from_shape((g.c, hw), plane).expect("(C, h·w)"),
-        ArrayViewMut2::from_shape((hw, g.c), &mut pixels[..]).expect("(h·w, C)"),
-    );
+    to_pixel_major(plane, g, &mut pixels);
     let mut rows = pool::take_overwritten::<T>(p * k);
     let mut product = pool::take_overwritten::<T>(p * opg);
     for group in 0..g.cfg.groups {
@@ -339,6 +336,15 @@ fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &
     for buffer in [pixels, rows, product] {
         pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
     }
+}
+
+/// One sample's planes `(C, h·w)` transposed into `pixels`, pixel-major `(h·w, C)`.
+fn to_pixel_major<T: Element>(plane: &[T], g: &Geometry, pixels: &mut [T]) {
+    let hw = g.h * g.w;
+    transpose_into(
+        ArrayView2::from_shape((g.c, hw), plane).expect("(C, h·w)"),
+        ndarray::ArrayViewMut2::from_shape((hw, g.c), pixels).expect("(h·w, C)"),
+    );
 }
 
 /// Fills `rows` (`[oh·ow, kh·kw·C/g]`) from a pixel-major input `(h·w, C)`: row `(y, x)`
@@ -425,10 +431,7 @@ fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry, p
             for n in start..(start + per).min(g.n) {
                 let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
                 if pixel_major && p * rows > 0 {
-                    transpose_into(
-                        ArrayView2::from_shape((g.c, g.h * g.w), plane).expect("(C, h·w)"),
-                        ndarray::ArrayViewMut2::from_shape((g.h * g.w, g.c), &mut pixels[..]).expect("(h·w, C)"),
-                    );
+                    to_pixel_major(plane, &g, &mut pixels);
                 }
                 for group in 0..groups {
                     let gy_block = ArrayView2::from_shape((opg, p), &gys[(n * g.o + group * opg) * p..][..opg * p]).expect("gy block");
@@ -443,8 +446,10 @@ fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry, p
                     }
                 }
             }
-            for buffer in [pixels, pixel_rows] {
-                pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
+            if pixel_major {
+                for buffer in [pixels, pixel_rows] {
+                    pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
+                }
             }
             acc
         })
@@ -698,15 +703,23 @@ mod tests {
         (48, 3, 4, 9, [2, 4], [1, 1], [0, 3], [1, 1]),
     ];
 
+    /// A case's dims, its config, the output channels (two per group) and the geometry of
+    /// `n` samples.
+    #[allow(clippy::type_complexity)]
+    fn path_geometry(case: PathCase, n: usize) -> (usize, usize, usize, usize, [usize; 2], Conv2dConfig, usize, Geometry) {
+        let (c, groups, h, w, k, stride, padding, dilation) = case;
+        let cfg = Conv2dConfig { stride, padding, dilation, groups };
+        let o = 2 * groups;
+        (c, groups, h, w, k, cfg, o, geometry("test", &[n, c, h, w], &[o, c / groups, k[0], k[1]], cfg).unwrap())
+    }
+
     #[test]
     fn both_weight_grad_paths_equal_the_definition() {
         // dL/dw[o, r] = Σ_n Σ_q gy[n, o, q] · im2col(x[n])[r, q], with im2col from its
         // definition; pixel-major rows (NaN-filled buffers in unit tests) and im2col's
         // columns, on one thread and on two (two runs of samples, their sums added).
-        for (c, groups, h, w, k, stride, padding, dilation) in PATH_CASES {
-            let cfg = Conv2dConfig { stride, padding, dilation, groups };
-            let o = 2 * groups;
-            let g = geometry("test", &[3, c, h, w], &[o, c / groups, k[0], k[1]], cfg).unwrap();
+        for case in PATH_CASES {
+            let (c, groups, h, w, k, cfg, o, g) = path_geometry(case, 3);
             let mut rng = crate::rng(6);
             let x = Tensor::<f64>::randn(&[3, c, h, w], &mut rng);
             let gy = Tensor::<f64>::randn(&[3, o, g.oh, g.ow], &mut rng);
@@ -745,11 +758,8 @@ mod tests {
     fn both_forward_paths_equal_the_definition() {
         // Pixel-major rows (their buffers start as NaN in unit tests, so an unwritten
         // element shows) and im2col's columns, against a direct sum.
-        let cases = PATH_CASES;
-        for (c, groups, h, w, k, stride, padding, dilation) in cases {
-            let cfg = Conv2dConfig { stride, padding, dilation, groups };
-            let o = 2 * groups;
-            let g = geometry("test", &[2, c, h, w], &[o, c / groups, k[0], k[1]], cfg).unwrap();
+        for case in PATH_CASES {
+            let (c, groups, h, w, k, cfg, o, g) = path_geometry(case, 2);
             let mut rng = crate::rng(5);
             let x = Tensor::<f64>::randn(&[2, c, h, w], &mut rng);
             let wt = Tensor::<f64>::randn(&[o, c / groups, k[0], k[1]], &mut rng);

@@ -171,13 +171,14 @@ pub(crate) fn run_widest(b: &mut impl Body) {
 
 /// `dst = srcᵀ`, a 16 × 16 tile at a time: the tile's rows are read whole and each of its
 /// columns is written as one run of a destination row, through registers (`f32` on AVX-512
-/// or AVX2) or a local copy.
+/// or AVX2) or a local copy; the edges that fill no tile by ndarray's `assign`.
 ///
 /// Walking one side across its rows element by element (ndarray's `assign` from a
-/// transposed view) is several times slower once the planes are out of cache: sixteen
-/// `(64, 1024)` planes of `f32` (W6's input, one sample each) took 2.6–3.5 ms that way,
-/// 0.55 ms through a local tile and 0.30 ms through AVX-512 registers, in either direction
-/// (scratch benchmark on a Zen 4 EPYC).
+/// transposed view, as all of it went before) crosses rows 4 KiB apart in W6's `(64, 1024)`
+/// planes, which evict each other from the L1 cache: it was 17% of
+/// `perf record target/release/examples/workloads w6 1`, and W6's forward pass on one
+/// thread took 20–22 ms with it against 14.5 ms with the tiles (`workloads w6 1` of the
+/// two builds taking turns, Zen 4 EPYC).
 pub(crate) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_, T>) {
     transpose_by(TileKernel::for_type::<T>(), src, dst);
 }
@@ -186,43 +187,27 @@ pub(crate) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewM
 fn transpose_by<T: Element>(registers: TileKernel, src: ArrayView2<'_, T>, mut dst: ArrayViewMut2<'_, T>) {
     let (rows, cols) = src.dim();
     assert_eq!(dst.dim(), (cols, rows), "internal: transpose_into's shapes");
+    let (full_rows, full_cols) = (rows / TILE * TILE, cols / TILE * TILE);
+    let tiles = || (0..full_rows).step_by(TILE).flat_map(|r| (0..full_cols).step_by(TILE).map(move |c| (r, c)));
     let unit_rows = |strides: &[isize]| strides[1] == 1 && strides[0] >= 0;
     if !matches!(registers, TileKernel::None) && unit_rows(src.strides()) && unit_rows(dst.strides()) {
-        let (full_rows, full_cols) = (rows / TILE * TILE, cols / TILE * TILE);
         let (ss, ds) = (src.strides()[0] as usize, dst.strides()[0] as usize);
         let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
-        for r in (0..full_rows).step_by(TILE) {
-            for c in (0..full_cols).step_by(TILE) {
-                // SAFETY: element (i, j) of a view with these strides is at `ptr + i·s + j`,
-                // so the tile's rows r..r+16 of columns c..c+16 of `src` and rows c..c+16
-                // of columns r..r+16 of `dst` (r + 16 ≤ rows, c + 16 ≤ cols) are elements
-                // of the views; `dst` is exclusive, so they do not overlap.
-                unsafe { registers.run(from.add(r * ss + c), ss, to.add(c * ds + r), ds) };
-            }
+        for (r, c) in tiles() {
+            // SAFETY: element (i, j) of a view with these strides is at `ptr + i·s + j`, so
+            // the tile's rows r..r+16 of columns c..c+16 of `src` and rows c..c+16 of
+            // columns r..r+16 of `dst` (r + 16 ≤ rows, c + 16 ≤ cols) are elements of the
+            // views; `dst` is exclusive, so they do not overlap.
+            unsafe { registers.run(from.add(r * ss + c), ss, to.add(c * ds + r), ds) };
         }
-        // The edges that do not fill a tile, the few elements left.
-        dst.slice_mut(ndarray::s![full_cols.., ..]).assign(&src.slice(ndarray::s![.., full_cols..]).t());
-        dst.slice_mut(ndarray::s![..full_cols, full_rows..]).assign(&src.slice(ndarray::s![full_rows.., ..full_cols]).t());
-        return;
-    }
-    let src_rows: Option<Vec<&[T]>> = src.rows().into_iter().map(|row| row.to_slice()).collect();
-    let dst_rows: Option<Vec<&mut [T]>> = dst.rows_mut().into_iter().map(|row| row.into_slice()).collect();
-    let (Some(src_rows), Some(mut dst_rows)) = (src_rows, dst_rows) else {
-        // Rows that are not contiguous: no tile to read whole.
-        return dst.assign(&src.t());
-    };
-    for r in (0..rows).step_by(TILE) {
-        let rb = TILE.min(rows - r);
-        for c in (0..cols).step_by(TILE) {
-            let cb = TILE.min(cols - c);
-            if rb < TILE || cb < TILE {
-                for (j, dst_row) in dst_rows[c..c + cb].iter_mut().enumerate() {
-                    for (i, d) in dst_row[r..r + rb].iter_mut().enumerate() {
-                        *d = src_rows[r + i][c + j];
-                    }
-                }
-                continue;
-            }
+    } else {
+        let src_rows: Option<Vec<&[T]>> = src.rows().into_iter().map(|row| row.to_slice()).collect();
+        let dst_rows: Option<Vec<&mut [T]>> = dst.rows_mut().into_iter().map(|row| row.into_slice()).collect();
+        let (Some(src_rows), Some(mut dst_rows)) = (src_rows, dst_rows) else {
+            // Rows that are not contiguous: no tile to read whole.
+            return dst.assign(&src.t());
+        };
+        for (r, c) in tiles() {
             let mut tile = [[T::zero(); TILE]; TILE];
             for (row, src_row) in tile.iter_mut().zip(&src_rows[r..r + TILE]) {
                 row.copy_from_slice(&src_row[c..c + TILE]);
@@ -234,6 +219,8 @@ fn transpose_by<T: Element>(registers: TileKernel, src: ArrayView2<'_, T>, mut d
             }
         }
     }
+    dst.slice_mut(ndarray::s![full_cols.., ..]).assign(&src.slice(ndarray::s![.., full_cols..]).t());
+    dst.slice_mut(ndarray::s![..full_cols, full_rows..]).assign(&src.slice(ndarray::s![full_rows.., ..full_cols]).t());
 }
 
 /// The side of [`transpose_into`]'s tiles.

@@ -211,14 +211,14 @@ struct ForwardPiece<'a, T> {
 ///
 /// A recurrent layer's steps are such rounds, each too short for a hand-off through
 /// rayon: a worker that finds no work sleeps after a few tens of microseconds, and waking
-/// it costs about as much again, at every step (measured on W3 with two threads: the
-/// forward loop took 4.7 ms against 8.3 on one thread, where 4.2 would be an even split).
-/// Here the threads meet at each round by spinning on a counter. Thread `k` runs part `k`
-/// of every round, so that its rows of the weight stay in its core's cache (taking
-/// whichever part was free made W3 slower, 21.0 against 19.6 ms); a part nobody has taken
-/// [`STEAL_AFTER`] into a round is run by whoever is waiting, so a thread that arrives
-/// late, or never (busy elsewhere in the pool), delays the loop but cannot stall it, and
-/// with one thread the jobs run in order.
+/// it costs about as much again, at every step. Here the threads meet at each round by
+/// spinning on a counter (W3 on two threads, `workloads w3 2` built at commits 7accec6 and
+/// 3c919a6, seven runs taking turns: median 20.7 → 19.4 ms). Thread `k` runs part `k` of
+/// every round, so that its rows of the weight stay in its core's cache (a variant that
+/// let any thread take any part, not kept, was slower than the hand-offs); a part nobody
+/// has taken [`STEAL_AFTER`] into a round is run by whoever is waiting, so a thread that
+/// arrives late, or never (busy elsewhere in the pool), delays the loop but cannot stall
+/// it, and with one thread the jobs run in order.
 fn run_rounds(rounds: usize, parts: usize, job: &(dyn Fn(usize, usize) + Sync)) {
     let claimed: Vec<AtomicBool> = (0..rounds * parts).map(|_| AtomicBool::new(false)).collect();
     let done: Vec<AtomicUsize> = (0..rounds).map(|_| AtomicUsize::new(0)).collect();
@@ -271,7 +271,8 @@ fn run_rounds(rounds: usize, parts: usize, job: &(dyn Fn(usize, usize) + Sync)) 
 }
 
 /// How long a thread waits for the others to take their parts of a round before it runs
-/// them itself (a W3 step's part takes about 100 µs).
+/// them itself (a W3 forward step takes about 150 µs on two threads: `lstm_layer/layer_fwd`
+/// of `cargo bench --bench ops`, 5.5 ms for 35 steps).
 const STEAL_AFTER: std::time::Duration = std::time::Duration::from_micros(30);
 
 /// One block of units' share of a forward step: its gate rows of the input projection,
