@@ -3,7 +3,7 @@
 //! PyTorch comparison): W1 (MLP training step), W2 (CNN training step), W4 (tiny MLP step),
 //! W5 (GEMM), W6 (convolution), W7 (elementwise), the per-op overhead on tiny tensors, and
 //! the matrix products inside W6's convolution in the layouts the crate uses, and W3's
-//! LSTM layer with its per-step product.
+//! LSTM layer with its per-step product, and cross-entropy over W3's logits.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
@@ -161,6 +161,19 @@ fn lstm(c: &mut Criterion) {
     group.finish();
 }
 
+/// Cross-entropy over W3's logits (`cross_entropy`: 1120 rows of 100 classes), forward and
+/// forward + backward: log-softmax's rows in `src/ops/softmax.rs`.
+fn cross_entropy(c: &mut Criterion) {
+    use rand::Rng;
+    let mut group = c.benchmark_group("cross_entropy");
+    let mut rng = nabla::rng(42);
+    let x = Tensor::randn(&[1120, 100], &mut rng).requires_grad_(true);
+    let y = ndarray::Array1::from_shape_fn(1120, |_| rng.random_range(0..100usize)).into_dyn();
+    group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| nn::functional::cross_entropy(&x, &y).unwrap())));
+    group.bench_function("fwd_bwd", |bench| bench.iter(|| nn::functional::cross_entropy(&x, &y).unwrap().backward().unwrap()));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     w1_mlp_step,
@@ -172,6 +185,7 @@ criterion_group!(
     w7_elementwise,
     per_op_overhead,
     conv_gemm_shapes,
-    lstm
+    lstm,
+    cross_entropy
 );
 criterion_main!(benches);

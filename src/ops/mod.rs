@@ -96,6 +96,7 @@ pub const OPS: &[&str] = &[
     "amax",
     "amin",
     "logsumexp",
+    "log_softmax",
     // layout
     "reshape",
     "permute",

@@ -117,6 +117,8 @@ fn reductions_match_finite_differences() {
         ("softmax", |x| x[0].softmax(1)),
         ("softmax last", |x| x[0].softmax(-1)),
         ("log_softmax", |x| x[0].log_softmax(0)),
+        ("log_softmax last", |x| x[0].log_softmax(-1)),
+        ("log_softmax of a transposed view", |x| x[0].permute(&[2, 1, 0])?.log_softmax(-1)),
     ];
     for (name, f) in ops {
         check(name, *f, &[randn(&[2, 3, 4], 40)]);

@@ -100,6 +100,8 @@ fn cases() -> BTreeMap<&'static str, Case> {
     c.insert("amax", case(vec![spread(&[3, 4], 9)], |v| v[0].amax_dims(&[0], true)));
     c.insert("amin", case(vec![spread(&[3, 4], 9)], |v| v[0].amin_dims(&[1], false)));
     c.insert("logsumexp", case(vec![x()], |v| v[0].logsumexp_dims(&[1], false)));
+    // The last dim (the fused rows) and a leading one (moved last and copied).
+    c.insert("log_softmax", case(vec![x()], |v| v[0].log_softmax(-1)?.add(&v[0].log_softmax(0)?)));
     // layout
     c.insert("reshape", case(vec![x()], |v| v[0].reshape(&[2, 6])));
     c.insert("permute", case(vec![randn(&[2, 3, 4], 1)], |v| v[0].permute(&[2, 0, 1])));
