@@ -33,14 +33,18 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
     let mut total: f64 = 0.0;
     for (_, g) in grads.iter() {
         let values = g.value();
-        let abs = values.iter().map(|v| v.to_f64().unwrap_or(f64::NAN).abs());
+        let f64_of = |v: &T| v.to_f64().unwrap_or(f64::NAN);
+        let abs = values.iter().map(|v| f64_of(v).abs());
         // powf per element costs more than the rest of the clip together; 1 and 2 are the
-        // norms in use.
-        total = match norm_type {
-            p if p.is_infinite() => abs.fold(total, f64::max),
-            1.0 => total + abs.sum::<f64>(),
-            2.0 => total + abs.map(|a| a * a).sum::<f64>(),
-            p => total + abs.map(|a| a.powf(p)).sum::<f64>(),
+        // norms in use, and summed in independent lanes (one running sum is a chain of
+        // dependent additions: 0.3 ms of W3's 330 thousand gradient elements).
+        total = match (norm_type, values.as_slice()) {
+            (p, _) if p.is_infinite() => abs.fold(total, f64::max),
+            (1.0, Some(xs)) => total + lane_sum(xs, |v| f64_of(v).abs()),
+            (2.0, Some(xs)) => total + lane_sum(xs, |v| f64_of(v) * f64_of(v)),
+            (1.0, None) => total + abs.sum::<f64>(),
+            (2.0, None) => total + abs.map(|a| a * a).sum::<f64>(),
+            (p, _) => total + abs.map(|a| a.powf(p)).sum::<f64>(),
         };
     }
     let norm = if norm_type.is_infinite() { total } else { total.powf(1.0 / norm_type) };
@@ -51,6 +55,21 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
         }
     }
     Ok(norm)
+}
+
+/// `Σ f(x)` over `xs` in f64, in eight partial sums that the compiler keeps in vector
+/// registers.
+fn lane_sum<T: Element>(xs: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            acc[k] += f(&c[k]);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(&f).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Clamps every gradient element to `[-clip_value, clip_value]`, as

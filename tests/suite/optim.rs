@@ -108,6 +108,26 @@ fn clipping_by_value_and_by_infinity_norm() {
     assert!(optim::clip_grad_norm_with(&mut grads, 1.0, 0.0).is_err());
 }
 
+/// The 1- and 2-norms against sums written out here, at lengths around the partial sums'
+/// lane count and over two gradients.
+#[test]
+fn clip_norms_count_every_element() {
+    for n in [1, 7, 8, 9, 17, 100] {
+        let c: Vec<f64> = (0..n).map(|k| (k as f64 - 3.5) * 0.25).collect();
+        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true);
+        let v = Tensor::<f64>::zeros(&[2]).requires_grad_(true);
+        let loss = (&w * &Tensor::<f64>::from_vec(c.clone(), &[n]).unwrap()).sum()
+            + (&v * &Tensor::<f64>::from_vec(vec![-2.0, 0.5], &[2]).unwrap()).sum();
+        let all: Vec<f64> = c.iter().copied().chain([-2.0, 0.5]).collect();
+        let want = [(1.0, all.iter().map(|x| x.abs()).sum::<f64>()), (2.0, all.iter().map(|x| x * x).sum::<f64>().sqrt())];
+        for (p, want) in want {
+            let mut grads = loss.backward().unwrap();
+            let norm = optim::clip_grad_norm_with(&mut grads, 1e9, p).unwrap();
+            assert!((norm - want).abs() < 1e-12 * want, "n {n}, p {p}: {norm} vs {want}");
+        }
+    }
+}
+
 #[test]
 fn nesterov_without_momentum_is_refused() {
     let w = nn::Param::new(Tensor::zeros(&[1]));
