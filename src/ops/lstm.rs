@@ -128,6 +128,7 @@ pub(crate) fn lstm_sequence<T: Element>(
         };
         run_rounds(steps, parts, &job);
     }
+    w_perm.map(recycle);
     transpose_into(c.view(), out.index_axis_mut(Axis(0), steps));
     let mut inputs = vec![xproj, w_hh];
     inputs.extend(b_ih);
@@ -163,16 +164,44 @@ fn gate_order(blocks: &[usize], hs: usize) -> Vec<usize> {
     blocks.windows(2).flat_map(|u| (0..4).flat_map(move |q| (u[0]..u[1]).map(move |k| q * hs + k))).collect()
 }
 
-/// The rows of `w` in `order`, or `None` when that is the order they have (one block).
+/// The rows of `w` in `order`, or `None` when that is the order they have (one block). The
+/// buffer is from the pool (a fresh megabyte for W3's `W_hh` costs its page faults at every
+/// call); give it back with [`recycle`].
 fn rows_in_order<T: Element>(w: ArrayView2<'_, T>, order: &[usize]) -> Option<Array2<T>> {
     if order.iter().enumerate().all(|(k, &r)| k == r) {
         return None;
     }
-    let mut out = Array2::<T>::zeros((order.len(), w.dim().1));
+    let mut out = pooled2((order.len(), w.dim().1));
     for (mut row, &r) in out.rows_mut().into_iter().zip(order) {
         row.assign(&w.row(r));
     }
     Some(out)
+}
+
+/// `wᵀ` with its columns in the blocks' order ([`gate_order`]): each block's run of rows of
+/// each gate transposed into its place, in a buffer from the pool.
+fn transposed_in_order<T: Element>(w: ArrayView2<'_, T>, blocks: &[usize], hs: usize) -> Array2<T> {
+    let mut w_t = pooled2((w.dim().1, w.dim().0));
+    let mut col = 0;
+    for units in blocks.windows(2) {
+        for q in 0..4 {
+            let rows = q * hs + units[0]..q * hs + units[1];
+            let len = rows.len();
+            transpose_into(w.slice(s![rows, ..]), w_t.slice_mut(s![.., col..col + len]));
+            col += len;
+        }
+    }
+    w_t
+}
+
+/// A matrix for the caller to overwrite whole, its buffer from the pool.
+fn pooled2<T: Element>(shape: (usize, usize)) -> Array2<T> {
+    Array2::from_shape_vec(shape, crate::tensor::pool::take_overwritten::<T>(shape.0 * shape.1)).expect("len elements")
+}
+
+/// Gives a buffer of [`pooled2`] or [`rows_in_order`] back to the pool.
+fn recycle<T: Element>(a: Array2<T>) {
+    crate::tensor::pool::recycle(a.into_dyn().into_shared());
 }
 
 /// `xs` cut into one piece per block, `scale` elements per unit.
@@ -422,15 +451,12 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         let (steps, hs, batch) = self.c_prev.dim();
         let (g4, cols) = (4 * hs, steps * batch);
         let blocks = &self.blocks;
-        let order = gate_order(blocks, hs);
         let gy = gy.value().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
         let w_value = w_hh.value();
         let w = w_value.view().into_dimensionality::<Ix2>().expect("internal: (4H, H)");
         // Wᵀ with its columns in the blocks' order, made contiguous once: each block's
         // product `Wᵀ dzᵀ` then reads its own rows.
-        let w_perm = rows_in_order(w, &order);
-        let mut w_t = Array2::<T>::zeros((hs, g4));
-        transpose_into(w_perm.as_ref().map_or(w.view(), Array2::view), w_t.view_mut());
+        let w_t = transposed_in_order(w, blocks, hs);
         // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N and
         // rows in PyTorch's order, so that the weight's gradient is one product with inner
         // dim T·N and the input projection's is this array itself.
@@ -497,6 +523,7 @@ impl<T: Element> Backward<T> for LstmRule<T> {
             };
             run_rounds(steps, parts, &job);
         }
+        recycle(w_t);
         let first = if self.reverse { steps - 1 } else { 0 };
         let out = output.value();
         let out = out.view().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
