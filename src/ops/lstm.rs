@@ -128,7 +128,9 @@ pub(crate) fn lstm_sequence<T: Element>(
         };
         run_rounds(steps, parts, &job);
     }
-    w_perm.map(recycle);
+    if let Some(w_perm) = w_perm {
+        recycle(w_perm);
+    }
     transpose_into(c.view(), out.index_axis_mut(Axis(0), steps));
     let mut inputs = vec![xproj, w_hh];
     inputs.extend(b_ih);
