@@ -236,7 +236,12 @@ impl<T: Element> Tensor<T> {
     }
 
     pub(crate) fn narrow_axis(&self, d: usize, start: usize, length: usize) -> Tensor<T> {
-        let value = self.array().slice_axis(Axis(d), Slice::from(start..start + length)).to_shared();
+        let mut value = self.array().clone();
+        value.slice_axis_inplace(Axis(d), Slice::from(start..start + length));
+        // A slice that is still contiguous (along the first axis, as a sequence's steps)
+        // shares the buffer; any other is copied, so that the ops reading it keep their
+        // contiguous loops.
+        let value = if value.is_standard_layout() { value } else { value.as_standard_layout().into_owned().into_shared() };
         Tensor::from_op_saving(value, &[self], Saves::NOTHING, move || Box::new(NarrowRule { d, start, length }))
     }
 
