@@ -235,8 +235,9 @@ struct ForwardPiece<'a, T> {
 /// spinning on flags (W3 on two threads, `workloads w3 2` built at commits 7accec6 and
 /// 3c919a6, seven runs taking turns: median 20.7 → 19.4 ms). Waiting per part rather than
 /// per round lets a job start on its own part of the step before while the other threads
-/// finish theirs (with a barrier per round, each of W3's two threads waited about 17 µs of
-/// every 128 µs step). Thread `k` runs part `k` of every round, so that its rows of the
+/// finish theirs (the spinning was 8.1% of the samples of `perf record -e cpu-clock
+/// target/release/examples/workloads w3 2` with a barrier per round, at d2fc377, and 4.9%
+/// with the waits per part, at be9a5ba). Thread `k` runs part `k` of every round, so that its rows of the
 /// weight stay in its core's cache (a variant that let any thread take any part, not kept,
 /// was slower than the hand-offs); a part nobody has taken [`STEAL_AFTER`] into a wait for
 /// it is run by the thread waiting, so a thread that arrives late, or never (busy elsewhere
@@ -323,9 +324,10 @@ impl Rounds<'_> {
     }
 }
 
-/// How long a thread waits for the others to take their parts of a round before it runs
-/// them itself (a W3 forward step takes about 150 µs on two threads: `lstm_layer/layer_fwd`
-/// of `cargo bench --bench ops`, 5.5 ms for 35 steps).
+/// How long a thread waits for a part of the round before its own before it runs it, if
+/// nobody has taken it (a W3 forward step takes 150–210 µs on two threads:
+/// `lstm_layer/layer_fwd` of `cargo bench --bench ops` gave 5.5 and 7.3 ms for 35 steps in
+/// two sessions' runs).
 const STEAL_AFTER: std::time::Duration = std::time::Duration::from_micros(30);
 
 /// One block of units' share of a forward step: its gate rows of the input projection,

@@ -76,7 +76,7 @@ fn along_rows<T: Element>(x: &ArrayViewD<'_, T>, dim: usize, f: impl FnOnce(&[T]
     }
     if x.ndim() == 0 {
         let mut out = [T::zero()];
-        f(&[x.iter().copied().sum()], 1, &mut out);
+        f(&[x[IxDyn(&[])]], 1, &mut out);
         return ArrayD::from_elem(IxDyn(&[]), out[0]);
     }
     let last = x.ndim() - 1;
@@ -299,6 +299,9 @@ mod tests {
         assert!(y[..20].iter().all(|v| v.is_nan()), "{:?}", &y[..20]);
         assert!(y[20].is_nan() && y[21..40].iter().all(|&v| v == -inf), "{:?}", &y[20..40]);
         assert!(y[40..60].iter().all(|v| v.is_nan()), "{:?}", &y[40..60]);
+        // A 0-d tensor is one row of one element, as in PyTorch.
+        assert_eq!(Tensor::<f32>::scalar(3.0).log_softmax(0).unwrap().to_vec(), vec![0.0]);
+        assert!(Tensor::<f32>::scalar(inf).log_softmax(-1).unwrap().to_vec()[0].is_nan());
         let want = reference(&xs[60..], 20);
         assert!(y[60..].iter().zip(&want).all(|(&g, &w)| (g as f64 - w).abs() < 1e-5), "{:?}", &y[60..]);
     }
