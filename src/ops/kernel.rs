@@ -169,6 +169,35 @@ pub(crate) fn run_widest(b: &mut impl Body) {
     b.run()
 }
 
+/// Asks the CPU to bring rows `rows` of `a` into its L2 cache, one request per 64-byte line,
+/// without waiting for them: for rows far apart in memory that a later pass will read or
+/// overwrite, so their cache misses overlap with the work in between instead of stalling
+/// that pass. Only a hint: it changes no value, and does nothing off x86-64.
+pub(crate) fn prefetch_rows<T>(a: &ArrayView2<'_, T>, rows: impl Iterator<Item = usize>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const LINE: usize = 64;
+        let bytes = a.ncols() * std::mem::size_of::<T>();
+        let row_bytes = a.strides()[0] * std::mem::size_of::<T>() as isize;
+        let base = a.as_ptr().cast::<i8>();
+        if bytes == 0 || a.strides()[1] != 1 {
+            return;
+        }
+        for r in rows.filter(|&r| r < a.nrows()) {
+            // wrapping_offset: the address is only handed to the prefetch, never read
+            // through, and stays inside `a`'s allocation for rows in range.
+            let row = base.wrapping_offset(r as isize * row_bytes);
+            // The row's last byte too: a row that starts mid-line ends in one more line.
+            for at in (0..bytes).step_by(LINE).chain([bytes - 1]) {
+                // SAFETY: a prefetch never faults nor changes memory, whatever the address.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(row.wrapping_add(at)) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (a, rows);
+}
+
 /// `dst = srcᵀ`, a 16 × 16 tile at a time: the tile's rows are read whole and each of its
 /// columns is written as one run of a destination row, through registers (`f32` on AVX-512
 /// or AVX2) or a local copy; the edges that fill no tile by ndarray's `assign`.

@@ -11,7 +11,7 @@
 //! rebuilds the layer from tensor ops ([`lstm_composed`], the fused op's test oracle) and
 //! differentiates that, so gradients of gradients stay exact.
 
-use super::kernel::{gemm, gemm_acc, run_widest, transpose_into, Body};
+use super::kernel::{gemm, gemm_acc, prefetch_rows, run_widest, transpose_into, Body};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
@@ -111,7 +111,9 @@ pub(crate) fn lstm_sequence<T: Element>(
             // so nobody reads this block of the buffer it overwrites.
             let h_out = || h[(s + 1) % 2][p].write().expect("no job panicked");
             let x = xp.index_axis(Axis(1), t);
-            ForwardPart { x, order: &order[rows.clone()], bias: &bias[rows], z, c: &mut c, c_prev, tanh_c, out: out.view_mut() }
+            let next = if reverse { t.checked_sub(1) } else { Some(t + 1).filter(|&u| u < steps) };
+            let next_x = next.map(|u| xp.index_axis(Axis(1), u));
+            ForwardPart { x, next_x, order: &order[rows.clone()], bias: &bias[rows], z, c: &mut c, c_prev, tanh_c, out: out.view_mut() }
                 .run(product, h_out);
         };
         run_rounds(steps, parts, &job);
@@ -336,6 +338,9 @@ const STEAL_AFTER: std::time::Duration = std::time::Duration::from_micros(30);
 struct ForwardPart<'a, T> {
     /// The step's input projection `(4H, N)`, rows in PyTorch's order.
     x: ArrayView2<'a, T>,
+    /// The next step's, whose rows this block will read: they are 128 bytes each (W3's
+    /// batch), `T·N` elements apart, so each is its own cache miss.
+    next_x: Option<ArrayView2<'a, T>>,
     /// The rows of `x` (and of `W_hh`) this block uses, in its order.
     order: &'a [usize],
     bias: &'a [T],
@@ -354,10 +359,13 @@ impl<T: Element> ForwardPart<'_, T> {
     /// `product(z)` adds `W_hh hᵀ` to the pre-activation; `h_out()` gives the room for this
     /// block's rows of the new `hᵀ`.
     fn run<G: DerefMut<Target = Array2<T>>>(self, product: impl FnOnce(&mut ArrayViewMut2<'_, T>), h_out: impl FnOnce() -> G) {
-        let ForwardPart { x, order, bias, z, c, c_prev, tanh_c, mut out } = self;
+        let ForwardPart { x, next_x, order, bias, z, c, c_prev, tanh_c, mut out } = self;
         let n = out.dim().0;
         for (row, &r) in z.chunks_exact_mut(n).zip(order) {
             row.copy_from_slice(x.row(r).as_slice().expect("contiguous rows"));
+        }
+        if let Some(next) = next_x {
+            prefetch_rows(&next, order.iter().copied());
         }
         product(&mut ArrayViewMut2::from_shape((order.len(), n), &mut *z).expect("4·units rows"));
         let (i, f, g, o) = quarters(z);
@@ -400,6 +408,11 @@ impl<T: Element> BackwardPart<'_, T> {
     /// `dz_room()` gives the room for this block's rows of this step's `dzᵀ`.
     fn run<G: DerefMut<Target = Array2<T>>>(self, product: impl FnOnce(&mut ArrayViewMut2<'_, T>), dz_room: impl FnOnce() -> G) {
         let BackwardPart { gy, gh, gates, tanh_c, c_prev, gc, dz_out } = self;
+        // dz_out's rows are `T·N` elements apart, each its own cache miss when overwritten
+        // at the end: asked for now, they arrive while the product runs.
+        for out in &dz_out {
+            prefetch_rows(&out.view(), 0..out.nrows());
+        }
         let (n, units) = gy.dim();
         let mut ghm = ArrayViewMut2::from_shape((units, n), &mut *gh).expect("units rows");
         transpose_into(gy, ghm.view_mut());
