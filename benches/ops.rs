@@ -3,7 +3,8 @@
 //! PyTorch comparison): W1 (MLP training step), W2 (CNN training step), W4 (tiny MLP step),
 //! W5 (GEMM), W6 (convolution), W7 (elementwise), the per-op overhead on tiny tensors, and
 //! the matrix products inside W6's convolution in the layouts the crate uses, and W3's
-//! LSTM layer with its per-step product, and cross-entropy over W3's logits.
+//! LSTM layer with its per-step product, products split across threads, and cross-entropy
+//! over W3's logits.
 //!
 //! `cargo bench --bench ops` runs them all; `cargo bench --bench ops -- w7` one group.
 
@@ -131,6 +132,56 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     group.finish();
 }
 
+/// Products split across threads (`gemm_split`): `nabla_*` is `matmul`, whose product cuts
+/// the output's longer side into one single-threaded block per thread
+/// (`src/ops/kernel.rs`, `product`), `gemm_rayon_*` the gemm crate's own split
+/// (`Parallelism::Rayon`) of the same row-major product. Shapes: W3's recurrent weight
+/// gradient `1024×1120 · 1120×256`, its input-projection gradient `64×1024 · 1024×1120`
+/// (few rows: cut by columns), and W5's `1024³`. Run it with `RAYON_NUM_THREADS=2`.
+fn gemm_split(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gemm_split");
+    group.sample_size(20);
+    let mut rng = nabla::rng(42);
+    for (name, m, k, n) in [("w3_weight_grad", 1024, 1120, 256), ("w3_input_grad", 64, 1024, 1120), ("w5", 1024, 1024, 1024)] {
+        let a = Tensor::randn(&[m, k], &mut rng);
+        let b = Tensor::randn(&[k, n], &mut rng);
+        group.throughput(Throughput::Elements(2 * (m * k * n) as u64));
+        group.bench_function(format!("nabla_{name}"), |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
+        let (av, bv) = (a.to_vec(), b.to_vec());
+        let mut out = vec![0f32; m * n];
+        let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+        group.bench_function(format!("gemm_rayon_{name}"), |bench| {
+            bench.iter(|| {
+                // SAFETY: row-major m×k, k×n and m×n buffers of those lengths, distinct.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        av.as_ptr(),
+                        1,
+                        k as isize,
+                        bv.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        threads,
+                    )
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 /// W3's LSTM layer alone (`lstm_layer`: 64 → 256, 35 steps, batch 32, time-major), forward
 /// and forward + backward, and its per-step product (`lstm_step_product`) `W_hh hᵀ` in the layout `src/ops/lstm.rs` uses beside
 /// `h W_hhᵀ` (with `W_hh` transposed as a view, and transposed in memory). Run it with
@@ -186,6 +237,7 @@ criterion_group!(
     per_op_overhead,
     conv_gemm_shapes,
     lstm,
+    gemm_split,
     cross_entropy
 );
 criterion_main!(benches);
