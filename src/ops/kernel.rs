@@ -546,6 +546,158 @@ unsafe fn product<T: Element>(
     });
 }
 
+/// The rows of a thin product's left operand in a kernel's panels.
+const PANEL: usize = 6;
+
+/// A matrix `a (M, K)` held for many thin products `dst (M, N) += a[.., ks] b (|ks|, N)`
+/// with small `N`, such as a recurrent layer's `W_hh hᵀ`: the same weight times a new
+/// batch-wide state at every step.
+///
+/// For `f32` on a CPU with AVX2 and FMA but not AVX-512, `a` is packed once into panels of
+/// six rows stored column by column, and [`ThinLhs::acc`] runs a kernel that keeps a 6 × 16
+/// block of `dst` in twelve registers, broadcasting `a`'s six elements of a column against
+/// `b`'s row (`b` and `dst` are read in place, their rows contiguous). The gemm crate would
+/// pack `a` again at every call (its kernels take 16 rows by 6 columns of `dst`, whose
+/// columns are `N` elements apart here). Elsewhere, and for shapes the kernel does not take
+/// (`N` not a multiple of 8, rows not contiguous), it is the gemm crate's product. On
+/// AVX-512 the gemm crate's 512-bit kernels are kept: this kernel was measured on an AVX2
+/// machine only.
+pub(crate) struct ThinLhs<'a, T> {
+    a: ArrayView2<'a, T>,
+    /// Panel `p`, column `k`, row `r` at `p·6·K + k·6 + r` (rows past `M` are zero).
+    packed: Option<Vec<f32>>,
+}
+
+impl<'a, T: Element> ThinLhs<'a, T> {
+    /// Holds `a`, packed when the thin kernel will run.
+    pub(crate) fn new(a: ArrayView2<'a, T>) -> Self {
+        let packed = thin_kernel_available::<T>().then(|| {
+            let (m, k) = a.dim();
+            let mut packed = vec![0f32; m.div_ceil(PANEL) * PANEL * k];
+            for (i, row) in a.rows().into_iter().enumerate() {
+                let panel = &mut packed[(i / PANEL) * PANEL * k..][..PANEL * k];
+                for (kk, &v) in row.iter().enumerate() {
+                    // T is f32 here (thin_kernel_available).
+                    panel[kk * PANEL + i % PANEL] = v.to_f32().expect("T is f32");
+                }
+            }
+            packed
+        });
+        ThinLhs { a, packed }
+    }
+
+    /// `dst += a[.., ks] b`, on one thread unless `threads` allows [`gemm_acc`]'s split
+    /// (for a product large enough to be split, with more than one thread in the pool).
+    pub(crate) fn acc(&self, dst: &mut ArrayViewMut2<'_, T>, ks: Range<usize>, b: &ArrayView2<'_, T>, threads: bool) {
+        let (m, n) = dst.dim();
+        assert_eq!((m, b.dim()), (self.a.nrows(), (ks.len(), n)), "internal: thin product shapes");
+        assert!(ks.end <= self.a.ncols(), "internal: thin product columns");
+        let split = threads && rayon::current_num_threads() > 1 && m * n * ks.len() >= PARALLEL_MIN_FLOPS;
+        let contiguous = dst.strides()[1] == 1 && b.strides()[1] == 1;
+        match &self.packed {
+            #[cfg(target_arch = "x86_64")]
+            Some(packed) if !split && contiguous && n % 8 == 0 && !ks.is_empty() && m > 0 => {
+                let (k, dst_stride, b_stride) = (self.a.ncols(), dst.strides()[0] as usize, b.strides()[0] as usize);
+                // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
+                // packed panels cover m rows by k columns, ks within them; b holds ks.len()
+                // rows of n elements at b_stride, dst m rows of n at dst_stride, its
+                // elements exclusive to this view (a mutable borrow), distinct from b's.
+                unsafe {
+                    thin_avx2(packed, k, ks, b.as_ptr().cast(), b_stride, dst.as_mut_ptr().cast(), dst_stride, m, n);
+                }
+            }
+            _ => gemm_acc(dst, &self.a.slice(ndarray::s![.., ks]), b, threads),
+        }
+    }
+}
+
+/// Whether [`ThinLhs`] packs for its own kernel: `f32` on an x86-64 CPU with AVX2 and FMA
+/// but not AVX-512.
+fn thin_kernel_available<T: Element>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && !std::is_x86_feature_detected!("avx512f");
+    }
+    false
+}
+
+/// `dst += a[.., ks] b` from [`ThinLhs`]'s panels: for each panel of six rows, the columns
+/// of `dst` sixteen at a time (then eight), each block summed over `ks` in registers and
+/// added to `dst` once.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA. `packed` holds `m.div_ceil(6)` panels of `k` columns, `ks`
+/// within `0..k`; `b` points to `ks.len()` rows of `n` f32 at `b_stride`, `dst` to `m` rows
+/// of `n` at `dst_stride`, not overlapping `b` and not accessed by anything else during
+/// the call; `n` is a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn thin_avx2(
+    packed: &[f32],
+    k: usize,
+    ks: Range<usize>,
+    b: *const f32,
+    b_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    m: usize,
+    n: usize,
+) {
+    for (p, panel) in packed.chunks_exact(PANEL * k).enumerate() {
+        let columns = &panel[ks.start * PANEL..ks.end * PANEL];
+        let rows = (m - p * PANEL).min(PANEL);
+        let mut j = 0;
+        while j < n {
+            // SAFETY: columns j..j + 16 (or + 8) are within every row of b and dst (n is a
+            // multiple of 8), rows p·6.. within dst's m; the caller's contract.
+            unsafe {
+                let dst = dst.add(p * PANEL * dst_stride + j);
+                if n - j >= 16 {
+                    thin_block::<2>(columns, b.add(j), b_stride, dst, dst_stride, rows);
+                    j += 16;
+                } else {
+                    thin_block::<1>(columns, b.add(j), b_stride, dst, dst_stride, rows);
+                    j += 8;
+                }
+            }
+        }
+    }
+}
+
+/// `dst[r, ..8·V] += Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows` (at most 6): the
+/// block's 6·V sums held in registers over all of `k`.
+///
+/// # Safety
+/// As [`thin_avx2`]'s, for the block: `columns` holds 6 elements per row of `b`, and `b`'s
+/// rows and `dst`'s first `rows` rows have `8·V` valid elements.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn thin_block<const V: usize>(columns: &[f32], b: *const f32, b_stride: usize, dst: *mut f32, dst_stride: usize, rows: usize) {
+    use std::arch::x86_64::*;
+    let mut sums = [[_mm256_setzero_ps(); V]; PANEL];
+    for (kk, a) in columns.chunks_exact(PANEL).enumerate() {
+        // SAFETY: row kk of b has 8·V elements (the caller's contract).
+        let bv: [__m256; V] = std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(kk * b_stride + 8 * v)) });
+        for (sum, &a) in sums.iter_mut().zip(a) {
+            let a = _mm256_set1_ps(a);
+            for (s, &bv) in sum.iter_mut().zip(&bv) {
+                *s = _mm256_fmadd_ps(a, bv, *s);
+            }
+        }
+    }
+    for (r, sum) in sums.iter().enumerate().take(rows) {
+        for (v, &s) in sum.iter().enumerate() {
+            // SAFETY: row r < rows of dst has 8·V elements (the caller's contract).
+            unsafe {
+                let at = dst.add(r * dst_stride + 8 * v);
+                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), s));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each safe wrapper against a plain loop, on the sizes that take each branch (serial
@@ -633,6 +785,33 @@ mod tests {
         let mut c = Count(0);
         run_widest(&mut c);
         assert_eq!(c.0, 1);
+    }
+
+    #[test]
+    fn thin_products_equal_a_loop() {
+        // Rows not a multiple of the panel, widths that end in an 8-column block or not a
+        // multiple of 8 (gemm), column ranges that start inside `a`, a dst whose rows are
+        // strided (gemm), in f32 (the packed kernel where the CPU has it) and f64. Small
+        // integers, so that every sum is exact in either order.
+        for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12)] {
+            let a = ints((m, k), 1);
+            for ks in [0..k, k / 3..k] {
+                let b = ints((ks.len(), n), 2);
+                let start = ints((m, n), 3);
+                let expect = &start + &naive(&a.slice(ndarray::s![.., ks.clone()]), &b.view());
+                let a32 = a.mapv(|v| v as f32);
+                let thin = ThinLhs::new(a32.view());
+                assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>());
+                let mut out = start.mapv(|v| v as f32);
+                thin.acc(&mut out.view_mut(), ks.clone(), &b.mapv(|v| v as f32).view(), false);
+                assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n}, columns {ks:?}");
+                let mut wide = ints((m, 2 * n), 3);
+                let mut every_other = wide.slice_mut(ndarray::s![.., ..;2]);
+                every_other.assign(&start);
+                ThinLhs::new(a.view()).acc(&mut every_other, ks.clone(), &b.view(), false);
+                assert_eq!(every_other, expect, "f64 {m}x{k}x{n} into strided rows, columns {ks:?}");
+            }
+        }
     }
 
     #[test]
