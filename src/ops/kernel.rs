@@ -6,12 +6,16 @@
 //!   stays portable). Results do not depend on the path taken: Rust never fuses `a * b + c`
 //!   into an FMA on its own, so every path rounds the same way;
 //! - the matrix product, the `gemm` crate called on ndarray's buffers with their strides (a
-//!   transposed view costs no copy) and split across threads.
+//!   transposed view costs no copy) and split across threads;
+//! - a kernel for thin products with a weight reused at every call ([`ThinLhs`]: a
+//!   recurrent step's `W_hh hᵀ`), in AVX2 and FMA; it rounds differently from the gemm
+//!   crate, whose sums run in another order.
 //!
 //! Each `unsafe` block states its safety argument. The unit tests below run under Miri
 //! (`cargo +nightly miri test --lib kernel`), which checks these blocks for undefined
 //! behaviour on the portable paths (Miri reports no SIMD features, so the `target_feature`
-//! copies of the loops are the same source compiled for wider registers).
+//! copies of the loops are the same source compiled for wider registers; the thin kernel's
+//! intrinsics are checked by its tests against a loop, not by Miri).
 
 use crate::tensor::Element;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, IxDyn, Zip};
