@@ -26,8 +26,8 @@ pub fn exp(x: f32) -> f32 {
     #[allow(clippy::manual_clamp)] // clamp keeps the loop scalar (see above)
     let xc = x.max(EXP_LO).min(EXP_HI);
     let n = (xc * LOG2_E + ROUNDER) - ROUNDER;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
+    let p = polynomial(r, &[1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0]);
     // n + 1.5·2²³ holds n in its low mantissa bits: subtracting the rounder's bits gives n.
     let n_int = (n + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32;
     let half = n_int >> 1;
@@ -39,6 +39,24 @@ pub fn exp(x: f32) -> f32 {
     } else {
         y
     }
+}
+
+/// `c[0] + c[1] x + … + c[7] x⁷` by Estrin's scheme: pairs `c[2i] + c[2i+1] x`, joined by
+/// `x²` then `x⁴`, in fused multiply-adds. These loops are bound by the latency of the
+/// chain of dependent operations, not by their count: Horner's rule with separate products
+/// and sums is a chain of 14, this one of 4 (with `x²` and `x⁴` beside it). `mul_add` is
+/// one instruction in the crate's AVX2 and AVX-512 loops and rounds once wherever it runs,
+/// so every path gives the same bits (on an x86-64 CPU without FMA it is a library call:
+/// slower, not different). W7's forward pass (`tanh(x)·σ(x) + x` over 4M
+/// floats), `RAYON_NUM_THREADS=1 cargo bench --bench ops -- w7_elementwise/fwd` on a
+/// 2-vCPU Zen 3 EPYC (AVX2): 21.3 ms with Horner's rule unfused, 17.3 ms with this.
+#[inline(always)]
+fn polynomial(x: f32, c: &[f32; 8]) -> f32 {
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    let low = c[3].mul_add(x, c[2]).mul_add(x2, c[1].mul_add(x, c[0]));
+    let high = c[7].mul_add(x, c[6]).mul_add(x2, c[5].mul_add(x, c[4]));
+    high.mul_add(x4, low)
 }
 
 /// 2^n for an integer n in [-126, 127], built from its exponent bits.
@@ -67,13 +85,19 @@ pub fn sigmoid(x: f32) -> f32 {
 pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
-    let series = x
-        * (1.0
-            + z * (-1.0 / 3.0
-                + z * (2.0 / 15.0
-                    + z * (-17.0 / 315.0
-                        + z * (62.0 / 2835.0
-                            + z * (-1382.0 / 155_925.0 + z * (21_844.0 / 6_081_075.0 + z * (-929_569.0 / 638_512_875.0))))))));
+    let series = x * polynomial(
+        z,
+        &[
+            1.0,
+            -1.0 / 3.0,
+            2.0 / 15.0,
+            -17.0 / 315.0,
+            62.0 / 2835.0,
+            -1382.0 / 155_925.0,
+            21_844.0 / 6_081_075.0,
+            -929_569.0 / 638_512_875.0,
+        ],
+    );
     let large = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
     let large = if x < 0.0 { -large } else { large };
     if a < 0.4 {
