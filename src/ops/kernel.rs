@@ -597,7 +597,9 @@ impl<'a, T: Element> ThinLhs<'a, T> {
         assert_eq!((m, b.dim()), (self.a.nrows(), (ks.len(), n)), "internal: thin product shapes");
         assert!(ks.end <= self.a.ncols(), "internal: thin product columns");
         let split = threads && rayon::current_num_threads() > 1 && m * n * ks.len() >= PARALLEL_MIN_FLOPS;
-        let contiguous = dst.strides()[1] == 1 && b.strides()[1] == 1;
+        // Rows of unit-stride elements, walked forwards (a reversed view has a negative row
+        // stride, which the kernel's offsets do not take: it goes to gemm).
+        let contiguous = dst.strides()[1] == 1 && b.strides()[1] == 1 && dst.strides()[0] >= 0 && b.strides()[0] >= 0;
         match &self.packed {
             #[cfg(target_arch = "x86_64")]
             Some(packed) if !split && contiguous && n % 8 == 0 && !ks.is_empty() && m > 0 => {
@@ -814,6 +816,12 @@ mod tests {
                 every_other.assign(&start);
                 ThinLhs::new(a.view()).acc(&mut every_other, ks.clone(), &b.view(), false);
                 assert_eq!(every_other, expect, "f64 {m}x{k}x{n} into strided rows, columns {ks:?}");
+                // Rows in reverse order (a negative row stride) in both b and dst, in f32.
+                let mut reversed = start.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                let b_reversed = b.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                let mut dst = reversed.slice_mut(ndarray::s![..;-1, ..]);
+                thin.acc(&mut dst, ks.clone(), &b_reversed.slice(ndarray::s![..;-1, ..]), false);
+                assert_eq!(dst.mapv(f64::from), expect, "f32 {m}x{k}x{n} through reversed rows, columns {ks:?}");
             }
         }
     }
