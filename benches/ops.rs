@@ -118,13 +118,14 @@ fn conv_gemm_shapes(c: &mut Criterion) {
     // many channels: the product comes out pixel-major, `(pixels, o)`.
     let rows = Tensor::randn(&[pixels, taps], &mut rng);
     group.throughput(Throughput::Elements(2 * (o * taps * pixels) as u64));
-    let products: [(&str, Tensor, Tensor); 6] = [
+    let products: [(&str, Tensor, Tensor); 7] = [
         ("forward_w_cols", w.clone(), cols.clone()),
         ("forward_rows_wt", rows.clone(), w.t()),
         ("input_grad_wt_gy", w.t(), gy.clone()),
         ("weight_grad_cols_gyt", cols.clone(), gy.t()),
         ("weight_grad_gy_colst", gy.clone(), cols.t()),
         ("weight_grad_gy_rows", gy.clone(), rows.clone()),
+        ("weight_grad_rt_gyt", rows.t(), gy.t()),
     ];
     for (name, a, b) in products {
         group.bench_function(name, |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));

@@ -18,7 +18,7 @@
 //! intrinsics are checked by its tests against a loop, not by Miri).
 
 use crate::tensor::Element;
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, IxDyn, Zip};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, Axis, IxDyn, Zip};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -555,64 +555,169 @@ const PANEL: usize = 6;
 
 /// A matrix `a (M, K)` held for many thin products `dst (M, N) += a[.., ks] b (|ks|, N)`
 /// with small `N`, such as a recurrent layer's `W_hh hᵀ`: the same weight times a new
-/// batch-wide state at every step.
+/// batch-wide state at every step. It is gathered from a larger matrix `w` once
+/// ([`ThinLhs::rows_of`], [`ThinLhs::transposed_rows_of`]), straight into the layout its
+/// product reads, with no copy of `w` in between.
 ///
-/// For `f32` on a CPU with AVX2 and FMA but not AVX-512, `a` is packed once into panels of
-/// six rows stored column by column, and [`ThinLhs::acc`] runs a kernel that keeps a 6 × 16
+/// For `f32` on a CPU with AVX2 and FMA but not AVX-512, `a` is packed into panels of six
+/// rows stored column by column, and [`ThinLhs::acc`] runs a kernel that keeps a 6 × 16
 /// block of `dst` in twelve registers, broadcasting `a`'s six elements of a column against
 /// `b`'s row (`b` and `dst` are read in place, their rows contiguous). The gemm crate would
 /// pack `a` again at every call (its kernels take 16 rows by 6 columns of `dst`, whose
 /// columns are `N` elements apart here). Elsewhere, and for shapes the kernel does not take
-/// (`N` not a multiple of 8, rows not contiguous), it is the gemm crate's product. On
-/// AVX-512 the gemm crate's 512-bit kernels are kept: this kernel was measured on an AVX2
-/// machine only.
-pub(crate) struct ThinLhs<'a, T> {
-    a: ArrayView2<'a, T>,
+/// (`N` not a multiple of 8, rows not contiguous), `a` is held as a row-major matrix for
+/// the gemm crate's product. On AVX-512 the gemm crate's 512-bit kernels are kept: this
+/// kernel was measured on an AVX2 machine only. Either buffer comes from the pool and goes
+/// back to it when the `ThinLhs` is dropped: fresh, it would cost a page fault per 4 KiB
+/// at every layer call.
+pub(crate) struct ThinLhs<T: Element> {
+    /// `a` row-major, for the gemm crate's product: built at once where there is no
+    /// packed copy, else only if a product the kernel does not take asks for it.
+    plain: std::sync::OnceLock<Array2<T>>,
     /// Panel `p`, column `k`, row `r` at `p·6·K + k·6 + r` (rows past `M` are zero).
     packed: Option<Vec<f32>>,
+    dim: (usize, usize),
 }
 
-impl<'a, T: Element> ThinLhs<'a, T> {
-    /// Holds `a`, packed when the thin kernel will run.
-    pub(crate) fn new(a: ArrayView2<'a, T>) -> Self {
-        let packed = thin_kernel_available::<T>().then(|| {
-            let (m, k) = a.dim();
-            let mut packed = vec![0f32; m.div_ceil(PANEL) * PANEL * k];
-            for (i, row) in a.rows().into_iter().enumerate() {
-                let panel = &mut packed[(i / PANEL) * PANEL * k..][..PANEL * k];
-                for (kk, &v) in row.iter().enumerate() {
-                    // T is f32 here (thin_kernel_available).
-                    panel[kk * PANEL + i % PANEL] = v.to_f32().expect("T is f32");
+impl<T: Element> ThinLhs<T> {
+    /// `a = w[rows, ..]`: the rows of `w` listed in `rows`, in that order.
+    pub(crate) fn rows_of(w: ArrayView2<'_, T>, rows: &[usize]) -> Self {
+        let pack = |panel: &mut [T], first: usize, count: usize| {
+            for r in 0..count {
+                for (kk, &v) in w.row(rows[first + r]).iter().enumerate() {
+                    panel[kk * PANEL + r] = v;
                 }
             }
-            packed
-        });
-        ThinLhs { a, packed }
+        };
+        let fill = |mut plain: ArrayViewMut2<'_, T>| {
+            for (mut dst, &r) in plain.rows_mut().into_iter().zip(rows) {
+                dst.assign(&w.row(r));
+            }
+        };
+        Self::gather((rows.len(), w.ncols()), pack, fill)
     }
 
-    /// `dst += a[.., ks] b`, on one thread unless `threads` allows [`gemm_acc`]'s split
-    /// (for a product large enough to be split, with more than one thread in the pool).
+    /// `a = w[picks, columns]ᵀ`: `a[i, k] = w[picks[k], columns.start + i]`.
+    pub(crate) fn transposed_rows_of(w: ArrayView2<'_, T>, picks: &[usize], columns: Range<usize>) -> Self {
+        let sub = w.slice(ndarray::s![.., columns.clone()]);
+        let pack = |panel: &mut [T], first: usize, count: usize| {
+            // A column of the panel is `count` neighbours in a row of `w`.
+            for (kk, &r) in picks.iter().enumerate() {
+                let row = sub.row(r);
+                for i in 0..count {
+                    panel[kk * PANEL + i] = row[first + i];
+                }
+            }
+        };
+        let fill = |mut plain: ArrayViewMut2<'_, T>| {
+            // A run of consecutive picks is one block of `w`, transposed by tiles.
+            let mut k = 0;
+            while k < picks.len() {
+                let len = picks[k..].iter().zip(picks[k]..).take_while(|&(&p, q)| p == q).count();
+                transpose_into(sub.slice(ndarray::s![picks[k]..picks[k] + len, ..]), plain.slice_mut(ndarray::s![.., k..k + len]));
+                k += len;
+            }
+        };
+        Self::gather((columns.len(), picks.len()), pack, fill)
+    }
+
+    /// `a (m, k)`: packed by `pack(panel, first, rows)`, which writes element `(first + r,
+    /// kk)` at `panel[kk·6 + r]` for `r < rows`, where the kernel runs; else written whole
+    /// by `fill` into a row-major matrix.
+    fn gather(dim: (usize, usize), pack: impl Fn(&mut [T], usize, usize), fill: impl FnOnce(ArrayViewMut2<'_, T>)) -> Self {
+        use crate::tensor::pool;
+        let (m, k) = dim;
+        if !thin_kernel_available::<T>() {
+            let mut plain = Array2::from_shape_vec(dim, pool::take_overwritten::<T>(m * k)).expect("m·k elements");
+            fill(plain.view_mut());
+            return ThinLhs { plain: plain.into(), packed: None, dim };
+        }
+        let mut packed = pool::take_overwritten::<T>(m.div_ceil(PANEL) * PANEL * k);
+        if k > 0 {
+            for (p, panel) in packed.chunks_exact_mut(PANEL * k).enumerate() {
+                let rows = (m - p * PANEL).min(PANEL);
+                if rows < PANEL {
+                    panel.fill(T::zero());
+                }
+                pack(panel, p * PANEL, rows);
+            }
+        }
+        // T is f32 where the kernel runs (thin_kernel_available): the same buffer.
+        let packed: Box<dyn std::any::Any> = Box::new(packed);
+        let packed = *packed.downcast::<Vec<f32>>().expect("T is f32");
+        ThinLhs { plain: std::sync::OnceLock::new(), packed: Some(packed), dim }
+    }
+
+    /// `a` row-major (unpacked from the panels, the first time, where it was packed).
+    fn plain(&self) -> &Array2<T> {
+        self.plain.get_or_init(|| {
+            let (m, k) = self.dim;
+            let panels = self.packed.as_deref().unwrap_or_default();
+            Array2::from_shape_fn((m, k), |(i, kk)| {
+                T::from_f32(panels[(i / PANEL) * PANEL * k + kk * PANEL + i % PANEL]).expect("T is f32")
+            })
+        })
+    }
+
+    /// `dst += a[.., ks] b`, on one thread unless `threads` allows a split across the pool
+    /// (for a product large enough, with more than one thread in the pool).
     pub(crate) fn acc(&self, dst: &mut ArrayViewMut2<'_, T>, ks: Range<usize>, b: &ArrayView2<'_, T>, threads: bool) {
         let (m, n) = dst.dim();
-        assert_eq!((m, b.dim()), (self.a.nrows(), (ks.len(), n)), "internal: thin product shapes");
-        assert!(ks.end <= self.a.ncols(), "internal: thin product columns");
-        let split = threads && rayon::current_num_threads() > 1 && m * n * ks.len() >= PARALLEL_MIN_FLOPS;
+        assert_eq!((m, b.dim()), (self.dim.0, (ks.len(), n)), "internal: thin product shapes");
+        assert!(ks.end <= self.dim.1, "internal: thin product columns");
         // Rows of unit-stride elements, walked forwards (a reversed view has a negative row
         // stride, which the kernel's offsets do not take: it goes to gemm).
         let contiguous = dst.strides()[1] == 1 && b.strides()[1] == 1 && dst.strides()[0] >= 0 && b.strides()[0] >= 0;
-        match &self.packed {
+        let packed = match &self.packed {
+            _ if ks.is_empty() || m * n == 0 => return,
+            Some(packed) if contiguous => packed,
+            _ => return gemm_acc(dst, &self.plain().slice(ndarray::s![.., ks]), b, threads),
+        };
+        let k = self.dim.1;
+        let split = threads && rayon::current_num_threads() > 1 && m * n * ks.len() >= PARALLEL_MIN_FLOPS;
+        // Whole panels per thread.
+        let panels = m.div_ceil(PANEL);
+        let per = if split { panels.div_ceil(rayon::current_num_threads()) } else { panels };
+        let mut rest = dst.view_mut();
+        let mut blocks = Vec::with_capacity(panels.div_ceil(per));
+        for first in (0..panels).step_by(per) {
+            let rows = ((first + per) * PANEL).min(m) - first * PANEL;
+            let (block, tail) = rest.split_at(Axis(0), rows);
+            blocks.push((first, block));
+            rest = tail;
+        }
+        let run = |(first, mut block): (usize, ArrayViewMut2<'_, T>)| {
+            let (rows, dst_stride, b_stride) = (block.nrows(), block.strides()[0] as usize, b.strides()[0] as usize);
+            let panels = &packed[first * PANEL * k..][..rows.div_ceil(PANEL) * PANEL * k];
             #[cfg(target_arch = "x86_64")]
-            Some(packed) if !split && contiguous && n % 8 == 0 && !ks.is_empty() && m > 0 => {
-                let (k, dst_stride, b_stride) = (self.a.ncols(), dst.strides()[0] as usize, b.strides()[0] as usize);
-                // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
-                // packed panels cover m rows by k columns, ks within them; b holds ks.len()
-                // rows of n elements at b_stride, dst m rows of n at dst_stride, its
-                // elements exclusive to this view (a mutable borrow), distinct from b's.
-                unsafe {
-                    thin_avx2(packed, k, ks, b.as_ptr().cast(), b_stride, dst.as_mut_ptr().cast(), dst_stride, m, n);
-                }
+            // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
+            // panels cover the block's rows by k columns, ks within them; b holds ks.len()
+            // rows of n elements at b_stride, the block `rows` rows of n at dst_stride, its
+            // elements exclusive to this view (a mutable borrow, split from the others),
+            // distinct from b's.
+            unsafe {
+                thin_avx2(panels, k, ks.clone(), b.as_ptr().cast(), b_stride, block.as_mut_ptr().cast(), dst_stride, rows, n);
             }
-            _ => gemm_acc(dst, &self.a.slice(ndarray::s![.., ks]), b, threads),
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (panels, rows, dst_stride, b_stride, &mut block);
+        };
+        if blocks.len() == 1 {
+            blocks.into_iter().for_each(run);
+        } else {
+            blocks.into_par_iter().for_each(run);
+        }
+    }
+}
+
+impl<T: Element> Drop for ThinLhs<T> {
+    /// Gives the buffers back to the pool.
+    fn drop(&mut self) {
+        use crate::tensor::pool;
+        if let Some(plain) = self.plain.take() {
+            pool::recycle(plain.into_dyn().into_shared());
+        }
+        if let Some(packed) = self.packed.take() {
+            pool::recycle(ndarray::Array1::from_vec(packed).into_dyn().into_shared());
         }
     }
 }
@@ -628,14 +733,14 @@ fn thin_kernel_available<T: Element>() -> bool {
 }
 
 /// `dst += a[.., ks] b` from [`ThinLhs`]'s panels: for each panel of six rows, the columns
-/// of `dst` sixteen at a time (then eight), each block summed over `ks` in registers and
-/// added to `dst` once.
+/// of `dst` sixteen at a time, then eight, then the last few through masked loads and
+/// stores, each block summed over `ks` in registers and added to `dst` once.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA. `packed` holds `m.div_ceil(6)` panels of `k` columns, `ks`
 /// within `0..k`; `b` points to `ks.len()` rows of `n` f32 at `b_stride`, `dst` to `m` rows
 /// of `n` at `dst_stride`, not overlapping `b` and not accessed by anything else during
-/// the call; `n` is a multiple of 8.
+/// the call.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -650,21 +755,38 @@ unsafe fn thin_avx2(
     m: usize,
     n: usize,
 ) {
+    use std::arch::x86_64::_mm256_setr_epi32;
     for (p, panel) in packed.chunks_exact(PANEL * k).enumerate() {
         let columns = &panel[ks.start * PANEL..ks.end * PANEL];
         let rows = (m - p * PANEL).min(PANEL);
         let mut j = 0;
         while j < n {
-            // SAFETY: columns j..j + 16 (or + 8) are within every row of b and dst (n is a
-            // multiple of 8), rows p·6.. within dst's m; the caller's contract.
+            let left = (n - j) as i32;
+            // SAFETY: the block's columns j.. (16, 8, or the `left` lanes the mask lets
+            // through) are within every row of b and dst, rows p·6.. within dst's m; the
+            // caller's contract.
             unsafe {
                 let dst = dst.add(p * PANEL * dst_stride + j);
-                if n - j >= 16 {
-                    thin_block::<2>(columns, b.add(j), b_stride, dst, dst_stride, rows);
+                if left >= 16 {
+                    thin_block::<2>(columns, b.add(j), b_stride, dst, dst_stride, rows, None);
                     j += 16;
-                } else {
-                    thin_block::<1>(columns, b.add(j), b_stride, dst, dst_stride, rows);
+                } else if left >= 8 {
+                    thin_block::<1>(columns, b.add(j), b_stride, dst, dst_stride, rows, None);
                     j += 8;
+                } else {
+                    // Lane l is on when its sign bit is set: l < left.
+                    let mask = _mm256_setr_epi32(
+                        -i32::from(left > 0),
+                        -i32::from(left > 1),
+                        -i32::from(left > 2),
+                        -i32::from(left > 3),
+                        -i32::from(left > 4),
+                        -i32::from(left > 5),
+                        -i32::from(left > 6),
+                        0,
+                    );
+                    thin_block::<1>(columns, b.add(j), b_stride, dst, dst_stride, rows, Some(mask));
+                    j = n;
                 }
             }
         }
@@ -672,20 +794,33 @@ unsafe fn thin_avx2(
 }
 
 /// `dst[r, ..8·V] += Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows` (at most 6): the
-/// block's 6·V sums held in registers over all of `k`.
+/// block's 6·V sums held in registers over all of `k`. With a `mask` (and `V = 1`), only
+/// the lanes it sets are read and written.
 ///
 /// # Safety
 /// As [`thin_avx2`]'s, for the block: `columns` holds 6 elements per row of `b`, and `b`'s
-/// rows and `dst`'s first `rows` rows have `8·V` valid elements.
+/// rows and `dst`'s first `rows` rows have `8·V` valid elements, or those of the lanes
+/// `mask` sets.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn thin_block<const V: usize>(columns: &[f32], b: *const f32, b_stride: usize, dst: *mut f32, dst_stride: usize, rows: usize) {
+unsafe fn thin_block<const V: usize>(
+    columns: &[f32],
+    b: *const f32,
+    b_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    rows: usize,
+    mask: Option<std::arch::x86_64::__m256i>,
+) {
     use std::arch::x86_64::*;
+    // SAFETY (both): the lanes read or written are valid (the caller's contract).
+    let load = |at: *const f32| unsafe { mask.map_or_else(|| _mm256_loadu_ps(at), |mask| _mm256_maskload_ps(at, mask)) };
+    let store = |at: *mut f32, v: __m256| unsafe { mask.map_or_else(|| _mm256_storeu_ps(at, v), |mask| _mm256_maskstore_ps(at, mask, v)) };
     let mut sums = [[_mm256_setzero_ps(); V]; PANEL];
     for (kk, a) in columns.chunks_exact(PANEL).enumerate() {
-        // SAFETY: row kk of b has 8·V elements (the caller's contract).
-        let bv: [__m256; V] = std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(kk * b_stride + 8 * v)) });
+        // Row kk of b (the caller's contract).
+        let bv: [__m256; V] = std::array::from_fn(|v| load(b.wrapping_add(kk * b_stride + 8 * v)));
         for (sum, &a) in sums.iter_mut().zip(a) {
             let a = _mm256_set1_ps(a);
             for (s, &bv) in sum.iter_mut().zip(&bv) {
@@ -695,11 +830,9 @@ unsafe fn thin_block<const V: usize>(columns: &[f32], b: *const f32, b_stride: u
     }
     for (r, sum) in sums.iter().enumerate().take(rows) {
         for (v, &s) in sum.iter().enumerate() {
-            // SAFETY: row r < rows of dst has 8·V elements (the caller's contract).
-            unsafe {
-                let at = dst.add(r * dst_stride + 8 * v);
-                _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), s));
-            }
+            // Row r < rows of dst (the caller's contract).
+            let at = dst.wrapping_add(r * dst_stride + 8 * v);
+            store(at, _mm256_add_ps(load(at), s));
         }
     }
 }
@@ -795,33 +928,59 @@ mod tests {
 
     #[test]
     fn thin_products_equal_a_loop() {
-        // Rows not a multiple of the panel, widths that end in an 8-column block or not a
-        // multiple of 8 (gemm), column ranges that start inside `a`, a dst whose rows are
-        // strided (gemm), in f32 (the packed kernel where the CPU has it) and f64. Small
-        // integers, so that every sum is exact in either order.
-        for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12)] {
+        // Rows not a multiple of the panel, widths that end in a 16- or 8-column block or in
+        // a masked tail, column ranges that start inside `a`, a dst whose rows are strided
+        // (gemm on the unpacked matrix), reversed rows (gemm too), split across two threads,
+        // in f32 (the packed kernel where the CPU has it) and f64, `a` gathered by rows and
+        // by transposed rows. Small integers, so that every sum is exact in either order.
+        for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12), (9, 5, 3), (600, 450, 1)] {
             let a = ints((m, k), 1);
-            for ks in [0..k, k / 3..k] {
-                let b = ints((ks.len(), n), 2);
-                let start = ints((m, n), 3);
-                let expect = &start + &naive(&a.slice(ndarray::s![.., ks.clone()]), &b.view());
-                let a32 = a.mapv(|v| v as f32);
-                let thin = ThinLhs::new(a32.view());
-                assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>());
-                let mut out = start.mapv(|v| v as f32);
-                thin.acc(&mut out.view_mut(), ks.clone(), &b.mapv(|v| v as f32).view(), false);
-                assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n}, columns {ks:?}");
-                let mut wide = ints((m, 2 * n), 3);
-                let mut every_other = wide.slice_mut(ndarray::s![.., ..;2]);
-                every_other.assign(&start);
-                ThinLhs::new(a.view()).acc(&mut every_other, ks.clone(), &b.view(), false);
-                assert_eq!(every_other, expect, "f64 {m}x{k}x{n} into strided rows, columns {ks:?}");
-                // Rows in reverse order (a negative row stride) in both b and dst, in f32.
-                let mut reversed = start.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
-                let b_reversed = b.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
-                let mut dst = reversed.slice_mut(ndarray::s![..;-1, ..]);
-                thin.acc(&mut dst, ks.clone(), &b_reversed.slice(ndarray::s![..;-1, ..]), false);
-                assert_eq!(dst.mapv(f64::from), expect, "f32 {m}x{k}x{n} through reversed rows, columns {ks:?}");
+            // `a` as rows of a taller matrix, picked out of order.
+            let rows: Vec<usize> = (0..m).map(|i| 2 * (m - 1 - i) + 1).collect();
+            let mut tall = ints((2 * m + 1, k), 9);
+            for (i, &r) in rows.iter().enumerate() {
+                tall.row_mut(r).assign(&a.row(i));
+            }
+            // `a` as the transpose of some rows and columns of a wider matrix: runs of
+            // consecutive picks, then single ones.
+            let picks: Vec<usize> = (0..k).map(|kk| if kk < k / 2 { kk + 2 } else { 3 * kk + 1 }).collect();
+            let mut wide = ints((3 * k + 2, m + 4), 10);
+            for (kk, &r) in picks.iter().enumerate() {
+                wide.slice_mut(ndarray::s![r, 2..m + 2]).assign(&a.column(kk));
+            }
+            let (tall32, wide32) = (tall.mapv(|v| v as f32), wide.mapv(|v| v as f32));
+            let gathered32 = [ThinLhs::rows_of(tall32.view(), &rows), ThinLhs::transposed_rows_of(wide32.view(), &picks, 2..m + 2)];
+            let gathered64 = [ThinLhs::rows_of(tall.view(), &rows), ThinLhs::transposed_rows_of(wide.view(), &picks, 2..m + 2)];
+            for (thin, thin64) in gathered32.iter().zip(&gathered64) {
+                assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>(), "which path the f32 cases take");
+                assert_eq!(thin64.plain().view(), a.view(), "{m}x{k} gathered");
+                for ks in [0..k, k / 3..k] {
+                    let b = ints((ks.len(), n), 2);
+                    let start = ints((m, n), 3);
+                    let expect = &start + &naive(&a.slice(ndarray::s![.., ks.clone()]), &b.view());
+                    let b32 = b.mapv(|v| v as f32);
+                    for threads in [false, true] {
+                        let mut out = start.mapv(|v| v as f32);
+                        two_threads(|| thin.acc(&mut out.view_mut(), ks.clone(), &b32.view(), threads));
+                        assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n}, columns {ks:?}, threads {threads}");
+                    }
+                    let mut wide_out = ints((m, 2 * n), 3);
+                    let mut every_other = wide_out.slice_mut(ndarray::s![.., ..;2]);
+                    every_other.assign(&start);
+                    thin64.acc(&mut every_other, ks.clone(), &b.view(), false);
+                    assert_eq!(every_other, expect, "f64 {m}x{k}x{n} into strided rows, columns {ks:?}");
+                    let mut every_other = wide_out.mapv(|v| v as f32);
+                    let mut every_other = every_other.slice_mut(ndarray::s![.., ..;2]);
+                    every_other.assign(&start.mapv(|v| v as f32));
+                    thin.acc(&mut every_other, ks.clone(), &b32.view(), false);
+                    assert_eq!(every_other.mapv(f64::from), expect, "f32 {m}x{k}x{n} into strided rows, columns {ks:?}");
+                    // Rows in reverse order (a negative row stride) in both b and dst, in f32.
+                    let mut reversed = start.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                    let b_reversed = b.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                    let mut dst = reversed.slice_mut(ndarray::s![..;-1, ..]);
+                    thin.acc(&mut dst, ks.clone(), &b_reversed.slice(ndarray::s![..;-1, ..]), false);
+                    assert_eq!(dst.mapv(f64::from), expect, "f32 {m}x{k}x{n} through reversed rows, columns {ks:?}");
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{s, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 /// The LSTM recursion over the transposed input projection `xprojᵀ (4H, T, N)` (`W_ih x_t`
 /// for every step, gates `i, f, g, o`; `N` the batch), from `h0, c0 (N, H)`, with
@@ -34,7 +34,11 @@ use std::sync::{Mutex, RwLock};
 /// `W_hh` (and of `W_hhᵀ` in backward) are held as a [`ThinLhs`], packed once per call
 /// where its kernel runs rather than by the gemm crate at every step: on a 2-vCPU Zen 3
 /// EPYC (AVX2), `RAYON_NUM_THREADS=1 cargo bench --bench ops -- lstm_layer` went from
-/// 16.8 to 15.4 ms forward and 36.9 to 33.5 ms forward + backward.
+/// 16.8 to 15.4 ms forward and 36.9 to 33.5 ms forward + backward. Each block's is
+/// gathered straight from `W_hh` by the thread that runs the block, not copied to a
+/// reordered (or transposed) `W_hh` first on the calling thread while the others wait
+/// (W3 on two threads, `workloads w3 2` built before and after, five runs taking turns:
+/// median 31.1 → 27.0 ms).
 pub(crate) fn lstm_sequence<T: Element>(
     xproj: &Tensor<T>,
     w_hh: &Tensor<T>,
@@ -59,10 +63,9 @@ pub(crate) fn lstm_sequence<T: Element>(
     let blocks = unit_blocks(hs, batch);
     let parts = blocks.len() - 1;
     let order = gate_order(&blocks, hs);
-    let w_perm = rows_in_order(w, &order);
-    let w_ordered = w_perm.as_ref().map_or(w.view(), Array2::view);
-    // Each block's rows of W_hh, for the 35-odd products of the loop.
-    let w_blocks: Vec<ThinLhs<'_, T>> = blocks.windows(2).map(|u| ThinLhs::new(w_ordered.slice_move(s![4 * u[0]..4 * u[1], ..]))).collect();
+    // Each block's rows of W_hh, for the 35-odd products of the loop: gathered by the
+    // thread that runs the block's first step, into its own cache, alongside the others.
+    let w_blocks: Vec<OnceLock<ThinLhs<T>>> = (0..parts).map(|_| OnceLock::new()).collect();
     let bias: Vec<T> = order.iter().map(|&r| bias[r]).collect();
     // Saved for backward, indexed by time, each transposed: the activated gates (rows in
     // `order`), the cell state entering each step and tanh of the one leaving it.
@@ -106,10 +109,11 @@ pub(crate) fn lstm_sequence<T: Element>(
             // `W_hh hᵀ` by blocks of the state, this block's own first: the product starts
             // while the other threads may still be finishing their blocks of the step before.
             let product = |zm: &mut ArrayViewMut2<'_, T>| {
+                let w_p = w_blocks[p].get_or_init(|| ThinLhs::rows_of(w, &order[4 * blocks[p]..4 * blocks[p + 1]]));
                 for q in own_first(p, parts) {
                     ready(q);
                     let h_q = h[s % 2][q].read().expect("no job panicked");
-                    w_blocks[p].acc(zm, blocks[q]..blocks[q + 1], &h_q.view(), parts == 1);
+                    w_p.acc(zm, blocks[q]..blocks[q + 1], &h_q.view(), parts == 1);
                 }
             };
             // Written once the product has read the step before: every part of it is done,
@@ -124,9 +128,6 @@ pub(crate) fn lstm_sequence<T: Element>(
         run_rounds(steps, parts, &job);
     }
     drop(w_blocks);
-    if let Some(w_perm) = w_perm {
-        recycle(w_perm);
-    }
     transpose_into(c.view(), out.index_axis_mut(Axis(0), steps));
     let mut inputs = vec![xproj, w_hh];
     inputs.extend(b_ih);
@@ -160,46 +161,6 @@ fn unit_blocks(hs: usize, batch: usize) -> Vec<usize> {
 /// PyTorch's order) that sits at row `r`, so each block's rows are contiguous.
 fn gate_order(blocks: &[usize], hs: usize) -> Vec<usize> {
     blocks.windows(2).flat_map(|u| (0..4).flat_map(move |q| (u[0]..u[1]).map(move |k| q * hs + k))).collect()
-}
-
-/// The rows of `w` in `order`, or `None` when that is the order they have (one block). The
-/// buffer is from the pool (a fresh megabyte for W3's `W_hh` costs its page faults at every
-/// call); give it back with [`recycle`].
-fn rows_in_order<T: Element>(w: ArrayView2<'_, T>, order: &[usize]) -> Option<Array2<T>> {
-    if order.iter().enumerate().all(|(k, &r)| k == r) {
-        return None;
-    }
-    let mut out = pooled2((order.len(), w.dim().1));
-    for (mut row, &r) in out.rows_mut().into_iter().zip(order) {
-        row.assign(&w.row(r));
-    }
-    Some(out)
-}
-
-/// `wᵀ` with its columns in the blocks' order ([`gate_order`]): each block's run of rows of
-/// each gate transposed into its place, in a buffer from the pool.
-fn transposed_in_order<T: Element>(w: ArrayView2<'_, T>, blocks: &[usize], hs: usize) -> Array2<T> {
-    let mut w_t = pooled2((w.dim().1, w.dim().0));
-    let mut col = 0;
-    for units in blocks.windows(2) {
-        for q in 0..4 {
-            let rows = q * hs + units[0]..q * hs + units[1];
-            let len = rows.len();
-            transpose_into(w.slice(s![rows, ..]), w_t.slice_mut(s![.., col..col + len]));
-            col += len;
-        }
-    }
-    w_t
-}
-
-/// A matrix for the caller to overwrite whole, its buffer from the pool.
-fn pooled2<T: Element>(shape: (usize, usize)) -> Array2<T> {
-    Array2::from_shape_vec(shape, crate::tensor::pool::take_overwritten::<T>(shape.0 * shape.1)).expect("len elements")
-}
-
-/// Gives a buffer of [`pooled2`] or [`rows_in_order`] back to the pool.
-fn recycle<T: Element>(a: Array2<T>) {
-    crate::tensor::pool::recycle(a.into_dyn().into_shared());
 }
 
 /// `xs` cut into one piece per block, `scale` elements per unit.
@@ -508,11 +469,11 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         let gy = gy.value().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
         let w_value = w_hh.value();
         let w = w_value.view().into_dimensionality::<Ix2>().expect("internal: (4H, H)");
-        // Wᵀ with its columns in the blocks' order, made contiguous once: each block's
-        // product `Wᵀ dzᵀ` then reads its own rows.
-        let w_t = transposed_in_order(w, blocks, hs);
-        // Each block's rows of Wᵀ, for the loop's products.
-        let w_t_blocks: Vec<ThinLhs<'_, T>> = blocks.windows(2).map(|u| ThinLhs::new(w_t.slice(s![u[0]..u[1], ..]))).collect();
+        // Each block's rows of Wᵀ with its columns in the blocks' order (the rows of dzᵀ),
+        // for the loop's products `Wᵀ dzᵀ`: gathered, as in the forward pass, by the thread
+        // that runs the block's first step.
+        let order = gate_order(blocks, hs);
+        let w_t_blocks: Vec<OnceLock<ThinLhs<T>>> = blocks.windows(2).map(|_| OnceLock::new()).collect();
         // dzᵀ of every step side by side, (4H, T·N) with step t in columns t·N..(t+1)·N and
         // rows in PyTorch's order, so that the weight's gradient is one product with inner
         // dim T·N and the input projection's is this array itself.
@@ -562,10 +523,11 @@ impl<T: Element> Backward<T> for LstmRule<T> {
                     if round == 0 {
                         return;
                     }
+                    let w_t_p = w_t_blocks[p].get_or_init(|| ThinLhs::transposed_rows_of(w, &order, units.clone()));
                     for q in own_first(p, parts) {
                         ready(q);
                         let dz_q = dz_steps[(round + 1) % 2][q].read().expect("no job panicked");
-                        w_t_blocks[p].acc(ghm, 4 * blocks[q]..4 * blocks[q + 1], &dz_q.view(), parts == 1);
+                        w_t_p.acc(ghm, 4 * blocks[q]..4 * blocks[q + 1], &dz_q.view(), parts == 1);
                     }
                 };
                 // Written once the product has read the later step: every part of it is
@@ -585,7 +547,6 @@ impl<T: Element> Backward<T> for LstmRule<T> {
             run_rounds(steps, parts, &job);
         }
         drop(w_t_blocks);
-        recycle(w_t);
         let first = if self.reverse { steps - 1 } else { 0 };
         let out = output.value();
         let out = out.view().into_dimensionality::<Ix3>().expect("internal: (T + 1, N, H)");
