@@ -116,7 +116,14 @@ impl<T: Element> Tensor<T> {
             f(&mut value.view_mut());
             return;
         }
-        let mut value = self.array().to_owned();
+        // A copy in a buffer from the pool: a fresh one costs a page fault per 4 KiB (in
+        // W3, an optimizer step copies each parameter the step's graph still holds).
+        let mut buffer = pool::take::<T>(self.len());
+        match self.array().as_slice() {
+            Some(elements) => buffer.extend_from_slice(elements),
+            None => buffer.extend(self.array().iter().copied()),
+        }
+        let mut value = ArrayD::from_shape_vec(IxDyn(self.shape()), buffer).expect("len elements");
         f(&mut value.view_mut());
         *self = Tensor::leaf(value.into_shared(), self.requires_grad());
     }
