@@ -25,6 +25,14 @@ fn convolutions_match_finite_differences_to_second_order() {
         &[randn(&[2, 4, 7, 6], 1), randn(&[6, 2, 3, 2], 2), randn(&[6], 3)],
         true,
     );
+    // Stride 1 with 16 output channels per group: the input gradient runs as a transposed
+    // convolution (a flipped kernel, through pixel-major rows).
+    check(
+        "conv2d stride 1, 16 out channels per group, padding (1, 0), dilation (2, 1), groups 2",
+        |x| x[0].conv2d(&x[1], None, Conv2dConfig { stride: [1, 1], padding: [1, 0], dilation: [2, 1], groups: 2 }),
+        &[randn(&[2, 4, 6, 5], 12), randn(&[32, 2, 3, 2], 13)],
+        true,
+    );
     check(
         "conv1d",
         |x| x[0].conv1d(&x[1], None, Conv1dConfig { stride: 2, padding: 1, dilation: 2, groups: 1 }),
