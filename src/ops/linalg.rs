@@ -141,6 +141,10 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
     let in_features = weight.shape()[1];
     let rows: usize = x.shape()[..x.ndim() - 1].iter().product();
     let x2 = x.reshape_to(&[rows, in_features]);
+    // A strided input (a batch-first view of a recurrent layer's output) was just copied
+    // to be a matrix: the weight's gradient reuses the copy (a node of the graph, so
+    // gradients of gradients still reach `x` through it) rather than making another.
+    let copy = (!x.array().is_standard_layout()).then(|| x2.clone());
     let bias_row = bias.map(|b| b.to_vec());
     let value = gemm_plus_row(&as_matrix(&x2.value()), &as_matrix(&weight.value()).t(), bias_row.as_deref());
     let mut out_shape = x.shape()[..x.ndim() - 1].to_vec();
@@ -148,14 +152,17 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
     let value = value.into_shape_with_order(IxDyn(&out_shape)).expect("rows x out");
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
-    Tensor::from_op_saving(value.into_shared(), &inputs, Saves::inputs(&[0, 1]), || {
-        Box::new(rule("linear", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+    Tensor::from_op_saving(value.into_shared(), &inputs, Saves::inputs(&[0, 1]), move || {
+        Box::new(rule("linear", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let (out_features, in_features) = (w.shape()[0], w.shape()[1]);
             let rows: usize = gy.shape()[..gy.ndim() - 1].iter().product();
             let gy2 = gy.reshape_to(&[rows, out_features]);
             let gx = x.requires_grad().then(|| gy2.matmul_same_batch(w).reshape_to(x.shape()));
-            let gw = w.requires_grad().then(|| gy2.t().matmul_same_batch(&x.reshape_to(&[rows, in_features])));
+            let gw = w.requires_grad().then(|| {
+                let x2 = copy.clone().unwrap_or_else(|| x.reshape_to(&[rows, in_features]));
+                gy2.t().matmul_same_batch(&x2)
+            });
             let mut grads = vec![gx, gw];
             if let Some(b) = inputs.get(2) {
                 grads.push(b.requires_grad().then(|| gy2.sum_dims(&[0], false).expect("dim 0 exists")));

@@ -163,6 +163,12 @@ fn matmul_and_linear_match_finite_differences() {
     check("matmul of a transpose", |x| x[0].t().matmul(&x[1]), &[randn(&[4, 3], 80), randn(&[4, 2], 81)]);
     check("linear", |x| x[0].linear(&x[1], Some(&x[2])), &[randn(&[4, 3], 82), randn(&[5, 3], 83), randn(&[5], 84)]);
     check("linear 3-D input, no bias", |x| x[0].linear(&x[1], None), &[randn(&[2, 4, 3], 85), randn(&[5, 3], 86)]);
+    // A strided (batch-first) view: the rule reuses the forward pass's contiguous copy.
+    check(
+        "linear of a transposed input",
+        |x| x[0].transpose(0, 1)?.linear(&x[1], Some(&x[2])),
+        &[randn(&[4, 2, 3], 87), randn(&[5, 3], 88), randn(&[5], 89)],
+    );
 }
 
 #[test]
