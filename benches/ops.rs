@@ -105,7 +105,8 @@ fn w6_conv(c: &mut Criterion) {
 /// The per-sample matrix products of W6's convolution (64 → 64 channels, 3 × 3, 32 × 32),
 /// in the layouts `src/ops/conv.rs` gives the `gemm` crate: the forward `W cols` and, with
 /// pixel-major rows, `R Wᵀ`; the input gradient `Wᵀ gy`; the weight gradient `cols gyᵀ`
-/// (few channels), beside its transpose `gy colsᵀ`, and `gy R` (many channels). Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
+/// (few channels), beside its transpose `gy colsᵀ`, and `gy R` (many channels), beside
+/// `Rᵀ gyᵀ` (both operands read transposed). Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
 fn conv_gemm_shapes(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv_gemm_shapes");
     group.sample_size(30);
