@@ -409,7 +409,8 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
 /// crate runs `R Wᵀ` at 85 GFLOP/s against 63 for `Wᵀ gy` (one thread of a Zen 3 EPYC,
 /// `cargo bench --bench ops -- conv_gemm_shapes`, `forward_rows_wt` against
 /// `input_grad_wt_gy`), and no column matrix is added back pixel by pixel. W6's whole input
-/// gradient, best of 12 calls of each kernel taking turns on that machine: 18.3 → 17.3 ms
+/// gradient, best of 12 calls of each kernel taking turns on that machine, in a timing loop
+/// not kept in the repository (no bench compares the two paths): 18.3 → 17.3 ms
 /// on one thread, 9.2 → 8.9 ms on two (the rows cost copies the columns did not). The flipped
 /// kernel and the transposed convolution's geometry, where that applies: stride 1, padding
 /// at most `d(k - 1)` and at least [`PIXEL_MAJOR_MIN_CHANNELS`] output channels per group.

@@ -567,7 +567,8 @@ const PANEL: usize = 6;
 /// columns are `N` elements apart here); a width that is not a multiple of 8 ends in
 /// masked loads and stores. Elsewhere, and for products the kernel does not take (one
 /// column, rows not contiguous), `a` is held as a row-major matrix for the gemm crate's
-/// product. Measured best of 15 on one thread of a 2-vCPU Zen 3 EPYC, `512×256` times
+/// product. Measured best of 15 on one thread of a 2-vCPU Zen 3 EPYC, in a timing loop not
+/// kept in the repository (the type is crate-private, out of the benches' reach), `512×256` times
 /// `256×N`, in GFLOP/s (kernel / gemm): N = 1: 6 / 23; 2: 14 / 10; 7: 57 / 41; 12: 67 / 64;
 /// 24: 86 / 72; 32: 96 / 92. On AVX-512 the gemm crate's 512-bit kernels are kept: this
 /// kernel was measured on an AVX2 machine only. Either buffer comes from the pool and goes
