@@ -8,7 +8,8 @@
 //! - the matrix product, the `gemm` crate called on ndarray's buffers with their strides (a
 //!   transposed view costs no copy) and split across threads;
 //! - a kernel for thin products with a weight reused at every call ([`ThinLhs`]: a
-//!   recurrent step's `W_hh hᵀ`), in AVX2 and FMA; it rounds differently from the gemm
+//!   recurrent step's `W_hh hᵀ`, and a convolution's weight times its input's shifted
+//!   rows, [`ThinLhs::set_shifted`]), in AVX2 and FMA; it rounds differently from the gemm
 //!   crate, whose sums run in another order.
 //!
 //! Each `unsafe` block states its safety argument. The unit tests below run under Miri
@@ -550,6 +551,12 @@ unsafe fn product<T: Element>(
     });
 }
 
+/// The bytes of `a` that one chunk of [`ThinLhs::set_shifted`]'s sum reads. W6's forward
+/// pass (`a` 66 × 576) on one thread of a 2-vCPU Zen 3 EPYC, best of 30-40 calls in a
+/// timing loop not kept in the repository: 4 KiB 27.7 ms, 8 KiB 16.5, 16 KiB 15.2-15.9,
+/// 40 KiB 15.0-15.3, 64 KiB 14.1-15.4, 128 KiB 15.7, the whole of k at once 15.8-16.8.
+const SHIFTED_CHUNK_BYTES: usize = 64 << 10;
+
 /// The rows of a thin product's left operand in a kernel's panels.
 const PANEL: usize = 6;
 
@@ -663,6 +670,65 @@ impl<T: Element> ThinLhs<T> {
         })
     }
 
+    /// Whether `a` is packed for the kernel (see [`ThinLhs`]).
+    pub(crate) fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// `dst[r, x] = Σ_k a[rows.start + r, k] · src[offsets[k] + x]` for the rows `rows` of
+    /// `a` (starting at a multiple of 6) and every column `x` of `dst`: a product whose right
+    /// operand's row `k` is the run of `src` at `offsets[k]`, read in place. A convolution's
+    /// taps are such runs, each a shift of one padded input plane, so its forward pass
+    /// needs no column matrix. On the calling thread. Returns `false`, writing nothing,
+    /// where the kernel does not run (see [`ThinLhs`]) or `dst`'s rows are not contiguous:
+    /// the caller takes another path.
+    pub(crate) fn set_shifted(&self, dst: &mut ArrayViewMut2<'_, T>, rows: Range<usize>, src: &[T], offsets: &[usize]) -> bool {
+        let (m, n) = dst.dim();
+        let k = self.dim.1;
+        assert!(rows.start.is_multiple_of(PANEL) && rows.end <= self.dim.0 && rows.len() == m, "internal: shifted product rows");
+        assert_eq!(offsets.len(), k, "internal: one offset per column of a");
+        let (Some(packed), [dst_stride, 1]) = (&self.packed, dst.strides()) else { return false };
+        let Ok(dst_stride) = usize::try_from(*dst_stride) else { return false };
+        if m * n == 0 {
+            return true;
+        }
+        if k == 0 {
+            dst.fill(T::zero());
+            return true;
+        }
+        let last = offsets.iter().max().copied().unwrap_or(0);
+        assert!(last + n <= src.len(), "internal: shifted rows inside src");
+        // Rows that may be read to a whole vector past the width: no masked loads.
+        let read_past = last + n.next_multiple_of(8) <= src.len();
+        let panels = &packed[rows.start * k..][..m.div_ceil(PANEL) * PANEL * k];
+        // The sum over k in chunks of SHIFTED_CHUNK_BYTES of a's columns (all of dst's
+        // rows), each added to dst: the runs of src a chunk reads stay in cache while every
+        // panel passes over them.
+        let chunk = (SHIFTED_CHUNK_BYTES / (m.next_multiple_of(PANEL) * 4)).max(1);
+        for start in (0..k).step_by(chunk) {
+            let ks = start..(start + chunk).min(k);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
+            // panels cover dst's m rows by k columns, ks within them; row kk of b is the n
+            // elements of src at offsets[ks.start + kk], inside src (asserted), and so are
+            // the lanes up to a multiple of 8 when read_past; dst holds m
+            // rows of n contiguous elements at dst_stride ≥ 0, exclusive to this mutable
+            // borrow, so distinct from src, written by the first chunk before the others
+            // add to it.
+            unsafe {
+                let (src, offsets, dst) = (src.as_ptr().cast(), &offsets[ks.clone()], dst.as_mut_ptr().cast());
+                if read_past {
+                    thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, start > 0);
+                } else {
+                    thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start > 0);
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (panels, dst_stride, ks);
+        }
+        true
+    }
+
     /// `dst += a[.., ks] b`, on one thread unless `threads` allows a split across the pool
     /// (for a product large enough, with more than one thread in the pool).
     pub(crate) fn acc(&self, dst: &mut ArrayViewMut2<'_, T>, ks: Range<usize>, b: &ArrayView2<'_, T>, threads: bool) {
@@ -702,7 +768,8 @@ impl<T: Element> ThinLhs<T> {
             // elements exclusive to this view (a mutable borrow, split from the others),
             // distinct from b's.
             unsafe {
-                thin_avx2(panels, k, ks.clone(), b.as_ptr().cast(), b_stride, block.as_mut_ptr().cast(), dst_stride, rows, n);
+                let b = Strided(b.as_ptr().cast(), b_stride);
+                thin_avx2(panels, k, ks.clone(), b, block.as_mut_ptr().cast(), dst_stride, rows, n, true);
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = (panels, rows, dst_stride, b_stride, &mut block);
@@ -738,15 +805,65 @@ fn thin_kernel_available<T: Element>() -> bool {
     false
 }
 
-/// `dst += a[.., ks] b` from [`ThinLhs`]'s panels: for each panel of six rows, the columns
-/// of `dst` sixteen at a time, then eight, then the last few through masked loads and
-/// stores, each block summed over `ks` in registers and added to `dst` once.
+/// Where each row of a thin product's right operand `b` starts, as the kernel walks them.
+#[cfg(target_arch = "x86_64")]
+trait RhsRows: Copy {
+    /// Whether every row may be read up to the next multiple of 8 elements past the
+    /// product's width (the extra lanes are never used): a masked tail then reads `b`
+    /// with plain loads, and only its stores to `dst` are masked.
+    const READ_PAST: bool;
+    /// The first element of each row, in order.
+    fn rows(self) -> impl Iterator<Item = *const f32>;
+    /// The same rows from column `j` on.
+    fn at_column(self, j: usize) -> Self;
+}
+
+/// Rows `stride` elements apart: a matrix.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Strided(*const f32, usize);
+
+#[cfg(target_arch = "x86_64")]
+impl RhsRows for Strided {
+    const READ_PAST: bool = false;
+    #[inline(always)]
+    fn rows(self) -> impl Iterator<Item = *const f32> {
+        std::iter::successors(Some(self.0), move |row| Some(row.wrapping_add(self.1)))
+    }
+    #[inline(always)]
+    fn at_column(self, j: usize) -> Self {
+        Strided(self.0.wrapping_add(j), self.1)
+    }
+}
+
+/// Row `kk` at `offsets[kk]` elements from the start: runs of one buffer at any places, as
+/// a convolution's taps read one input shifted. `READ_PAST` as [`RhsRows::READ_PAST`].
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Shifted<'a, const READ_PAST: bool>(*const f32, &'a [usize]);
+
+#[cfg(target_arch = "x86_64")]
+impl<const READ_PAST: bool> RhsRows for Shifted<'_, READ_PAST> {
+    const READ_PAST: bool = READ_PAST;
+    #[inline(always)]
+    fn rows(self) -> impl Iterator<Item = *const f32> {
+        self.1.iter().map(move |&offset| self.0.wrapping_add(offset))
+    }
+    #[inline(always)]
+    fn at_column(self, j: usize) -> Self {
+        Shifted::<READ_PAST>(self.0.wrapping_add(j), self.1)
+    }
+}
+
+/// `dst += a[.., ks] b` (or `=` unless `accumulate`) from [`ThinLhs`]'s panels: for each
+/// panel of six rows, the columns of `dst` sixteen at a time, then eight, then the last few
+/// through masked loads and stores, each block summed over `ks` in registers and written
+/// to `dst` once.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA. `packed` holds `m.div_ceil(6)` panels of `k` columns, `ks`
-/// within `0..k`; `b` points to `ks.len()` rows of `n` f32 at `b_stride`, `dst` to `m` rows
-/// of `n` at `dst_stride`, not overlapping `b` and not accessed by anything else during
-/// the call.
+/// within `0..k`; `b` gives `ks.len()` rows of `n` f32, `dst` points to `m` rows of `n` at
+/// `dst_stride`, not overlapping `b` and not accessed by anything else during the call.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -754,12 +871,12 @@ unsafe fn thin_avx2(
     packed: &[f32],
     k: usize,
     ks: Range<usize>,
-    b: *const f32,
-    b_stride: usize,
+    b: impl RhsRows,
     dst: *mut f32,
     dst_stride: usize,
     m: usize,
     n: usize,
+    accumulate: bool,
 ) {
     use std::arch::x86_64::_mm256_setr_epi32;
     for (p, panel) in packed.chunks_exact(PANEL * k).enumerate() {
@@ -775,25 +892,25 @@ unsafe fn thin_avx2(
                 let dst = dst.add(p * PANEL * dst_stride + j);
                 // Lane l of the block's last vector is on when its sign bit is set.
                 let last = if left > 8 { left - 8 } else { left };
-                let mask = (left % 8 != 0).then(|| {
-                    let on = |l: i32| -i32::from(last > l);
-                    _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
-                });
-                if left > 8 {
-                    thin_block::<2>(columns, b.add(j), b_stride, dst, dst_stride, rows, mask.filter(|_| left < 16));
-                    j += 16;
-                } else {
-                    thin_block::<1>(columns, b.add(j), b_stride, dst, dst_stride, rows, mask);
-                    j += 8;
+                let on = |l: i32| -i32::from(last > l);
+                let mask = _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7));
+                let b = b.at_column(j);
+                match left {
+                    16.. => thin_block::<2, false, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
+                    9..16 => thin_block::<2, true, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
+                    8 => thin_block::<1, false, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
+                    _ => thin_block::<1, true, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
                 }
+                j += if left > 8 { 16 } else { 8 };
             }
         }
     }
 }
 
-/// `dst[r, ..8·V] += Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows` (at most 6): the
-/// block's 6·V sums held in registers over all of `k`. With a `mask` (and `V = 1`), only
-/// the lanes it sets are read and written.
+/// `dst[r, ..8·V] += Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows` (at most 6), or `=`
+/// unless `accumulate`: the block's 6·V sums held in registers over all of `k`. When
+/// `MASKED`, only the lanes `mask` sets are read and written in the last vector (a
+/// parameter of the type, so that the loop over `k` has no branch on it).
 ///
 /// # Safety
 /// As [`thin_avx2`]'s, for the block: `columns` holds 6 elements per row of `b`, and `b`'s
@@ -802,33 +919,43 @@ unsafe fn thin_avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn thin_block<const V: usize>(
+unsafe fn thin_block<const V: usize, const MASKED: bool, B: RhsRows>(
     columns: &[f32],
-    b: *const f32,
-    b_stride: usize,
+    b: B,
     dst: *mut f32,
     dst_stride: usize,
     rows: usize,
-    mask: Option<std::arch::x86_64::__m256i>,
+    mask: std::arch::x86_64::__m256i,
+    accumulate: bool,
 ) {
     use std::arch::x86_64::*;
     // SAFETY (both): the lanes read or written are valid (the caller's contract).
     let load = |at: *const f32, v: usize| unsafe {
-        match mask {
-            Some(mask) if v == V - 1 => _mm256_maskload_ps(at, mask),
-            _ => _mm256_loadu_ps(at),
+        if MASKED && v == V - 1 {
+            _mm256_maskload_ps(at, mask)
+        } else {
+            _mm256_loadu_ps(at)
         }
     };
     let store = |at: *mut f32, v: usize, x: __m256| unsafe {
-        match mask {
-            Some(mask) if v == V - 1 => _mm256_maskstore_ps(at, mask, x),
-            _ => _mm256_storeu_ps(at, x),
+        if MASKED && v == V - 1 {
+            _mm256_maskstore_ps(at, mask, x)
+        } else {
+            _mm256_storeu_ps(at, x)
+        }
+    };
+    // SAFETY: as `load`; with READ_PAST, every lane of b's rows is readable.
+    let load_b = |at: *const f32, v: usize| unsafe {
+        if MASKED && v == V - 1 && !B::READ_PAST {
+            _mm256_maskload_ps(at, mask)
+        } else {
+            _mm256_loadu_ps(at)
         }
     };
     let mut sums = [[_mm256_setzero_ps(); V]; PANEL];
-    for (kk, a) in columns.chunks_exact(PANEL).enumerate() {
-        // Row kk of b (the caller's contract).
-        let bv: [__m256; V] = std::array::from_fn(|v| load(b.wrapping_add(kk * b_stride + 8 * v), v));
+    // Row kk of b for each column kk of the panel (the caller's contract).
+    for (a, row) in columns.chunks_exact(PANEL).zip(b.rows()) {
+        let bv: [__m256; V] = std::array::from_fn(|v| load_b(row.wrapping_add(8 * v), v));
         for (sum, &a) in sums.iter_mut().zip(a) {
             let a = _mm256_set1_ps(a);
             for (s, &bv) in sum.iter_mut().zip(&bv) {
@@ -840,7 +967,7 @@ unsafe fn thin_block<const V: usize>(
         for (v, &s) in sum.iter().enumerate() {
             // Row r < rows of dst (the caller's contract).
             let at = dst.wrapping_add(r * dst_stride + 8 * v);
-            store(at, v, _mm256_add_ps(load(at, v), s));
+            store(at, v, if accumulate { _mm256_add_ps(load(at, v), s) } else { s });
         }
     }
 }
@@ -932,6 +1059,30 @@ mod tests {
         let mut c = Count(0);
         run_widest(&mut c);
         assert_eq!(c.0, 1);
+    }
+
+    #[test]
+    fn shifted_products_equal_a_loop() {
+        // Rows of b at scattered offsets into one buffer; rows of a from the first panel or
+        // from the second on; widths through every block and tail; a k long enough to be
+        // summed in chunks. dst starts non-zero: every element is overwritten.
+        for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (13, 700, 33), (7, 300, 40), (9, 5, 3), (6, 4, 1)] {
+            let a = ints((m, k), 1);
+            let src: Vec<f32> = (0..3 * k + n + 5).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
+            let offsets: Vec<usize> = (0..k).map(|kk| (kk * 7) % (3 * k + 5)).collect();
+            let thin = ThinLhs::rows_of(a.mapv(|v| v as f32).view(), &(0..m).collect::<Vec<_>>());
+            for rows in std::iter::once(0..m).chain((m > PANEL).then_some(PANEL..m)) {
+                let expect = Array2::from_shape_fn((rows.len(), n), |(r, x)| {
+                    (0..k).map(|kk| a[[rows.start + r, kk]] * f64::from(src[offsets[kk] + x])).sum::<f64>()
+                });
+                let mut out = Array2::<f32>::ones((rows.len(), n));
+                let ran = thin.set_shifted(&mut out.view_mut(), rows.clone(), &src, &offsets);
+                assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
+                if ran {
+                    assert_eq!(out.mapv(f64::from), expect, "{m}x{k}x{n}, rows {rows:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -213,3 +213,43 @@ fn a_convolution_followed_by_relu_keeps_no_copy_of_its_output() {
     // Both of the convolution's inputs stay: its rule reads them.
     assert!(conv.inputs().iter().all(|input| input.tensor().is_some()));
 }
+
+/// `f32` convolutions against `f64` ones, forward and both gradients. On x86-64 with AVX2
+/// and FMA (and no AVX-512), `f32` with stride 1 along the width and output rows of 8 to 15,
+/// 16, 24, 31 or more pixels runs the direct kernel (`ThinLhs::set_shifted`) for the forward
+/// pass and for the input gradient (a transposed convolution), which `f64` never takes:
+/// widths that end in a masked tail, channel counts around its six-row panels, padding,
+/// dilation, a height stride, groups, one sample (its channels split across threads), and
+/// two shapes that take the other paths.
+#[test]
+fn f32_convolutions_agree_with_f64_on_every_tail_of_the_direct_kernel() {
+    let cases: &[([usize; 4], [usize; 4], Conv2dConfig)] = &[
+        ([2, 3, 4, 31], [7, 3, 3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }),
+        ([2, 4, 5, 16], [14, 2, 2, 3], Conv2dConfig { stride: [2, 1], padding: [0, 2], dilation: [1, 2], groups: 2 }),
+        ([1, 16, 6, 15], [32, 16, 3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }),
+        ([3, 2, 3, 44], [6, 2, 1, 5], Conv2dConfig { dilation: [1, 3], ..Default::default() }),
+        ([2, 32, 4, 8], [32, 16, 3, 3], Conv2dConfig { padding: [2, 1], dilation: [2, 1], groups: 2, ..Default::default() }),
+        ([2, 3, 4, 9], [7, 3, 3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }),
+        ([1, 1, 6, 1], [5, 1, 3, 1], Conv2dConfig { padding: [1, 0], ..Default::default() }),
+    ];
+    for (seed, &(x_shape, w_shape, cfg)) in cases.iter().enumerate() {
+        let seed = seed as u64 * 3;
+        let (x, w) = (randn(&x_shape, seed).requires_grad_(true), randn(&w_shape, seed + 1).requires_grad_(true));
+        let (x32, w32) = (x.detach().cast::<f32>().requires_grad_(true), w.detach().cast::<f32>().requires_grad_(true));
+        let y = x.conv2d(&w, None, cfg).unwrap();
+        let y32 = x32.conv2d(&w32, None, cfg).unwrap();
+        let gy = randn(y.shape(), seed + 2);
+        let (g, g32) = (y.backward_with(&gy).unwrap(), y32.backward_with(&gy.cast()).unwrap());
+        let pairs = [
+            ("output", y.to_vec(), y32.to_vec()),
+            ("input gradient", g.get(&x).unwrap().to_vec(), g32.get(&x32).unwrap().to_vec()),
+            ("weight gradient", g.get(&w).unwrap().to_vec(), g32.get(&w32).unwrap().to_vec()),
+        ];
+        for (what, exact, single) in pairs {
+            assert_eq!(exact.len(), single.len());
+            for (i, (&e, &s)) in exact.iter().zip(&single).enumerate() {
+                assert!((e - f64::from(s)).abs() <= 1e-4 * (1.0 + e.abs()), "case {x_shape:?} {w_shape:?} {cfg:?}: {what}[{i}] {s} against {e}");
+            }
+        }
+    }
+}
