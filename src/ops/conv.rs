@@ -281,7 +281,7 @@ fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry, pixel_
     ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), out).expect("output shape")
 }
 
-/// The forward pass read straight from the input by [`ThinLhs::set_shifted`]'s kernel,
+/// The forward pass read straight from the input by [`ThinLhs::shifted`]'s kernel,
 /// where it runs (`f32` with AVX2 and FMA, no AVX-512) and the stride along the width is 1.
 ///
 /// Output row `y` of channel `o` is `Σ_{c,i,j} w[o, c, i, j] · x̃[c, y·s_h + i·d_h, j·d_w ..]`
@@ -303,7 +303,7 @@ fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD
     // than a sixteenth of their lanes idle (14 or 28 pixels wide, as W2's) runs slower here
     // than through the gemm crate.
     let lanes_used = g.ow * 16 >= g.ow.next_multiple_of(8) * 15;
-    if !lanes_used || g.cfg.stride[1] != 1 || g.n * g.o * g.col_cols() * g.h * g.w == 0 {
+    if !lanes_used || g.cfg.stride[1] != 1 || g.n * g.o * g.col_cols() * g.h * g.w * g.col_rows() == 0 {
         return None;
     }
     let (opg, taps) = (g.o_per_group(), g.kh * g.kw);
@@ -331,9 +331,13 @@ fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD
             out_g.par_chunks_mut(block * p).enumerate().for_each(|(b, out_b)| {
                 let rows = b * block..(b * block + out_b.len() / p);
                 let mut planes = ndarray::ArrayViewMut3::from_shape((rows.len(), g.oh, g.ow), out_b).expect("output block");
+                let chunk = ThinLhs::<T>::shifted_chunk(rows.len());
                 for y in 0..g.oh {
-                    let ran = lhs.set_shifted(&mut planes.index_axis_mut(Axis(1), y), rows.clone(), &src[y * sh * wp..], &offsets);
-                    assert!(ran, "internal: the kernel runs where ThinLhs packs, on contiguous rows");
+                    for ks in (0..offsets.len()).step_by(chunk).map(|s| s..(s + chunk).min(offsets.len())) {
+                        let dst = &mut planes.index_axis_mut(Axis(1), y);
+                        let ran = lhs.shifted(dst, rows.clone(), ks.clone(), &src[y * sh * wp..], &offsets[ks.clone()], ks.start > 0);
+                        assert!(ran, "internal: the kernel runs where ThinLhs packs, on contiguous rows");
+                    }
                 }
             });
         });

@@ -9,7 +9,7 @@
 //!   transposed view costs no copy) and split across threads;
 //! - a kernel for thin products with a weight reused at every call ([`ThinLhs`]: a
 //!   recurrent step's `W_hh hᵀ`, and a convolution's weight times its input's shifted
-//!   rows, [`ThinLhs::set_shifted`]), in AVX2 and FMA; it rounds differently from the gemm
+//!   rows, [`ThinLhs::shifted`]), in AVX2 and FMA; it rounds differently from the gemm
 //!   crate, whose sums run in another order.
 //!
 //! Each `unsafe` block states its safety argument. The unit tests below run under Miri
@@ -551,7 +551,7 @@ unsafe fn product<T: Element>(
     });
 }
 
-/// The bytes of `a` that one chunk of [`ThinLhs::set_shifted`]'s sum reads. W6's forward
+/// The bytes of `a` that one call of [`ThinLhs::shifted`] is best given. W6's forward
 /// pass (`a` 66 × 576) on one thread of a 2-vCPU Zen 3 EPYC, best of 30-40 calls in a
 /// timing loop not kept in the repository: 4 KiB 27.7 ms, 8 KiB 16.5, 16 KiB 15.2-15.9,
 /// 40 KiB 15.0-15.3, 64 KiB 14.1-15.4, 128 KiB 15.7, the whole of k at once 15.8-16.8.
@@ -675,25 +675,30 @@ impl<T: Element> ThinLhs<T> {
         self.packed.is_some()
     }
 
-    /// `dst[r, x] = Σ_k a[rows.start + r, k] · src[offsets[k] + x]` for the rows `rows` of
-    /// `a` (starting at a multiple of 6) and every column `x` of `dst`: a product whose right
-    /// operand's row `k` is the run of `src` at `offsets[k]`, read in place. A convolution's
-    /// taps are such runs, each a shift of one padded input plane, so its forward pass
-    /// needs no column matrix. On the calling thread. Returns `false`, writing nothing,
-    /// where the kernel does not run (see [`ThinLhs`]) or `dst`'s rows are not contiguous:
-    /// the caller takes another path.
-    pub(crate) fn set_shifted(&self, dst: &mut ArrayViewMut2<'_, T>, rows: Range<usize>, src: &[T], offsets: &[usize]) -> bool {
+    /// `dst[r, x] (+)= Σ_{k ∈ ks} a[rows.start + r, k] · src[offsets[k - ks.start] + x]` for
+    /// the rows `rows` of `a` (starting at a multiple of 6) and every column `x` of `dst`,
+    /// added to `dst` when `accumulate`: a product whose right operand's row `k` is the run
+    /// of `src` at an offset of its own, read in place. A convolution's taps are such runs
+    /// (shifts of one padded input), so neither its forward pass nor its weight gradient
+    /// needs a column matrix. On the calling thread; a long `ks` is best cut by the caller
+    /// into runs of [`ThinLhs::shifted_chunk`]. Returns `false`, writing nothing, where the
+    /// kernel does not run (see [`ThinLhs`]) or `dst`'s rows are not contiguous: the caller
+    /// takes another path.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn shifted(&self, dst: &mut ArrayViewMut2<'_, T>, rows: Range<usize>, ks: Range<usize>, src: &[T], offsets: &[usize], accumulate: bool) -> bool {
         let (m, n) = dst.dim();
         let k = self.dim.1;
         assert!(rows.start.is_multiple_of(PANEL) && rows.end <= self.dim.0 && rows.len() == m, "internal: shifted product rows");
-        assert_eq!(offsets.len(), k, "internal: one offset per column of a");
+        assert!(ks.end <= k && offsets.len() == ks.len(), "internal: one offset per column of a");
         let (Some(packed), [dst_stride, 1]) = (&self.packed, dst.strides()) else { return false };
         let Ok(dst_stride) = usize::try_from(*dst_stride) else { return false };
         if m * n == 0 {
             return true;
         }
-        if k == 0 {
-            dst.fill(T::zero());
+        if ks.is_empty() {
+            if !accumulate {
+                dst.fill(T::zero());
+            }
             return true;
         }
         let last = offsets.iter().max().copied().unwrap_or(0);
@@ -701,32 +706,30 @@ impl<T: Element> ThinLhs<T> {
         // Rows that may be read to a whole vector past the width: no masked loads.
         let read_past = last + n.next_multiple_of(8) <= src.len();
         let panels = &packed[rows.start * k..][..m.div_ceil(PANEL) * PANEL * k];
-        // The sum over k in chunks of SHIFTED_CHUNK_BYTES of a's columns (all of dst's
-        // rows), each added to dst: the runs of src a chunk reads stay in cache while every
-        // panel passes over them.
-        let chunk = (SHIFTED_CHUNK_BYTES / (m.next_multiple_of(PANEL) * 4)).max(1);
-        for start in (0..k).step_by(chunk) {
-            let ks = start..(start + chunk).min(k);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
-            // panels cover dst's m rows by k columns, ks within them; row kk of b is the n
-            // elements of src at offsets[ks.start + kk], inside src (asserted), and so are
-            // the lanes up to a multiple of 8 when read_past; dst holds m
-            // rows of n contiguous elements at dst_stride ≥ 0, exclusive to this mutable
-            // borrow, so distinct from src, written by the first chunk before the others
-            // add to it.
-            unsafe {
-                let (src, offsets, dst) = (src.as_ptr().cast(), &offsets[ks.clone()], dst.as_mut_ptr().cast());
-                if read_past {
-                    thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, start > 0);
-                } else {
-                    thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start > 0);
-                }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the panels
+        // cover dst's m rows by k columns, ks within them; row kk of b is the n elements of
+        // src at offsets[kk], inside src (asserted), and so are the lanes up to a multiple
+        // of 8 when read_past; dst holds m rows of n contiguous elements at dst_stride ≥ 0,
+        // exclusive to this mutable borrow, so distinct from src.
+        unsafe {
+            let (src, dst) = (src.as_ptr().cast(), dst.as_mut_ptr().cast());
+            if read_past {
+                thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, accumulate);
+            } else {
+                thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, accumulate);
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = (panels, dst_stride, ks);
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (panels, dst_stride);
         true
+    }
+
+    /// How many columns of `a` one call of [`ThinLhs::shifted`] for `rows` rows is best
+    /// given: [`SHIFTED_CHUNK_BYTES`] of `a`, so that the runs of `src` the call reads stay
+    /// in cache while every panel passes over them.
+    pub(crate) fn shifted_chunk(rows: usize) -> usize {
+        (SHIFTED_CHUNK_BYTES / (rows.next_multiple_of(PANEL) * 4)).max(1)
     }
 
     /// `dst += a[.., ks] b`, on one thread unless `threads` allows a split across the pool
@@ -1064,8 +1067,8 @@ mod tests {
     #[test]
     fn shifted_products_equal_a_loop() {
         // Rows of b at scattered offsets into one buffer; rows of a from the first panel or
-        // from the second on; widths through every block and tail; a k long enough to be
-        // summed in chunks. dst starts non-zero: every element is overwritten.
+        // from the second on; widths through every block and tail; k summed in one call or
+        // in chunks. dst starts non-zero: the first call overwrites it.
         for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (13, 700, 33), (7, 300, 40), (9, 5, 3), (6, 4, 1)] {
             let a = ints((m, k), 1);
             let src: Vec<f32> = (0..3 * k + n + 5).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
@@ -1075,10 +1078,14 @@ mod tests {
                 let expect = Array2::from_shape_fn((rows.len(), n), |(r, x)| {
                     (0..k).map(|kk| a[[rows.start + r, kk]] * f64::from(src[offsets[kk] + x])).sum::<f64>()
                 });
+                // Written by the first chunk, added to by the others.
                 let mut out = Array2::<f32>::ones((rows.len(), n));
-                let ran = thin.set_shifted(&mut out.view_mut(), rows.clone(), &src, &offsets);
-                assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
-                if ran {
+                let chunk = ThinLhs::<f32>::shifted_chunk(rows.len()).min(k.div_ceil(2));
+                for ks in (0..k).step_by(chunk).map(|s| s..(s + chunk).min(k)) {
+                    let ran = thin.shifted(&mut out.view_mut(), rows.clone(), ks.clone(), &src, &offsets[ks.clone()], ks.start > 0);
+                    assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
+                }
+                if thin_kernel_available::<f32>() {
                     assert_eq!(out.mapv(f64::from), expect, "{m}x{k}x{n}, rows {rows:?}");
                 }
             }

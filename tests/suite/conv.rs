@@ -216,11 +216,11 @@ fn a_convolution_followed_by_relu_keeps_no_copy_of_its_output() {
 
 /// `f32` convolutions against `f64` ones, forward and both gradients. On x86-64 with AVX2
 /// and FMA (and no AVX-512), `f32` with stride 1 along the width and output rows of 8 to 15,
-/// 16, 24, 31 or more pixels runs the direct kernel (`ThinLhs::set_shifted`) for the forward
+/// 16, 24, 31 or more pixels runs the direct kernel (`ThinLhs::shifted`) for the forward
 /// pass and for the input gradient (a transposed convolution), which `f64` never takes:
 /// widths that end in a masked tail, channel counts around its six-row panels, padding,
 /// dilation, a height stride, groups, one sample (its channels split across threads), and
-/// two shapes that take the other paths.
+/// three shapes that take the other paths.
 #[test]
 fn f32_convolutions_agree_with_f64_on_every_tail_of_the_direct_kernel() {
     let cases: &[([usize; 4], [usize; 4], Conv2dConfig)] = &[
@@ -229,6 +229,7 @@ fn f32_convolutions_agree_with_f64_on_every_tail_of_the_direct_kernel() {
         ([1, 16, 6, 15], [32, 16, 3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }),
         ([3, 2, 3, 44], [6, 2, 1, 5], Conv2dConfig { dilation: [1, 3], ..Default::default() }),
         ([2, 32, 4, 8], [32, 16, 3, 3], Conv2dConfig { padding: [2, 1], dilation: [2, 1], groups: 2, ..Default::default() }),
+        ([2, 8, 5, 9], [6, 8, 3, 2], Conv2dConfig { stride: [2, 2], padding: [1, 1], dilation: [1, 2], groups: 1 }),
         ([2, 3, 4, 9], [7, 3, 3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }),
         ([1, 1, 6, 1], [5, 1, 3, 1], Conv2dConfig { padding: [1, 0], ..Default::default() }),
     ];
