@@ -552,9 +552,11 @@ unsafe fn product<T: Element>(
 }
 
 /// The bytes of `a` that one call of [`ThinLhs::shifted`] is best given. W6's forward
-/// pass (`a` 66 × 576) on one thread of a 2-vCPU Zen 3 EPYC, best of 30-40 calls in a
-/// timing loop not kept in the repository: 4 KiB 27.7 ms, 8 KiB 16.5, 16 KiB 15.2-15.9,
-/// 40 KiB 15.0-15.3, 64 KiB 14.1-15.4, 128 KiB 15.7, the whole of k at once 15.8-16.8.
+/// pass (`a` 66 × 576) on one thread of a 2-vCPU Zen 3 EPYC, best of 15-40 calls in a
+/// timing loop not kept in the repository, with the kernel as it is: 16 KiB 15.2-15.5 ms,
+/// 40 KiB 15.0-15.3, 64 KiB 14.1-15.4, 128 KiB 15.7-19.5, the whole of k at once 16.8;
+/// before its masked tail became a type parameter: 4 KiB 27.7, 8 KiB 16.5, 16 KiB 15.9,
+/// 32 KiB 15.5, the whole of k 15.8.
 const SHIFTED_CHUNK_BYTES: usize = 64 << 10;
 
 /// The rows of a thin product's left operand in a kernel's panels.
@@ -679,8 +681,8 @@ impl<T: Element> ThinLhs<T> {
     /// the rows `rows` of `a` (starting at a multiple of 6) and every column `x` of `dst`,
     /// added to `dst` when `accumulate`: a product whose right operand's row `k` is the run
     /// of `src` at an offset of its own, read in place. A convolution's taps are such runs
-    /// (shifts of one padded input), so neither its forward pass nor its weight gradient
-    /// needs a column matrix. On the calling thread; a long `ks` is best cut by the caller
+    /// (shifts of one padded input), so its forward pass needs no column matrix. On the
+    /// calling thread; a long `ks` is best cut by the caller
     /// into runs of [`ThinLhs::shifted_chunk`]. Returns `false`, writing nothing, where the
     /// kernel does not run (see [`ThinLhs`]) or `dst`'s rows are not contiguous: the caller
     /// takes another path.
@@ -860,8 +862,8 @@ impl<const READ_PAST: bool> RhsRows for Shifted<'_, READ_PAST> {
 
 /// `dst += a[.., ks] b` (or `=` unless `accumulate`) from [`ThinLhs`]'s panels: for each
 /// panel of six rows, the columns of `dst` sixteen at a time, then eight, then the last few
-/// through masked loads and stores, each block summed over `ks` in registers and written
-/// to `dst` once.
+/// through masked stores (and masked loads of `b` unless its rows may be read past the
+/// width), each block summed over `ks` in registers and written to `dst` once.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA. `packed` holds `m.div_ceil(6)` panels of `k` columns, `ks`
