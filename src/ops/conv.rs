@@ -315,7 +315,8 @@ fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD
     let ([ph, pw], [dh, dw], sh) = (g.cfg.padding, g.cfg.dilation, g.cfg.stride[0]);
     let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
     // Tap (c, i, j) of a group reads x̃ at this offset from the group's first channel.
-    let offsets: Vec<usize> = (0..g.c_per_group() * taps).map(|k| (k / taps) * hp * wp + (k % taps / g.kw) * dh * wp + (k % g.kw) * dw).collect();
+    let offsets: Vec<usize> =
+        (0..g.c_per_group() * taps).map(|k| (k / taps) * hp * wp + (k % taps / g.kw) * dh * wp + (k % g.kw) * dw).collect();
     let p = g.col_cols();
     let threads = rayon::current_num_threads().max(1);
     // Whole panels of six channels per block, as many blocks per group as it takes to give

@@ -687,7 +687,15 @@ impl<T: Element> ThinLhs<T> {
     /// kernel does not run (see [`ThinLhs`]) or `dst`'s rows are not contiguous: the caller
     /// takes another path.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn shifted(&self, dst: &mut ArrayViewMut2<'_, T>, rows: Range<usize>, ks: Range<usize>, src: &[T], offsets: &[usize], accumulate: bool) -> bool {
+    pub(crate) fn shifted(
+        &self,
+        dst: &mut ArrayViewMut2<'_, T>,
+        rows: Range<usize>,
+        ks: Range<usize>,
+        src: &[T],
+        offsets: &[usize],
+        accumulate: bool,
+    ) -> bool {
         let (m, n) = dst.dim();
         let k = self.dim.1;
         assert!(rows.start.is_multiple_of(PANEL) && rows.end <= self.dim.0 && rows.len() == m, "internal: shifted product rows");

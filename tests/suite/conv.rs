@@ -249,7 +249,10 @@ fn f32_convolutions_agree_with_f64_on_every_tail_of_the_direct_kernel() {
         for (what, exact, single) in pairs {
             assert_eq!(exact.len(), single.len());
             for (i, (&e, &s)) in exact.iter().zip(&single).enumerate() {
-                assert!((e - f64::from(s)).abs() <= 1e-4 * (1.0 + e.abs()), "case {x_shape:?} {w_shape:?} {cfg:?}: {what}[{i}] {s} against {e}");
+                assert!(
+                    (e - f64::from(s)).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "case {x_shape:?} {w_shape:?} {cfg:?}: {what}[{i}] {s} against {e}"
+                );
             }
         }
     }
