@@ -35,6 +35,33 @@ fn reduce_array<T: Element>(
     }
 }
 
+/// `v` summed over `axis`, as `ndarray`'s `sum_axis` (the same additions in the same order,
+/// so the same bits), with a fast path for a row-major array summed over any axis but the
+/// last: the sub-arrays along the axis added in turn as flat slices. `sum_axis` does those
+/// additions through `IxDyn` views, whose per-call overhead dominated the bias gradient of
+/// W3's head (1120 rows of 100, 0.2 ms a step on the calling thread).
+fn sum_axis<T: Element>(v: ndarray::ArrayViewD<'_, T>, axis: Axis) -> ArrayD<T> {
+    let shape = v.shape();
+    let inner: usize = shape.get(axis.index() + 1..).map_or(1, |tail| tail.iter().product());
+    // With one element or none after the axis, `sum_axis` sums lanes along it instead (in
+    // another order): left to it.
+    let (Some(flat), true) = (v.as_slice(), inner > 1) else {
+        return v.sum_axis(axis);
+    };
+    let (outer, len) = (shape[..axis.index()].iter().product::<usize>(), shape[axis.index()]);
+    let mut out = vec![T::zero(); outer * inner];
+    if len > 0 {
+        for (acc, block) in out.chunks_exact_mut(inner).zip(flat.chunks_exact(len * inner)) {
+            for row in block.chunks_exact(inner) {
+                acc.iter_mut().zip(row).for_each(|(a, &x)| *a = *a + x);
+            }
+        }
+    }
+    let mut out_shape = shape.to_vec();
+    out_shape.remove(axis.index());
+    ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("the shape without the axis")
+}
+
 /// `log Σ exp(x)` of one lane, shifted by its maximum.
 fn lse<T: Element>(lane: impl Iterator<Item = T> + Clone) -> T {
     let m = lane.clone().fold(T::neg_infinity(), |a, b| if b > a || b.is_nan() { b } else { a });
@@ -70,7 +97,7 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
         let dims = normalize_dims("sum", dims, self.ndim())?;
-        let value = reduce_array(self, &dims, keepdim, |v, axis| v.sum_axis(axis));
+        let value = reduce_array(self, &dims, keepdim, sum_axis);
         Ok(Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("sum", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 vec![Some(Tensor::unreduce(gy, inputs[0].shape(), &dims))]
@@ -197,4 +224,30 @@ impl<T: Element> Tensor<T> {
 
 pub(crate) fn as_isize(dims: &[usize]) -> Vec<isize> {
     dims.iter().map(|&d| d as isize).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, Axis, IxDyn};
+
+    #[test]
+    fn sum_axis_gives_ndarrays_bits_on_every_axis() {
+        // Values whose sums round differently in another order; shapes with empty and unit
+        // axes, where the fast path must step aside.
+        for shape in [vec![1120, 100], vec![4, 3, 5], vec![2, 0, 3], vec![0, 4], vec![3, 4, 1], vec![4, 1, 2], vec![7]] {
+            let len: usize = shape.iter().product();
+            let a = ArrayD::from_shape_vec(
+                IxDyn(&shape),
+                (0..len).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1.37e-3 + 1e4 * ((i % 3) as f32)).collect(),
+            )
+            .unwrap();
+            for axis in 0..shape.len() {
+                let fast = super::sum_axis(a.view(), Axis(axis));
+                let reference = a.sum_axis(Axis(axis));
+                assert_eq!(fast.shape(), reference.shape(), "shape {shape:?} axis {axis}");
+                let bits = |x: &ArrayD<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&reference), "shape {shape:?} axis {axis}");
+            }
+        }
+    }
 }

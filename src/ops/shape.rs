@@ -7,12 +7,31 @@ use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, Ix3, Ix4, IxDyn, Slice};
 
+/// Copies of at least this many elements are split across threads.
+const PARALLEL_COPY_MIN: usize = 1 << 17;
+
 /// The elements of `a` in row-major order, in a buffer from the pool.
 fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
     let mut out = crate::tensor::pool::take::<T>(a.len());
     match a.ndim().checked_sub(1) {
-        // The last axis contiguous: every lane along it is a slice.
+        // The last axis contiguous: every lane along it is a slice. A large array is cut
+        // along its first axis across the pool's threads: the head of W3 copies the
+        // batch-first view of the LSTM's output (1.1 MB) here, on the calling thread while
+        // the pool's sat idle.
         Some(d) if a.strides()[d] == 1 || a.shape()[d] <= 1 => {
+            if d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 {
+                use ndarray::parallel::prelude::*;
+                use rayon::prelude::ParallelSliceMut;
+                // Zeroed first (a pass the serial copy does not make) to stay in safe code.
+                out.resize(a.len(), T::zero());
+                let per = a.len() / a.shape()[0];
+                out.par_chunks_mut(per).zip(a.axis_iter(Axis(0))).for_each(|(chunk, sub)| {
+                    for (dst, lane) in chunk.chunks_exact_mut(a.shape()[d].max(1)).zip(sub.lanes(Axis(d - 1))) {
+                        dst.copy_from_slice(lane.as_slice().expect("a contiguous lane"));
+                    }
+                });
+                return out;
+            }
             for lane in a.lanes(Axis(d)) {
                 out.extend_from_slice(lane.as_slice().expect("a contiguous lane"));
             }
@@ -358,6 +377,26 @@ mod tests {
         ];
         for v in views {
             assert_eq!(row_major_copy(&v), v.iter().copied().collect::<Vec<_>>(), "shape {:?}, strides {:?}", v.shape(), v.strides());
+        }
+    }
+
+    #[test]
+    fn a_large_copy_split_across_threads_equals_the_logical_order() {
+        // W3's batch-first view of a time-major output, a narrowed matrix and a 4-d
+        // permutation with a unit last axis, each past the size that splits the copy.
+        let time_major = Array::from_shape_fn((35, 32, 256), |(t, n, h)| (t * 100_000 + n * 1000 + h) as f32).into_dyn();
+        let wide = Array2::from_shape_fn((600, 300), |(i, j)| (i * 1000 + j) as f32);
+        let four = Array::from_shape_fn((8, 64, 300, 1), |(i, j, k, l)| (i * 1_000_000 + j * 1000 + k + l) as f32).into_dyn();
+        let views = [
+            time_major.view().permuted_axes(IxDyn(&[1, 0, 2])),
+            wide.slice(s![.., 10..290]).into_dyn(),
+            four.view().permuted_axes(IxDyn(&[1, 0, 2, 3])),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for v in views {
+            assert!(v.len() >= PARALLEL_COPY_MIN);
+            let copy = pool.install(|| row_major_copy(&v));
+            assert!(copy == v.iter().copied().collect::<Vec<_>>(), "shape {:?}, strides {:?}", v.shape(), v.strides());
         }
     }
 }
