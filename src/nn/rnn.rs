@@ -97,7 +97,9 @@ pub struct RecurrentOutput<T: Element = f32> {
 }
 
 impl<T: Element> Recurrent<T> {
-    /// A network of `kind` with every option: PyTorch's constructor arguments.
+    /// A network of `kind` with every option: PyTorch's constructor arguments. PyTorch
+    /// refuses `num_layers` or `hidden_size` 0 when it builds the module; this constructor
+    /// cannot fail, so such a network has no parameters and its forward pass returns `Err`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: CellKind,
@@ -110,7 +112,7 @@ impl<T: Element> Recurrent<T> {
         rng: &mut impl Rng,
     ) -> Self {
         let directions = if bidirectional { 2 } else { 1 };
-        let layers = (0..num_layers.max(1))
+        let layers = (0..num_layers)
             .map(|l| {
                 let in_features = if l == 0 { input_size } else { hidden_size * directions };
                 (0..directions)
@@ -120,7 +122,7 @@ impl<T: Element> Recurrent<T> {
                     .collect()
             })
             .collect();
-        Recurrent { kind, input_size, hidden_size, num_layers: num_layers.max(1), batch_first, bidirectional, layers }
+        Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, layers }
     }
 
     /// `torch.nn.RNN(input_size, hidden_size, num_layers)` with tanh, bias, time first.
@@ -181,6 +183,15 @@ impl<T: Element> Recurrent<T> {
     /// only for LSTM), each `(L·D, N, H)`.
     pub fn forward_with_state(&self, input: &Tensor<T>, state: Option<(&Tensor<T>, Option<&Tensor<T>>)>) -> Result<RecurrentOutput<T>> {
         let op = "Recurrent";
+        if self.num_layers == 0 || self.hidden_size == 0 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "num_layers {} and hidden_size {}: a network needs at least one layer of at least one unit",
+                    self.num_layers, self.hidden_size
+                ),
+            ));
+        }
         if input.ndim() != 3 || input.shape()[2] != self.input_size {
             return Err(Error::shape(
                 op,

@@ -99,6 +99,23 @@ fn cells_reject_mismatched_shapes_by_name() {
 }
 
 #[test]
+fn a_network_without_layers_or_units_is_an_error_not_its_input() {
+    // PyTorch refuses num_layers 0 and hidden_size 0 (ValueError); the constructor here is
+    // infallible, so the forward pass names them. Zero layers once became one silently.
+    let x = Tensor::zeros(&[5, 2, 3]);
+    for (layers, hidden, what) in [(0, 4, "num_layers 0"), (1, 0, "hidden_size 0"), (2, 0, "hidden_size 0")] {
+        for kind in [CellKind::RnnTanh, CellKind::Gru, CellKind::Lstm] {
+            let net: Recurrent = Recurrent::new(kind, 3, hidden, layers, true, false, false, &mut nabla::rng(0));
+            let err = net.forward_with_state(&x, None).err().unwrap_or_else(|| panic!("{kind:?} {layers} layers of {hidden}: no error"));
+            let err = err.to_string();
+            assert!(err.contains("Recurrent") && err.contains(what), "{kind:?}: {err}");
+        }
+    }
+    let lstm: Recurrent = Recurrent::lstm(3, 4, 0, &mut nabla::rng(0));
+    assert!(lstm.forward(&x).is_err() && lstm.parameters().is_empty());
+}
+
+#[test]
 fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
     let lstm: Recurrent<f64> = Recurrent::lstm(2, 3, 1, &mut nabla::rng(6));
     let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true);
