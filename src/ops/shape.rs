@@ -16,8 +16,8 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
     match a.ndim().checked_sub(1) {
         // The last axis contiguous: every lane along it is a slice. A large array is cut
         // along its first axis across the pool's threads: the head of W3 copies the
-        // batch-first view of the LSTM's output (1.1 MB) here, on the calling thread while
-        // the pool's sat idle.
+        // batch-first view of the LSTM's output (1.1 MB) here, and did it on the calling
+        // thread alone while the pool's threads sat idle.
         Some(d) if a.strides()[d] == 1 || a.shape()[d] <= 1 => {
             if d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 {
                 use ndarray::parallel::prelude::*;
