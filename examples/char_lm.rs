@@ -133,7 +133,7 @@ fn main() -> nabla::Result<()> {
     };
     let params = [model.embed.parameters(), model.lstm.parameters(), model.head.parameters()].concat();
     let mut opt = optim::Adam::new(params, 3e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: chunks, eta_min: 1e-4 }, &opt);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: chunks, eta_min: 1e-4 }, &opt)?;
 
     // Each stream is long enough for every chunk (and one character of look-ahead).
     let streams: Vec<Vec<usize>> = (0..STREAMS).map(|_| text(chunks * CHUNK + 1, &mut rng)).collect();

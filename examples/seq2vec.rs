@@ -53,7 +53,7 @@ fn main() -> nabla::Result<()> {
     let params = [model.lstm.parameters(), model.head.parameters()].concat();
     let mut opt = optim::Adam::new(params, 1e-2);
     // Cosine annealing to 1e-4 over the run: large steps early, fine ones at the end.
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-4 }, &opt);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-4 }, &opt)?;
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let (test_x, test_y) = batch(2000, &mut nabla::rng(100))?;
     let accuracy = |model: &Classifier| -> nabla::Result<f64> {

@@ -114,7 +114,7 @@ fn train(attention: bool, steps: usize) -> nabla::Result<(Seq2Seq, Vec<(f64, f64
     let mut rng = nabla::rng(5);
     let model = Seq2Seq::new(attention, &mut rng);
     let mut opt = optim::Adam::new(model.parameters(), 2e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt)?;
     let mut losses = Vec::new();
     let bar = common::progress(steps as u64, if attention { "with attention" } else { "without attention" });
     for step in 1..=steps {

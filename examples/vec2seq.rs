@@ -66,7 +66,7 @@ fn main() -> nabla::Result<()> {
     };
     let params = [model.init.parameters(), model.cell.parameters(), model.head.parameters()].concat();
     let mut opt = optim::Adam::new(params, 3e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt)?;
     let (test_x, test_digits) = batch(2000, &mut nabla::rng(100))?;
     let evaluate = |model: &Decoder| -> nabla::Result<(f64, Vec<f64>)> {
         let logits = nabla::no_grad(|| model.run(&test_x, None))?;

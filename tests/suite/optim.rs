@@ -63,10 +63,24 @@ fn schedules_follow_their_closed_forms() {
     assert!((cosine.lr_at(1.0, 10) - 0.1).abs() < 1e-15);
     let w = nn::Param::new(Tensor::zeros(&[1]));
     let mut opt = optim::Adam::new(vec![w], 0.1);
-    let mut schedule = Schedule::new(ExponentialLr { gamma: 0.5 }, &opt);
+    let mut schedule = Schedule::new(ExponentialLr { gamma: 0.5 }, &opt).unwrap();
     schedule.step(&mut opt);
     schedule.step(&mut opt);
     assert_eq!(opt.lr(), 0.025);
+}
+
+#[test]
+fn schedules_that_divide_by_zero_are_refused_by_name() {
+    // PyTorch's StepLR and CosineAnnealingLR divide by step_size and T_max (a
+    // ZeroDivisionError at the first step); both were once taken as 1 here, silently.
+    let opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.1);
+    let err = Schedule::new(StepLr { step_size: 0, gamma: 0.1 }, &opt).err().expect("step_size 0 refused").to_string();
+    assert!(err.contains("StepLr") && err.contains("step_size 0"), "{err}");
+    let err = Schedule::new(CosineAnnealingLr { t_max: 0, eta_min: 0.0 }, &opt).err().expect("t_max 0 refused").to_string();
+    assert!(err.contains("CosineAnnealingLr") && err.contains("t_max 0"), "{err}");
+    assert!(StepLr { step_size: 0, gamma: 0.1 }.lr_at(1.0, 3).is_nan());
+    assert!(CosineAnnealingLr { t_max: 0, eta_min: 0.0 }.lr_at(1.0, 3).is_nan());
+    assert!(Schedule::new(StepLr { step_size: 1, gamma: 0.1 }, &opt).is_ok());
 }
 
 /// Five Adam steps on a fixed quadratic, interrupted after two by a save and a restore
