@@ -614,11 +614,14 @@ impl<T: Element> ThinLhs<T> {
     pub(crate) fn transposed_rows_of(w: ArrayView2<'_, T>, picks: &[usize], columns: Range<usize>) -> Self {
         let sub = w.slice(ndarray::s![.., columns.clone()]);
         let pack = |panel: &mut [T], first: usize, count: usize| {
-            // A column of the panel is `count` neighbours in a row of `w`.
-            for (kk, &r) in picks.iter().enumerate() {
+            // A column of the panel is `count` neighbours in a row of `w`: copied as one
+            // run where the row is contiguous (element by element through ndarray's
+            // checked indexing, this pack was 3% of W3's samples on one thread).
+            for (column, &r) in panel.chunks_exact_mut(PANEL).zip(picks) {
                 let row = sub.row(r);
-                for i in 0..count {
-                    panel[kk * PANEL + i] = row[first + i];
+                match row.as_slice() {
+                    Some(row) => column[..count].copy_from_slice(&row[first..first + count]),
+                    None => column[..count].iter_mut().zip(row.iter().skip(first)).for_each(|(d, &v)| *d = v),
                 }
             }
         };
@@ -1127,6 +1130,10 @@ mod tests {
             let (tall32, wide32) = (tall.mapv(|v| v as f32), wide.mapv(|v| v as f32));
             let gathered32 = [ThinLhs::rows_of(tall32.view(), &rows), ThinLhs::transposed_rows_of(wide32.view(), &picks, 2..m + 2)];
             let gathered64 = [ThinLhs::rows_of(tall.view(), &rows), ThinLhs::transposed_rows_of(wide.view(), &picks, 2..m + 2)];
+            // The same from a column-major `w`, whose rows are not contiguous.
+            let wide32_by_columns = wide32.t().as_standard_layout().into_owned().reversed_axes();
+            let by_columns = ThinLhs::transposed_rows_of(wide32_by_columns.view(), &picks, 2..m + 2);
+            assert_eq!(by_columns.plain(), &a.mapv(|v| v as f32), "{m}x{k} gathered from columns");
             for (thin, thin64) in gathered32.iter().zip(&gathered64) {
                 assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>(), "which path the f32 cases take");
                 assert_eq!(thin64.plain().view(), a.view(), "{m}x{k} gathered");
