@@ -3,7 +3,7 @@
 use super::mode::set_grad_enabled;
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
-use ndarray::{Axis, Slice};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use std::collections::{HashMap, HashSet};
 
 /// Gradients from one backward pass, keyed by tensor: `grads.get(&w)` is `dL/dw`.
@@ -136,11 +136,16 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
             if let (false, Some((axis, start))) = (create_graph, grad_fn.rule.reads_slice()) {
                 let input = &grad_fn.inputs[0];
                 if input.requires_grad() && input.id() >= oldest {
-                    let mut acc = cotangents.remove(&input.id()).unwrap_or_else(|| Tensor::<T>::zeros(input.shape()));
                     let len = gy.shape()[axis];
-                    acc.update_leaf(|v| {
-                        v.slice_axis_mut(Axis(axis), Slice::from(start..start + len)).zip_mut_with(gy.array(), |a, &b| *a = *a + b)
-                    });
+                    let acc = match cotangents.remove(&input.id()) {
+                        Some(mut acc) => {
+                            acc.update_leaf(|v| {
+                                v.slice_axis_mut(Axis(axis), Slice::from(start..start + len)).zip_mut_with(gy.array(), |a, &b| *a = *a + b)
+                            });
+                            acc
+                        }
+                        None => Tensor::from(padded(input.shape(), axis, start, &gy.array().view())),
+                    };
                     cotangents.insert(input.id(), acc);
                 }
                 continue;
@@ -165,6 +170,21 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         }
         Ok(kept)
     })
+}
+
+/// An array of `shape` holding `slice` at `start..` along `axis` and zeros elsewhere: the
+/// first cotangent of a tensor read through a narrow. Its buffer comes from the pool and
+/// only the elements outside the slice are zeroed, where zeros and an add would be two
+/// passes over all of it (W3's LSTM output, 1.2 MB a step, on the calling thread while the
+/// others wait).
+fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, slice: &ArrayViewD<'_, T>) -> ArrayD<T> {
+    let len = shape.iter().product();
+    let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
+    let end = start + slice.shape()[axis];
+    value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
+    value.slice_axis_mut(Axis(axis), Slice::from(start..end)).assign(slice);
+    value.slice_axis_mut(Axis(axis), Slice::from(end..)).fill(T::zero());
+    value
 }
 
 /// Adds `g` to the cotangent of `id`. A first-order sweep adds in place when the running
@@ -263,4 +283,30 @@ pub fn grad<T: Element>(
     let ids: HashSet<usize> = inputs.iter().map(|t| t.id()).collect();
     let kept = sweep(&roots, Wanted::Ids(&ids), create_graph)?;
     Ok(inputs.iter().map(|x| kept.get(&x.id()).cloned().unwrap_or_else(|| Tensor::<T>::zeros(x.shape()))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+
+    #[test]
+    fn a_large_tensor_read_through_narrows_gets_its_slices_cotangents_and_zeros_elsewhere() {
+        // Large enough for the pool (whose recycled buffers are NaN in these tests, so an
+        // element left unwritten shows): one narrow alone, then two that overlap.
+        let (rows, cols) = (36, 1024);
+        let mut rng = crate::rng(3);
+        let x = Tensor::<f64>::randn(&[rows, cols], &mut rng).requires_grad_(true);
+        let w1 = Tensor::<f64>::randn(&[34, cols], &mut rng);
+        let w2 = Tensor::<f64>::randn(&[6, cols], &mut rng);
+        let first = x.narrow(0, 1, 34).unwrap().mul(&w1).unwrap().sum();
+        let g = first.backward().unwrap().get(&x).unwrap().clone();
+        let mut expect = ndarray::Array2::<f64>::zeros((rows, cols));
+        expect.slice_mut(ndarray::s![1..35, ..]).assign(&w1.value().into_dimensionality::<ndarray::Ix2>().unwrap());
+        assert_eq!(g.value(), expect.clone().into_dyn().into_shared(), "one narrow");
+        let both = first.add(&x.narrow(0, 30, 6).unwrap().mul(&w2).unwrap().sum()).unwrap();
+        let g = both.backward().unwrap().get(&x).unwrap().clone();
+        let w2v = w2.value().into_dimensionality::<ndarray::Ix2>().unwrap();
+        expect.slice_mut(ndarray::s![30.., ..]).zip_mut_with(&w2v, |e, &w| *e += w);
+        assert_eq!(g.value(), expect.into_dyn().into_shared(), "two narrows");
+    }
 }
