@@ -3,7 +3,7 @@
 use super::mode::set_grad_enabled;
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
+use ndarray::{Axis, Slice};
 use std::collections::{HashMap, HashSet};
 
 /// Gradients from one backward pass, keyed by tensor: `grads.get(&w)` is `dL/dw`.
@@ -144,7 +144,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                             });
                             acc
                         }
-                        None => Tensor::from(padded(input.shape(), axis, start, &gy.array().view())),
+                        None => Tensor::from(crate::ops::shape::padded(input.shape(), axis, start, &gy.array().view())),
                     };
                     cotangents.insert(input.id(), acc);
                 }
@@ -170,21 +170,6 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         }
         Ok(kept)
     })
-}
-
-/// An array of `shape` holding `slice` at `start..` along `axis` and zeros elsewhere: the
-/// first cotangent of a tensor read through a narrow. Its buffer comes from the pool and
-/// only the elements outside the slice are zeroed, where zeros and an add would be two
-/// passes over all of it (W3's LSTM output, 1.2 MB a step, on the calling thread while the
-/// others wait).
-fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, slice: &ArrayViewD<'_, T>) -> ArrayD<T> {
-    let len = shape.iter().product();
-    let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
-    let end = start + slice.shape()[axis];
-    value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
-    value.slice_axis_mut(Axis(axis), Slice::from(start..end)).assign(slice);
-    value.slice_axis_mut(Axis(axis), Slice::from(end..)).fill(T::zero());
-    value
 }
 
 /// Adds `g` to the cotangent of `id`. A first-order sweep adds in place when the running

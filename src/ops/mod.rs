@@ -43,7 +43,7 @@ mod linalg;
 pub(crate) mod lstm;
 mod pool;
 mod reduce;
-mod shape;
+pub(crate) mod shape;
 mod softmax;
 mod unary;
 pub(crate) mod vmath;

@@ -278,8 +278,7 @@ impl<T: Element> Tensor<T> {
         let mut shape = self.shape().to_vec();
         let n = shape[d];
         shape[d] += before + after;
-        let mut value = ArrayD::zeros(IxDyn(&shape));
-        value.slice_axis_mut(Axis(d), Slice::from(before..before + n)).assign(self.array());
+        let value = padded(&shape, d, before, &self.array().view());
         Tensor::from_op_saving(value.into_shared(), &[self], Saves::NOTHING, move || {
             Box::new(rule("pad", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.narrow_axis(d, before, n))]))
         })
@@ -339,6 +338,21 @@ impl<T: Element> Tensor<T> {
 
 /// `narrow`'s rule: the cotangent padded with zeros back to the input's shape (so it is
 /// differentiable), or, in a first-order sweep, added straight into the slice it came from.
+/// An array of `shape` holding `slice` at `start..` along `axis` and zeros elsewhere: the
+/// value of [`Tensor::pad_axis`], and the first cotangent of a tensor read through a narrow
+/// in a first-order sweep. Its buffer comes from the pool and only the elements outside the
+/// slice are zeroed, where zeros and an assignment would be two passes over all of it (W3's
+/// LSTM output, 1.2 MB a step, on the calling thread while the others wait).
+pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, slice: &ArrayViewD<'_, T>) -> ArrayD<T> {
+    let len = shape.iter().product();
+    let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
+    let end = start + slice.shape()[axis];
+    value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
+    value.slice_axis_mut(Axis(axis), Slice::from(start..end)).assign(slice);
+    value.slice_axis_mut(Axis(axis), Slice::from(end..)).fill(T::zero());
+    value
+}
+
 struct NarrowRule {
     d: usize,
     start: usize,
