@@ -676,6 +676,11 @@ impl<T: Element> ThinLhs<T> {
         })
     }
 
+    /// Whether products of `f32` matrices run the packed kernel here (see [`ThinLhs`]).
+    pub(crate) fn kernel_available() -> bool {
+        thin_kernel_available::<T>()
+    }
+
     /// Whether `a` is packed for the kernel (see [`ThinLhs`]).
     pub(crate) fn is_packed(&self) -> bool {
         self.packed.is_some()
@@ -728,10 +733,11 @@ impl<T: Element> ThinLhs<T> {
         // exclusive to this mutable borrow, so distinct from src.
         unsafe {
             let (src, dst) = (src.as_ptr().cast(), dst.as_mut_ptr().cast());
+            let start = if accumulate { Start::Dst } else { Start::Zero };
             if read_past {
-                thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, accumulate);
+                thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, start);
             } else {
-                thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, accumulate);
+                thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -749,19 +755,64 @@ impl<T: Element> ThinLhs<T> {
     /// `dst += a[.., ks] b`, on one thread unless `threads` allows a split across the pool
     /// (for a product large enough, with more than one thread in the pool).
     pub(crate) fn acc(&self, dst: &mut ArrayViewMut2<'_, T>, ks: Range<usize>, b: &ArrayView2<'_, T>, threads: bool) {
+        if !self.kernel_product(dst, None, ks.clone(), b, threads) {
+            gemm_acc(dst, &self.plain().slice(ndarray::s![.., ks]), b, threads);
+        }
+    }
+
+    /// `dst[r, ..] = from[picks[r], ..] + (a[.., ks] b)[r, ..]`: [`ThinLhs::acc`] onto rows
+    /// of another matrix, which the kernel reads where it writes each block of `dst` (a
+    /// recurrent step's input projection, whose rows are far apart: copied into `dst`
+    /// first, they were 1.85% of the samples of `perf record -e cpu-clock` on `workloads w3
+    /// 1`, their cache misses not hidden by a prefetch before the product, which streams
+    /// `a` through the cache; the kernel asks for each panel's rows one panel ahead).
+    pub(crate) fn acc_onto(
+        &self,
+        dst: &mut ArrayViewMut2<'_, T>,
+        from: &ArrayView2<'_, T>,
+        picks: &[usize],
+        ks: Range<usize>,
+        b: &ArrayView2<'_, T>,
+        threads: bool,
+    ) {
+        assert!(picks.len() == dst.nrows() && from.ncols() == dst.ncols(), "internal: one row of from per row of dst");
+        if !self.kernel_product(dst, Some((from, picks)), ks.clone(), b, threads) {
+            for (mut row, &r) in dst.rows_mut().into_iter().zip(picks) {
+                row.assign(&from.row(r));
+            }
+            self.acc(dst, ks, b, threads);
+        }
+    }
+
+    /// `dst (from[picks] or dst) + a[.., ks] b` by the packed kernel; `false`, writing
+    /// nothing, where it does not run (see [`ThinLhs`]) or the operands' rows are not
+    /// contiguous and walked forwards (a reversed view has a negative row stride, which the
+    /// kernel's offsets do not take).
+    fn kernel_product(
+        &self,
+        dst: &mut ArrayViewMut2<'_, T>,
+        from: Option<(&ArrayView2<'_, T>, &[usize])>,
+        ks: Range<usize>,
+        b: &ArrayView2<'_, T>,
+        threads: bool,
+    ) -> bool {
         let (m, n) = dst.dim();
         assert_eq!((m, b.dim()), (self.dim.0, (ks.len(), n)), "internal: thin product shapes");
         assert!(ks.end <= self.dim.1, "internal: thin product columns");
-        // Rows of unit-stride elements, walked forwards (a reversed view has a negative row
-        // stride, which the kernel's offsets do not take: it goes to gemm).
-        let contiguous = dst.strides()[1] == 1 && b.strides()[1] == 1 && dst.strides()[0] >= 0 && b.strides()[0] >= 0;
+        let forwards = |s: &[isize]| s[1] == 1 && s[0] >= 0;
+        let contiguous = forwards(dst.strides()) && forwards(b.strides()) && from.is_none_or(|(f, _)| forwards(f.strides()));
         let packed = match &self.packed {
-            _ if ks.is_empty() || m * n == 0 => return,
             // One column is a matrix-vector product, which the gemm crate runs 3-4x as
             // fast (`b` a vector: one lane of eight in use here).
             Some(packed) if contiguous && n > 1 => packed,
-            _ => return gemm_acc(dst, &self.plain().slice(ndarray::s![.., ks]), b, threads),
+            _ => return false,
         };
+        if m * n == 0 {
+            return true;
+        }
+        if let Some((from, picks)) = from {
+            assert!(picks.iter().all(|&r| r < from.nrows()), "internal: picked rows inside from");
+        }
         let k = self.dim.1;
         let split = threads && rayon::current_num_threads() > 1 && m * n * ks.len() >= PARALLEL_MIN_FLOPS;
         // Whole panels per thread.
@@ -775,6 +826,8 @@ impl<T: Element> ThinLhs<T> {
             blocks.push((first, block));
             rest = tail;
         }
+        // Each picked row of `from` as an offset from its first element.
+        let offsets: Vec<usize> = from.map_or_else(Vec::new, |(f, picks)| picks.iter().map(|&r| r * f.strides()[0] as usize).collect());
         let run = |(first, mut block): (usize, ArrayViewMut2<'_, T>)| {
             let (rows, dst_stride, b_stride) = (block.nrows(), block.strides()[0] as usize, b.strides()[0] as usize);
             let panels = &packed[first * PANEL * k..][..rows.div_ceil(PANEL) * PANEL * k];
@@ -783,19 +836,25 @@ impl<T: Element> ThinLhs<T> {
             // panels cover the block's rows by k columns, ks within them; b holds ks.len()
             // rows of n elements at b_stride, the block `rows` rows of n at dst_stride, its
             // elements exclusive to this view (a mutable borrow, split from the others),
-            // distinct from b's.
+            // distinct from b's and from's (shared borrows); from's picked rows (asserted
+            // inside it) hold n elements each from their offsets.
             unsafe {
                 let b = Strided(b.as_ptr().cast(), b_stride);
-                thin_avx2(panels, k, ks.clone(), b, block.as_mut_ptr().cast(), dst_stride, rows, n, true);
+                let start = match from {
+                    Some((f, _)) => Start::Rows(f.as_ptr().cast(), &offsets[first * PANEL..][..rows]),
+                    None => Start::Dst,
+                };
+                thin_avx2(panels, k, ks.clone(), b, block.as_mut_ptr().cast(), dst_stride, rows, n, start);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            let _ = (panels, rows, dst_stride, b_stride, &mut block);
+            let _ = (panels, rows, dst_stride, b_stride, &mut block, &offsets);
         };
         if blocks.len() == 1 {
             blocks.into_iter().for_each(run);
         } else {
             blocks.into_par_iter().for_each(run);
         }
+        true
     }
 }
 
@@ -872,15 +931,28 @@ impl<const READ_PAST: bool> RhsRows for Shifted<'_, READ_PAST> {
     }
 }
 
-/// `dst += a[.., ks] b` (or `=` unless `accumulate`) from [`ThinLhs`]'s panels: for each
-/// panel of six rows, the columns of `dst` sixteen at a time, then eight, then the last few
-/// through masked stores (and masked loads of `b` unless its rows may be read past the
-/// width), each block summed over `ks` in registers and written to `dst` once.
+/// What a thin product's sums are added to as they are written: nothing, `dst` itself, or
+/// row `r` of `dst`'s the run of `n` elements at `offsets[r]` from a pointer.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    Zero,
+    Dst,
+    Rows(*const f32, &'a [usize]),
+}
+
+/// `dst = start + a[.., ks] b` from [`ThinLhs`]'s panels: for each panel of six rows, the
+/// columns of `dst` sixteen at a time, then eight, then the last few through masked stores
+/// (and masked loads of `b` unless its rows may be read past the width), each block summed
+/// over `ks` in registers and written to `dst` once. Rows of another matrix to start from
+/// are asked of the cache a panel ahead.
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA. `packed` holds `m.div_ceil(6)` panels of `k` columns, `ks`
 /// within `0..k`; `b` gives `ks.len()` rows of `n` f32, `dst` points to `m` rows of `n` at
-/// `dst_stride`, not overlapping `b` and not accessed by anything else during the call.
+/// `dst_stride`, not overlapping `b` and not accessed by anything else during the call;
+/// `Start::Rows` gives `m` offsets, each the start of `n` readable f32 that `dst` does not
+/// overlap.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -893,12 +965,27 @@ unsafe fn thin_avx2(
     dst_stride: usize,
     m: usize,
     n: usize,
-    accumulate: bool,
+    start: Start<'_>,
 ) {
-    use std::arch::x86_64::_mm256_setr_epi32;
+    use std::arch::x86_64::{_mm256_setr_epi32, _mm_prefetch, _MM_HINT_T0};
+    let ask = |rows: &[usize], base: *const f32| {
+        for &offset in rows {
+            let row = base.wrapping_add(offset).cast::<i8>();
+            // A prefetch never faults nor changes memory, whatever the address.
+            for at in (0..4 * n).step_by(64).chain([4 * n - 1]) {
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at));
+            }
+        }
+    };
+    if let Start::Rows(base, offsets) = start {
+        ask(&offsets[..m.min(PANEL)], base);
+    }
     for (p, panel) in packed.chunks_exact(PANEL * k).enumerate() {
         let columns = &panel[ks.start * PANEL..ks.end * PANEL];
         let rows = (m - p * PANEL).min(PANEL);
+        if let Start::Rows(base, offsets) = start {
+            ask(offsets.get((p + 1) * PANEL..).map_or(&[], |o| &o[..o.len().min(PANEL)]), base);
+        }
         let mut j = 0;
         while j < n {
             let left = (n - j) as i32;
@@ -907,16 +994,24 @@ unsafe fn thin_avx2(
             // caller's contract.
             unsafe {
                 let dst = dst.add(p * PANEL * dst_stride + j);
+                // Where row r < rows of the block's sums is added from, if anywhere.
+                let from: Option<[*const f32; PANEL]> = match start {
+                    Start::Zero => None,
+                    Start::Dst => Some(std::array::from_fn(|r| dst.wrapping_add(r * dst_stride).cast_const())),
+                    Start::Rows(base, offsets) => {
+                        Some(std::array::from_fn(|r| offsets.get(p * PANEL + r).map_or(base, |&o| base.wrapping_add(o + j))))
+                    }
+                };
                 // Lane l of the block's last vector is on when its sign bit is set.
                 let last = if left > 8 { left - 8 } else { left };
                 let on = |l: i32| -i32::from(last > l);
                 let mask = _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7));
                 let b = b.at_column(j);
                 match left {
-                    16.. => thin_block::<2, false, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
-                    9..16 => thin_block::<2, true, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
-                    8 => thin_block::<1, false, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
-                    _ => thin_block::<1, true, _>(columns, b, dst, dst_stride, rows, mask, accumulate),
+                    16.. => thin_block::<2, false, _>(columns, b, dst, dst_stride, rows, mask, from),
+                    9..16 => thin_block::<2, true, _>(columns, b, dst, dst_stride, rows, mask, from),
+                    8 => thin_block::<1, false, _>(columns, b, dst, dst_stride, rows, mask, from),
+                    _ => thin_block::<1, true, _>(columns, b, dst, dst_stride, rows, mask, from),
                 }
                 j += if left > 8 { 16 } else { 8 };
             }
@@ -924,15 +1019,16 @@ unsafe fn thin_avx2(
     }
 }
 
-/// `dst[r, ..8·V] += Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows` (at most 6), or `=`
-/// unless `accumulate`: the block's 6·V sums held in registers over all of `k`. When
+/// `dst[r, ..8·V] = from[r][..8·V] + Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows`
+/// (at most 6), without the first term when `from` is `None`: the block's 6·V sums held
+/// in registers over all of `k`. When
 /// `MASKED`, only the lanes `mask` sets are read and written in the last vector (a
 /// parameter of the type, so that the loop over `k` has no branch on it).
 ///
 /// # Safety
 /// As [`thin_avx2`]'s, for the block: `columns` holds 6 elements per row of `b`, and `b`'s
-/// rows and `dst`'s first `rows` rows have `8·V` valid elements, or those of the lanes
-/// `mask` sets.
+/// rows, `dst`'s first `rows` rows and `from`'s first `rows` pointers have `8·V` valid
+/// elements, or those of the lanes `mask` sets (`from`'s may be `dst`'s own rows).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
@@ -943,7 +1039,7 @@ unsafe fn thin_block<const V: usize, const MASKED: bool, B: RhsRows>(
     dst_stride: usize,
     rows: usize,
     mask: std::arch::x86_64::__m256i,
-    accumulate: bool,
+    from: Option<[*const f32; PANEL]>,
 ) {
     use std::arch::x86_64::*;
     // SAFETY (both): the lanes read or written are valid (the caller's contract).
@@ -984,7 +1080,7 @@ unsafe fn thin_block<const V: usize, const MASKED: bool, B: RhsRows>(
         for (v, &s) in sum.iter().enumerate() {
             // Row r < rows of dst (the caller's contract).
             let at = dst.wrapping_add(r * dst_stride + 8 * v);
-            store(at, v, if accumulate { _mm256_add_ps(load(at, v), s) } else { s });
+            store(at, v, from.map_or(s, |from| _mm256_add_ps(load(from[r].wrapping_add(8 * v), v), s)));
         }
     }
 }
@@ -1148,6 +1244,21 @@ mod tests {
                         two_threads(|| thin.acc(&mut out.view_mut(), ks.clone(), &b32.view(), threads));
                         assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n}, columns {ks:?}, threads {threads}");
                     }
+                    // Onto the rows of `start` as rows of a taller matrix, picked out of
+                    // order, into a dst of NaN (whatever it held must not show).
+                    let mut from = ints((2 * m + 1, n), 11);
+                    for (i, &r) in rows.iter().enumerate() {
+                        from.row_mut(r).assign(&start.row(i));
+                    }
+                    let from32 = from.mapv(|v| v as f32);
+                    for threads in [false, true] {
+                        let mut out = Array2::from_elem((m, n), f32::NAN);
+                        two_threads(|| thin.acc_onto(&mut out.view_mut(), &from32.view(), &rows, ks.clone(), &b32.view(), threads));
+                        assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n} onto picked rows, columns {ks:?}, threads {threads}");
+                    }
+                    let mut out = Array2::from_elem((m, n), f64::NAN);
+                    thin64.acc_onto(&mut out.view_mut(), &from.view(), &rows, ks.clone(), &b.view(), false);
+                    assert_eq!(out, expect, "f64 {m}x{k}x{n} onto picked rows, columns {ks:?}");
                     let mut wide_out = ints((m, 2 * n), 3);
                     let mut every_other = wide_out.slice_mut(ndarray::s![.., ..;2]);
                     every_other.assign(&start);

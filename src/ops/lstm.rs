@@ -108,12 +108,17 @@ pub(crate) fn lstm_sequence<T: Element>(
             let rows = 4 * blocks[p]..4 * blocks[p + 1];
             // `W_hh hᵀ` by blocks of the state, this block's own first: the product starts
             // while the other threads may still be finishing their blocks of the step before.
-            let product = |zm: &mut ArrayViewMut2<'_, T>| {
+            let product = |zm: &mut ArrayViewMut2<'_, T>, x: &ArrayView2<'_, T>, picks: &[usize]| {
                 let w_p = w_blocks[p].get_or_init(|| ThinLhs::rows_of(w, &order[4 * blocks[p]..4 * blocks[p + 1]]));
-                for q in own_first(p, parts) {
+                for (i, q) in own_first(p, parts).enumerate() {
                     ready(q);
                     let h_q = h[s % 2][q].read().expect("no job panicked");
-                    w_p.acc(zm, blocks[q]..blocks[q + 1], &h_q.view(), parts == 1);
+                    let (ks, threads) = (blocks[q]..blocks[q + 1], parts == 1);
+                    if i == 0 {
+                        w_p.acc_onto(zm, x, picks, ks, &h_q.view(), threads);
+                    } else {
+                        w_p.acc(zm, ks, &h_q.view(), threads);
+                    }
                 }
             };
             // Written once the product has read the step before: every part of it is done,
@@ -323,18 +328,21 @@ struct ForwardPart<'a, T> {
 }
 
 impl<T: Element> ForwardPart<'_, T> {
-    /// `product(z)` adds `W_hh hᵀ` to the pre-activation; `h_out()` gives the room for this
-    /// block's rows of the new `hᵀ`.
-    fn run<G: DerefMut<Target = Array2<T>>>(self, product: impl FnOnce(&mut ArrayViewMut2<'_, T>), h_out: impl FnOnce() -> G) {
+    /// `product(z, x, order)` writes the rows `order` of `x` plus `W_hh hᵀ` to the
+    /// pre-activation; `h_out()` gives the room for this block's rows of the new `hᵀ`.
+    fn run<G: DerefMut<Target = Array2<T>>>(
+        self,
+        product: impl FnOnce(&mut ArrayViewMut2<'_, T>, &ArrayView2<'_, T>, &[usize]),
+        h_out: impl FnOnce() -> G,
+    ) {
         let ForwardPart { x, next_x, order, bias, z, c, c_prev, tanh_c, mut out } = self;
         let n = out.dim().0;
-        for (row, &r) in z.chunks_exact_mut(n).zip(order) {
-            row.copy_from_slice(x.row(r).as_slice().expect("contiguous rows"));
-        }
-        if let Some(next) = next_x {
+        // The thin kernel asks for the rows it reads a panel ahead; elsewhere they are copied
+        // first, and asked for a step ahead.
+        if let Some(next) = next_x.filter(|_| !ThinLhs::<T>::kernel_available()) {
             prefetch_rows(&next, order.iter().copied());
         }
-        product(&mut ArrayViewMut2::from_shape((order.len(), n), &mut *z).expect("4·units rows"));
+        product(&mut ArrayViewMut2::from_shape((order.len(), n), &mut *z).expect("4·units rows"), &x, order);
         let (i, f, g, o) = quarters(z);
         let (bi, bf, bg, bo) = quarters(bias);
         let mut h = h_out();
