@@ -88,6 +88,12 @@ impl<T: Element> Param<T> {
         self.lock().update_leaf(f);
     }
 
+    /// Sets the value to `f(value, other)` elementwise, `other` of the parameter's shape: as
+    /// [`Param::update`], in one vectorised pass (split across threads when large).
+    pub(crate) fn update_with(&self, other: &ndarray::ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) {
+        self.lock().update_leaf_with(other, f);
+    }
+
     /// Stops gradients to this parameter (it gets none, so optimizers leave it alone).
     pub fn freeze(&self) {
         let mut current = self.lock();

@@ -38,7 +38,7 @@ mod binary;
 mod conv;
 mod index;
 #[allow(unsafe_code)] // the one module that may; each block argues its safety
-mod kernel;
+pub(crate) mod kernel;
 mod linalg;
 pub(crate) mod lstm;
 mod pool;

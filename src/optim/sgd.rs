@@ -82,7 +82,7 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
             let param = &self.params[i];
             if self.weight_decay == 0.0 && self.momentum == 0.0 {
                 // Plain SGD reads the gradient where it lies: no copy.
-                param.update(|w| Zip::from(w).and(&g.value()).for_each(|w, &g| *w = *w - lr * g));
+                param.update_with(&g.value().view(), move |w, g| w - lr * g);
                 self.step[i] += 1;
                 continue;
             }

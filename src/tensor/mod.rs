@@ -128,6 +128,19 @@ impl<T: Element> Tensor<T> {
         *self = Tensor::leaf(value.into_shared(), self.requires_grad());
     }
 
+    /// Sets the value of this leaf to `f(value, other)` elementwise (`other` of its shape):
+    /// as [`Tensor::update_leaf`], with the copy and the update one pass, both vectorised and
+    /// split across threads when large (an optimizer's step on a parameter that a live
+    /// graph still holds).
+    pub(crate) fn update_leaf_with(&mut self, other: &ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) {
+        if let Some(value) = self.unique_leaf_value() {
+            crate::ops::kernel::zip2_in_place(&mut value.view_mut(), other, f);
+            return;
+        }
+        let value = crate::ops::kernel::zip2(&self.array().view(), other, f);
+        *self = Tensor::leaf(value.into_shared(), self.requires_grad());
+    }
+
     /// The value, writable, if this handle is a leaf that alone holds it (a cotangent in a
     /// first-order sweep, a parameter no graph reads).
     pub(crate) fn unique_leaf_value(&mut self) -> Option<&mut ArcArray<T, IxDyn>> {

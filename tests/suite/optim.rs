@@ -149,3 +149,28 @@ fn nesterov_without_momentum_is_refused() {
     let err = opt.step(&w.tensor().sum().backward().unwrap()).unwrap_err();
     assert_eq!(err.to_string(), "Sgd: Nesterov momentum needs momentum > 0 and dampening 0, got 0 and 0");
 }
+
+#[test]
+fn an_sgd_step_on_a_parameter_a_live_graph_holds_leaves_the_graph_its_old_value() {
+    // Large enough to be updated in parallel chunks; 0.25 · g is exact in f32, so the
+    // expected values are exact. With the graph alive the step writes a new buffer; once it
+    // is dropped the next step updates in place.
+    let n = 70_001;
+    let w0: Vec<f32> = (0..n).map(|i| (i % 97) as f32).collect();
+    let p = nn::Param::new(Tensor::from_vec(w0.clone(), &[n]).unwrap().requires_grad_(true));
+    let mut opt = optim::Sgd::new(vec![p.clone()], 0.25);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    // L = Σ w_i² / 2, so g = w.
+    let loss = (p.tensor() * p.tensor()).sum() * 0.5;
+    let grads = loss.backward().unwrap();
+    let held = p.tensor();
+    pool.install(|| opt.step(&grads)).unwrap();
+    let expect: Vec<f32> = w0.iter().map(|w| w - 0.25 * w).collect();
+    assert_eq!(p.tensor().to_vec(), expect, "w - lr·g");
+    assert_eq!(held.to_vec(), w0, "the graph's copy of the old value");
+    drop((loss, held));
+    let grads = ((p.tensor() * p.tensor()).sum() * 0.5).backward().unwrap();
+    pool.install(|| opt.step(&grads)).unwrap();
+    let expect: Vec<f32> = expect.iter().map(|w| w - 0.25 * w).collect();
+    assert_eq!(p.tensor().to_vec(), expect, "a second step, the graph dropped");
+}
