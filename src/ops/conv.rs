@@ -122,14 +122,20 @@ fn tap_window(g: &Geometry, i: usize, j: usize) -> (usize, usize, usize, usize, 
     let [sh, sw] = g.cfg.stride;
     let [ph, pw] = g.cfg.padding;
     let [dh, dw] = g.cfg.dilation;
-    // Rows: y·s + i·d - p in [0, h).
-    let y_lo = ph.saturating_sub(i * dh).div_ceil(sh).min(g.oh);
-    let y_hi = if g.h + ph > i * dh { ((g.h + ph - i * dh - 1) / sh + 1).min(g.oh) } else { 0 };
-    // Columns: x·s + j·d - p in [0, w).
+    // Rows: y·s + i·d - p in [0, h); columns: x·s + j·d - p in [0, w).
+    let rows = inside(g.oh, sh, i * dh, ph, g.h);
     let shift = j * dw;
-    let x_lo = pw.saturating_sub(shift).div_ceil(sw).min(g.ow);
-    let x_hi = if g.w + pw > shift { ((g.w + pw - shift - 1) / sw + 1).min(g.ow) } else { 0 };
-    (y_lo, y_hi.max(y_lo), x_lo, x_hi.max(x_lo), shift)
+    let cols = inside(g.ow, sw, shift, pw, g.w);
+    (rows.start, rows.end, cols.start, cols.end, shift)
+}
+
+/// The `v` in `0..count` whose input position `v·step + offset - pad` lies in `[0, n)`: a
+/// range, since the position grows with `v`. Without a division per `v`: a convolution's
+/// output rows that a tap reads, a pooling window's taps inside the input.
+pub(crate) fn inside(count: usize, step: usize, offset: usize, pad: usize, n: usize) -> std::ops::Range<usize> {
+    let lo = pad.saturating_sub(offset).div_ceil(step).min(count);
+    let hi = if n + pad > offset { ((n + pad - offset - 1) / step + 1).min(count) } else { 0 };
+    lo..hi.max(lo)
 }
 
 /// Fills `cols` (`[C/g · kh · kw, oh · ow]`) with the column matrix.

@@ -84,14 +84,7 @@ fn window_taps(oh: usize, ow: usize, cfg: Pool2dConfig, wp: usize) -> Vec<u32> {
 /// fall inside the input (`k·d + o·s - p` in `[0, n)`): computed once per call, so that the
 /// scan of a window does no division.
 fn taps_inside(out: usize, n: usize, k: usize, s: usize, p: usize, d: usize) -> Vec<std::ops::Range<usize>> {
-    (0..out)
-        .map(|o| {
-            let start = o * s;
-            let lo = p.saturating_sub(start).div_ceil(d).min(k);
-            let hi = if n + p > start { ((n + p - start - 1) / d + 1).min(k) } else { 0 };
-            lo..hi.max(lo)
-        })
-        .collect()
+    (0..out).map(|o| super::conv::inside(k, d, o * s, p, n)).collect()
 }
 
 /// The position in its `(h, w)` plane of the largest value in output window `(y, x)`
