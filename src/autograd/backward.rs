@@ -277,21 +277,26 @@ mod tests {
     #[test]
     fn a_large_tensor_read_through_narrows_gets_its_slices_cotangents_and_zeros_elsewhere() {
         // Large enough for the pool (whose recycled buffers are NaN in these tests, so an
-        // element left unwritten shows): one narrow alone, then two that overlap.
-        let (rows, cols) = (36, 1024);
-        let mut rng = crate::rng(3);
-        let x = Tensor::<f64>::randn(&[rows, cols], &mut rng).requires_grad_(true);
-        let w1 = Tensor::<f64>::randn(&[34, cols], &mut rng);
-        let w2 = Tensor::<f64>::randn(&[6, cols], &mut rng);
-        let first = x.narrow(0, 1, 34).unwrap().mul(&w1).unwrap().sum();
-        let g = first.backward().unwrap().get(&x).unwrap().clone();
-        let mut expect = ndarray::Array2::<f64>::zeros((rows, cols));
-        expect.slice_mut(ndarray::s![1..35, ..]).assign(&w1.value().into_dimensionality::<ndarray::Ix2>().unwrap());
-        assert_eq!(g.value(), expect.clone().into_dyn().into_shared(), "one narrow");
-        let both = first.add(&x.narrow(0, 30, 6).unwrap().mul(&w2).unwrap().sum()).unwrap();
-        let g = both.backward().unwrap().get(&x).unwrap().clone();
-        let w2v = w2.value().into_dimensionality::<ndarray::Ix2>().unwrap();
-        expect.slice_mut(ndarray::s![30.., ..]).zip_mut_with(&w2v, |e, &w| *e += w);
-        assert_eq!(g.value(), expect.into_dyn().into_shared(), "two narrows");
+        // element left unwritten shows): one narrow alone, then two that overlap; the wider
+        // one's slice is copied across two threads.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        for (rows, cols) in [(36, 1024), (36, 8192)] {
+            pool.install(|| {
+                let mut rng = crate::rng(3);
+                let x = Tensor::<f64>::randn(&[rows, cols], &mut rng).requires_grad_(true);
+                let w1 = Tensor::<f64>::randn(&[34, cols], &mut rng);
+                let w2 = Tensor::<f64>::randn(&[6, cols], &mut rng);
+                let first = x.narrow(0, 1, 34).unwrap().mul(&w1).unwrap().sum();
+                let g = first.backward().unwrap().get(&x).unwrap().clone();
+                let mut expect = ndarray::Array2::<f64>::zeros((rows, cols));
+                expect.slice_mut(ndarray::s![1..35, ..]).assign(&w1.value().into_dimensionality::<ndarray::Ix2>().unwrap());
+                assert_eq!(g.value(), expect.clone().into_dyn().into_shared(), "one narrow, {rows}x{cols}");
+                let both = first.add(&x.narrow(0, 30, 6).unwrap().mul(&w2).unwrap().sum()).unwrap();
+                let g = both.backward().unwrap().get(&x).unwrap().clone();
+                let w2v = w2.value().into_dimensionality::<ndarray::Ix2>().unwrap();
+                expect.slice_mut(ndarray::s![30.., ..]).zip_mut_with(&w2v, |e, &w| *e += w);
+                assert_eq!(g.value(), expect.into_dyn().into_shared(), "two narrows, {rows}x{cols}");
+            });
+        }
     }
 }

@@ -12,26 +12,27 @@ const PARALLEL_COPY_MIN: usize = 1 << 17;
 
 /// The elements of `a` in row-major order, in a buffer from the pool.
 fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
+    // The last axis contiguous: every lane along it is a slice.
+    let lanes = a.ndim().checked_sub(1).filter(|&d| a.strides()[d] == 1 || a.shape()[d] <= 1);
+    // A large array is cut along its first axis across the pool's threads: the head of W3
+    // copies the batch-first view of the LSTM's output (1.1 MB) here, and did it on the
+    // calling thread alone while the pool's threads sat idle.
+    if let Some(d) = lanes.filter(|&d| d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1) {
+        use ndarray::parallel::prelude::*;
+        use rayon::prelude::ParallelSliceMut;
+        // Every element is overwritten: a recycled buffer as it is, not zeroed first.
+        let mut out = crate::tensor::pool::take_overwritten::<T>(a.len());
+        let per = a.len() / a.shape()[0];
+        out.par_chunks_mut(per).zip(a.axis_iter(Axis(0))).for_each(|(chunk, sub)| {
+            for (dst, lane) in chunk.chunks_exact_mut(a.shape()[d].max(1)).zip(sub.lanes(Axis(d - 1))) {
+                dst.copy_from_slice(lane.as_slice().expect("a contiguous lane"));
+            }
+        });
+        return out;
+    }
     let mut out = crate::tensor::pool::take::<T>(a.len());
     match a.ndim().checked_sub(1) {
-        // The last axis contiguous: every lane along it is a slice. A large array is cut
-        // along its first axis across the pool's threads: the head of W3 copies the
-        // batch-first view of the LSTM's output (1.1 MB) here, and did it on the calling
-        // thread alone while the pool's threads sat idle.
-        Some(d) if a.strides()[d] == 1 || a.shape()[d] <= 1 => {
-            if d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 {
-                use ndarray::parallel::prelude::*;
-                use rayon::prelude::ParallelSliceMut;
-                // Zeroed first (a pass the serial copy does not make) to stay in safe code.
-                out.resize(a.len(), T::zero());
-                let per = a.len() / a.shape()[0];
-                out.par_chunks_mut(per).zip(a.axis_iter(Axis(0))).for_each(|(chunk, sub)| {
-                    for (dst, lane) in chunk.chunks_exact_mut(a.shape()[d].max(1)).zip(sub.lanes(Axis(d - 1))) {
-                        dst.copy_from_slice(lane.as_slice().expect("a contiguous lane"));
-                    }
-                });
-                return out;
-            }
+        Some(d) if lanes.is_some() => {
             for lane in a.lanes(Axis(d)) {
                 out.extend_from_slice(lane.as_slice().expect("a contiguous lane"));
             }
@@ -348,7 +349,15 @@ pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, sli
     let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
     let end = start + slice.shape()[axis];
     value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
-    value.slice_axis_mut(Axis(axis), Slice::from(start..end)).assign(slice);
+    let mut inside = value.slice_axis_mut(Axis(axis), Slice::from(start..end));
+    // A large slice is copied across the pool's threads, by its outermost axis (or lanes
+    // of it): the calling thread did it alone while the others waited.
+    if slice.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 && slice.ndim() > 0 {
+        use ndarray::parallel::prelude::*;
+        inside.axis_iter_mut(Axis(0)).into_par_iter().zip(slice.axis_iter(Axis(0))).for_each(|(mut d, s)| d.assign(&s));
+    } else {
+        inside.assign(slice);
+    }
     value.slice_axis_mut(Axis(axis), Slice::from(end..)).fill(T::zero());
     value
 }

@@ -57,20 +57,35 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
     Ok(norm)
 }
 
-/// `Σ f(x)` over `xs` in f64, in eight partial sums that the compiler keeps in vector
-/// registers.
-fn lane_sum<T: Element>(xs: &[T], f: impl Fn(&T) -> f64) -> f64 {
-    const LANES: usize = 8;
-    let mut acc = [0.0f64; LANES];
-    let mut chunks = xs.chunks_exact(LANES);
-    for c in &mut chunks {
-        for k in 0..LANES {
-            acc[k] += f(&c[k]);
+/// `Σ f(x)` over `xs` in f64: per run of [`SUM_RUN`] elements in eight partial sums that
+/// the compiler keeps in vector registers, then the runs' sums in order. The runs are
+/// fixed, so the result does not depend on the number of threads, and a long slice sums
+/// its runs in parallel (W3's 262,144-element recurrent weight: its norm ran on the
+/// calling thread while the pool's sat idle).
+fn lane_sum<T: Element>(xs: &[T], f: impl Fn(&T) -> f64 + Sync) -> f64 {
+    let run = |xs: &[T]| {
+        const LANES: usize = 8;
+        let mut acc = [0.0f64; LANES];
+        let mut chunks = xs.chunks_exact(LANES);
+        for c in &mut chunks {
+            for k in 0..LANES {
+                acc[k] += f(&c[k]);
+            }
         }
-    }
-    let tail: f64 = chunks.remainder().iter().map(&f).sum();
-    acc.iter().sum::<f64>() + tail
+        let tail: f64 = chunks.remainder().iter().map(&f).sum();
+        acc.iter().sum::<f64>() + tail
+    };
+    let sums: Vec<f64> = if xs.len() >= 2 * SUM_RUN && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        xs.par_chunks(SUM_RUN).map(run).collect()
+    } else {
+        xs.chunks(SUM_RUN).map(run).collect()
+    };
+    sums.iter().sum()
 }
+
+/// The elements [`lane_sum`] sums apart (the unit of its split across threads).
+const SUM_RUN: usize = 1 << 15;
 
 /// Clamps every gradient element to `[-clip_value, clip_value]`, as
 /// `torch.nn.utils.clip_grad_value_`.

@@ -174,3 +174,24 @@ fn an_sgd_step_on_a_parameter_a_live_graph_holds_leaves_the_graph_its_old_value(
     let expect: Vec<f32> = expect.iter().map(|w| w - 0.25 * w).collect();
     assert_eq!(p.tensor().to_vec(), expect, "a second step, the graph dropped");
 }
+
+#[test]
+fn a_long_gradients_norm_is_exact_and_the_same_on_one_and_two_threads() {
+    // Past the length whose sum is split across threads; every square and partial sum is a
+    // multiple of 1/16 below 2^40, so exact in f64 in any order, and so is the reference.
+    for n in [65_545, 100_003] {
+        let c: Vec<f64> = (0..n).map(|k| ((k % 16) as f64 - 7.5) * 0.25).collect();
+        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true);
+        let loss = (&w * &Tensor::<f64>::from_vec(c.clone(), &[n]).unwrap()).sum();
+        let l1: f64 = c.iter().map(|x| x.abs()).sum();
+        let l2 = c.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for (p, want) in [(1.0, l1), (2.0, l2)] {
+                let mut grads = loss.backward().unwrap();
+                let norm = pool.install(|| optim::clip_grad_norm_with(&mut grads, 1e9, p)).unwrap();
+                assert_eq!(norm, want, "n {n}, p {p}, {threads} threads");
+            }
+        }
+    }
+}
