@@ -932,7 +932,7 @@ impl<const READ_PAST: bool> RhsRows for Shifted<'_, READ_PAST> {
 }
 
 /// What a thin product's sums are added to as they are written: nothing, `dst` itself, or
-/// row `r` of `dst`'s the run of `n` elements at `offsets[r]` from a pointer.
+/// for row `r` of `dst` the `n` elements at `offsets[r]` from a pointer.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 enum Start<'a> {
@@ -1021,9 +1021,9 @@ unsafe fn thin_avx2(
 
 /// `dst[r, ..8·V] = from[r][..8·V] + Σ_k columns[k·6 + r] · b[k, ..8·V]` for `r < rows`
 /// (at most 6), without the first term when `from` is `None`: the block's 6·V sums held
-/// in registers over all of `k`. When
-/// `MASKED`, only the lanes `mask` sets are read and written in the last vector (a
-/// parameter of the type, so that the loop over `k` has no branch on it).
+/// in registers over all of `k`. When `MASKED`, only the lanes `mask` sets are read and
+/// written in the last vector (a parameter of the type, so that the loop over `k` has no
+/// branch on it).
 ///
 /// # Safety
 /// As [`thin_avx2`]'s, for the block: `columns` holds 6 elements per row of `b`, and `b`'s

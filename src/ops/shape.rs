@@ -350,9 +350,9 @@ pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, sli
     let end = start + slice.shape()[axis];
     value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
     let mut inside = value.slice_axis_mut(Axis(axis), Slice::from(start..end));
-    // A large slice is copied across the pool's threads, by its outermost axis (or lanes
-    // of it): the calling thread did it alone while the others waited.
-    if slice.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 && slice.ndim() > 0 {
+    // A large slice of two or more dims is copied across the pool's threads by its
+    // outermost axis: the calling thread did it alone while the others waited.
+    if slice.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 && slice.ndim() > 1 {
         use ndarray::parallel::prelude::*;
         inside.axis_iter_mut(Axis(0)).into_par_iter().zip(slice.axis_iter(Axis(0))).for_each(|(mut d, s)| d.assign(&s));
     } else {
