@@ -91,7 +91,7 @@ impl<T: Element> Optimizer<T> for RmsProp<T> {
                 let b = self.buffers.get_mut("momentum_buffer", i).get_or_insert_with(|| g.mapv(|_| T::zero()));
                 Zip::from(&mut *b).and(&g).and(&denominator).for_each(|b, &g, &d| *b = mu * *b + g / d);
                 let b = b.clone();
-                param.update(|w| Zip::from(w).and(&b).for_each(|w, &b| *w = *w - lr * b));
+                param.update_with(&b.view(), move |w, b| w - lr * b);
             } else {
                 param.update(|w| Zip::from(w).and(&g).and(&denominator).for_each(|w, &g, &d| *w = *w - lr * g / d));
             }

@@ -105,7 +105,7 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
                     g.assign(b);
                 }
             }
-            param.update(|w| Zip::from(w).and(&g).for_each(|w, &g| *w = *w - lr * g));
+            param.update_with(&g.view(), move |w, g| w - lr * g);
             self.step[i] += 1;
         }
         Ok(())
