@@ -473,6 +473,50 @@ fn gemm_into<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, 
     }
 }
 
+/// `dst (+)= lhs @ rhs` through the real-valued crates behind `gemm` (`gemm-f32`,
+/// `gemm-f64`), with unit scales: depending on them alone skips compiling the complex-number
+/// kernels that nabla never calls (see `docs/build-time.md`).
+///
+/// # Safety
+/// As `gemm::gemm`: the pointers address `m x k`, `k x n` and `m x n` matrices with the
+/// column and row strides given, `dst` disjoint from the operands; `T` is f32 or f64.
+#[allow(clippy::too_many_arguments)]
+unsafe fn real_gemm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_cs: isize,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+) {
+    use std::any::TypeId;
+    let none = gemm_common::Parallelism::None;
+    // SAFETY: the caller's contract; the casts are identities, T being the type compared.
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            gemm_f32::gemm::f32::get_gemm_fn()(
+                m, n, k, dst.cast(), dst_cs, dst_rs, read_dst, lhs.cast(), lhs_cs, lhs_rs, rhs.cast(), rhs_cs, rhs_rs,
+                1.0, 1.0, false, false, false, none,
+            )
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            gemm_f64::gemm::f64::get_gemm_fn()(
+                m, n, k, dst.cast(), dst_cs, dst_rs, read_dst, lhs.cast(), lhs_cs, lhs_rs, rhs.cast(), rhs_cs, rhs_rs,
+                1.0, 1.0, false, false, false, none,
+            )
+        } else {
+            unreachable!("Element is implemented for f32 and f64 only")
+        }
+    }
+}
+
+
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and
 /// `may_thread`.
 ///
@@ -509,7 +553,7 @@ unsafe fn product<T: Element>(
         // caller's contract for dst); blocks run concurrently only on disjoint blocks of
         // dst; T is f32 or f64.
         unsafe {
-            gemm::gemm(
+            real_gemm::<T>(
                 rows.len(),
                 cols.len(),
                 k,
@@ -523,12 +567,6 @@ unsafe fn product<T: Element>(
                 b_ptr.get().offset(cols.start as isize * sb[1]),
                 sb[1],
                 sb[0],
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             )
         }
     };
