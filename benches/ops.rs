@@ -151,12 +151,12 @@ fn gemm_split(c: &mut Criterion) {
         group.bench_function(format!("nabla_{name}"), |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
         let (av, bv) = (a.to_vec(), b.to_vec());
         let mut out = vec![0f32; m * n];
-        let threads = gemm::Parallelism::Rayon(rayon::current_num_threads());
+        let threads = gemm_common::Parallelism::Rayon(rayon::current_num_threads());
         group.bench_function(format!("gemm_rayon_{name}"), |bench| {
             bench.iter(|| {
                 // SAFETY: row-major m×k, k×n and m×n buffers of those lengths, distinct.
                 unsafe {
-                    gemm::gemm(
+                    gemm_f32::gemm::f32::get_gemm_fn()(
                         m,
                         n,
                         k,

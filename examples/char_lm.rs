@@ -96,6 +96,8 @@ fn chunk(streams: &[Vec<usize>], k: usize) -> (ndarray::ArrayD<usize>, ndarray::
     (at(0), at(1))
 }
 
+/// The model: its parameters are named `embed.weight`, `lstm.weight_ih_l0`, … by the derive.
+#[derive(Module)]
 struct Model {
     embed: nn::Embedding,
     lstm: nn::Recurrent,
@@ -131,9 +133,8 @@ fn main() -> nabla::Result<()> {
         lstm: nn::Recurrent::new(nn::CellKind::Lstm, 32, 128, 1, true, true, false, &mut rng),
         head: nn::Linear::new(128, v, &mut rng),
     };
-    let params = [model.embed.parameters(), model.lstm.parameters(), model.head.parameters()].concat();
-    let mut opt = optim::Adam::new(params, 3e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: chunks, eta_min: 1e-4 }, &opt)?;
+    let mut opt = optim::Adam::new(model.parameters(), 3e-3);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: chunks, eta_min: 1e-4 }, &mut opt)?;
 
     // Each stream is long enough for every chunk (and one character of look-ahead).
     let streams: Vec<Vec<usize>> = (0..STREAMS).map(|_| text(chunks * CHUNK + 1, &mut rng)).collect();

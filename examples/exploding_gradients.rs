@@ -25,6 +25,7 @@ const HIDDEN: usize = 32;
 const BATCH: usize = 32;
 const MEMORY: usize = 5;
 
+#[derive(Module)]
 struct Model {
     cell: nn::RecurrentCell,
     head: nn::Linear,
@@ -38,10 +39,6 @@ impl Model {
             cell.init_orthogonal(gain, &mut rng)?;
         }
         Ok(Model { cell, head: nn::Linear::new(HIDDEN, 1, &mut rng) })
-    }
-
-    fn parameters(&self) -> Vec<nn::Param> {
-        [self.cell.parameters(), self.head.parameters()].concat()
     }
 
     /// The prediction `(N, 1)` and the hidden state of every step.

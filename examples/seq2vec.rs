@@ -34,6 +34,7 @@ fn batch(n: usize, rng: &mut impl Rng) -> nabla::Result<(Tensor, ndarray::ArrayD
     Ok((noisy, ndarray::Array1::from(classes).into_dyn()))
 }
 
+#[derive(Module)]
 struct Classifier {
     lstm: nn::Recurrent,
     head: nn::Linear,
@@ -50,10 +51,9 @@ fn main() -> nabla::Result<()> {
     let steps = if common::quick() { 20 } else { 1500 };
     let mut rng = nabla::rng(3);
     let model = Classifier { lstm: nn::Recurrent::lstm(1, 32, 1, &mut rng), head: nn::Linear::new(32, FREQUENCIES.len(), &mut rng) };
-    let params = [model.lstm.parameters(), model.head.parameters()].concat();
-    let mut opt = optim::Adam::new(params, 1e-2);
+    let mut opt = optim::Adam::new(model.parameters(), 1e-2);
     // Cosine annealing to 1e-4 over the run: large steps early, fine ones at the end.
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-4 }, &opt)?;
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-4 }, &mut opt)?;
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let (test_x, test_y) = batch(2000, &mut nabla::rng(100))?;
     let accuracy = |model: &Classifier| -> nabla::Result<f64> {

@@ -28,6 +28,7 @@ const HIDDEN: usize = 64;
 /// Digits 0-9 and the decoder's start symbol.
 const START: usize = 10;
 
+#[derive(Module)]
 struct Seq2Seq {
     embed: nn::Embedding,
     encoder: nn::Recurrent,
@@ -46,10 +47,6 @@ impl Seq2Seq {
             head: nn::Linear::new(HIDDEN + context, 10, rng),
             attention,
         }
-    }
-
-    fn parameters(&self) -> Vec<nn::Param> {
-        [self.embed.parameters(), self.encoder.parameters(), self.decoder.parameters(), self.head.parameters()].concat()
     }
 
     /// Logits `(N, 10)` for each output position; `teacher` is the target (training) or
@@ -114,7 +111,7 @@ fn train(attention: bool, steps: usize) -> nabla::Result<(Seq2Seq, Vec<(f64, f64
     let mut rng = nabla::rng(5);
     let model = Seq2Seq::new(attention, &mut rng);
     let mut opt = optim::Adam::new(model.parameters(), 2e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt)?;
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &mut opt)?;
     let mut losses = Vec::new();
     let bar = common::progress(steps as u64, if attention { "with attention" } else { "without attention" });
     for step in 1..=steps {

@@ -19,6 +19,7 @@ use rand::Rng;
 const BITS: usize = 6;
 const HIDDEN: usize = 64;
 
+#[derive(Module)]
 struct Decoder {
     init: nn::Linear,
     cell: nn::RecurrentCell,
@@ -64,9 +65,8 @@ fn main() -> nabla::Result<()> {
         cell: nn::RecurrentCell::gru(4, HIDDEN, &mut rng),
         head: nn::Linear::new(HIDDEN, 2, &mut rng),
     };
-    let params = [model.init.parameters(), model.cell.parameters(), model.head.parameters()].concat();
-    let mut opt = optim::Adam::new(params, 3e-3);
-    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &opt)?;
+    let mut opt = optim::Adam::new(model.parameters(), 3e-3);
+    let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-5 }, &mut opt)?;
     let (test_x, test_digits) = batch(2000, &mut nabla::rng(100))?;
     let evaluate = |model: &Decoder| -> nabla::Result<(f64, Vec<f64>)> {
         let logits = nabla::no_grad(|| model.run(&test_x, None))?;

@@ -28,6 +28,9 @@
 // `unsafe` lives in one module, `ops::kernel`, which allows it; see its docs.
 #![deny(unsafe_code)]
 
+// `#[derive(Module)]` writes `::nabla::…` paths; this makes them resolve inside the crate too.
+extern crate self as nabla;
+
 pub mod autograd;
 pub mod data;
 pub mod ebm;

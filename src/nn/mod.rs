@@ -20,6 +20,7 @@
 mod activation;
 mod adaptive;
 mod attention;
+mod buffer;
 mod conv;
 mod embedding;
 pub mod functional;
@@ -35,11 +36,14 @@ mod state_dict;
 pub use activation::{Dropout, LeakyReLU, LogSoftmax, PReLU, RReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
 pub use attention::{scaled_dot_product_attention, AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions};
+pub use buffer::Buffer;
 pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
 pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
 pub use loss::{CrossEntropyLoss, MSELoss, MarginRankingLoss, NLLLoss};
+/// `#[derive(Module)]`: see [`Module`].
+pub use nabla_derive::Module;
 pub use param::Param;
 pub use pool::{avg_pool2d, max_pool2d, Pool1d, Pool2d, PoolKind};
 pub use rnn::{CellKind, Recurrent, RecurrentCell, RecurrentOutput, TruncatedBptt};
@@ -50,19 +54,103 @@ use crate::error::Result;
 use crate::tensor::{Element, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A layer or a model: a function of a tensor with named parameters, as `torch.nn.Module`.
+/// A layer or a model: a function of a tensor with named parameters, buffers and children,
+/// as `torch.nn.Module`.
 ///
 /// Forward takes `&self`: a module can be shared between threads and used in several places
 /// of one graph (parameter sharing). Parameters are [`Param`] cells, listed by
-/// [`Module::named_parameters`] under PyTorch's `state_dict` names.
+/// [`Module::named_parameters`] under PyTorch's `state_dict` names; non-trainable state
+/// (running statistics, counters) is held in [`Buffer`]s, listed by
+/// [`Module::named_buffers`], saved and loaded with the parameters and never given to an
+/// optimiser.
+///
+/// # A model of your own
+///
+/// `#[derive(Module)]` implements the trait for a struct whose fields are modules,
+/// [`Param`]s, [`Buffer`]s, or `Vec`s and `Option`s of them. Names are PyTorch's, the field
+/// names joined by dots (`encoder.weight`, `layers.0.bias`), so the model saves and loads by
+/// the same keys as the same model written in PyTorch, and [`Module::train`] /
+/// [`Module::eval`] reach every child. Fields of plain types (numbers, `bool`, `String`) are
+/// left out; `#[module(skip)]` leaves out any other. The struct's own
+/// `forward(&self, &Tensor<T>)` becomes [`Module::forward`] with `#[module(forward)]`
+/// (without it, [`Module::forward`] is an `Err`, as PyTorch's missing `forward` raises, and
+/// the struct's methods are the way in; that suits models of several inputs). A struct
+/// generic over its element type uses its first type parameter; `#[module(element = f64)]`
+/// names one otherwise (f32 by default).
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::{Linear, Param};
+///
+/// #[derive(Module)]
+/// #[module(forward)]
+/// struct Mlp {
+///     layers: Vec<Linear>,
+///     scale: Param,
+///     #[module(skip)]
+///     note: &'static str,
+/// }
+///
+/// impl Mlp {
+///     fn forward(&self, x: &Tensor) -> nabla::Result<Tensor> {
+///         let mut x = x.clone();
+///         for layer in &self.layers {
+///             x = layer.forward(&x)?.relu();
+///         }
+///         x.mul(&self.scale.tensor())
+///     }
+/// }
+///
+/// let mut rng = nabla::rng(0);
+/// let model = Mlp {
+///     layers: vec![Linear::new(4, 8, &mut rng), Linear::new(8, 2, &mut rng)],
+///     scale: Param::new(Tensor::ones(&[2])),
+///     note: "two layers",
+/// };
+/// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "scale"]);
+/// let boxed: Box<dyn Module> = Box::new(model);
+/// assert_eq!(boxed.forward(&Tensor::zeros(&[3, 4]))?.shape(), &[3, 2]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+///
+/// A module written by hand implements [`Module::forward`] and, if it holds parameters of
+/// its own, [`Module::named_parameters`]; a module that holds other modules lists them in
+/// [`Module::named_children`], and the provided methods then name their parameters and
+/// buffers (`child.name`) and pass training mode down.
 pub trait Module<T: Element = f32>: Send + Sync {
     /// The module applied to `input`.
-    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>>;
+    ///
+    /// Provided as an `Err` naming the type, for models whose way in is a method of their
+    /// own (PyTorch raises the same for a module without `forward`).
+    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        let _ = input;
+        Err(crate::Error::invalid(
+            "forward",
+            format!(
+                "{} has no Module::forward (call its own method, or add #[module(forward)] to use its `forward`)",
+                std::any::type_name::<Self>()
+            ),
+        ))
+    }
+
+    /// The modules this one holds, by field name (`encoder`, `layers.0`), in registration
+    /// order (PyTorch's `named_children`). Provided as none.
+    fn named_children(&self) -> Vec<(String, &dyn Module<T>)> {
+        Vec::new()
+    }
 
     /// The parameters with their PyTorch `state_dict` names (`weight`, `0.bias`, …), in
-    /// registration order.
+    /// registration order. Provided as the children's, each prefixed with `child.`.
     fn named_parameters(&self) -> Vec<(String, Param<T>)> {
-        Vec::new()
+        self.named_children().into_iter().flat_map(|(child, m)| prefixed(&child, m.named_parameters())).collect()
+    }
+
+    /// The buffers (non-trainable state) with their PyTorch `state_dict` names
+    /// (`running_mean`, `0.num_batches_tracked`), in registration order. Provided as the
+    /// children's, each prefixed with `child.`.
+    fn named_buffers(&self) -> Vec<(String, Buffer<T>)> {
+        self.named_children().into_iter().flat_map(|(child, m)| prefixed(&child, m.named_buffers())).collect()
     }
 
     /// The parameters in registration order (what optimizers take).
@@ -70,9 +158,26 @@ pub trait Module<T: Element = f32>: Send + Sync {
         self.named_parameters().into_iter().map(|(_, p)| p).collect()
     }
 
+    /// The buffers in registration order.
+    fn buffers(&self) -> Vec<Buffer<T>> {
+        self.named_buffers().into_iter().map(|(_, b)| b).collect()
+    }
+
+    /// The number of parameter elements, frozen ones included
+    /// (`sum(p.numel() for p in model.parameters())`).
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(Param::numel).sum()
+    }
+
     /// Switches training mode on (`true`) or off, for the module and its children
     /// (PyTorch's `train(mode)`); dropout and RReLU behave differently in the two.
-    fn set_training(&self, _training: bool) {}
+    /// Provided as passing the mode to every child; a module with behaviour of its own
+    /// that depends on the mode overrides it and passes it on too.
+    fn set_training(&self, training: bool) {
+        for (_, child) in self.named_children() {
+            child.set_training(training);
+        }
+    }
 
     /// Training mode on, as PyTorch's `model.train()`.
     fn train(&self) {
@@ -84,21 +189,40 @@ pub trait Module<T: Element = f32>: Send + Sync {
         self.set_training(false)
     }
 
-    /// Writes the parameters to a safetensors file under their PyTorch names; see
-    /// [`save_state_dict`].
+    /// Writes the parameters and buffers to a safetensors file under their PyTorch names;
+    /// see [`save_state_dict`].
     fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()>
     where
         Self: Sized,
     {
-        save_state_dict(&self.named_parameters(), path)
+        state_dict::save_module(self, path)
     }
 
-    /// Reads parameters from a safetensors file by name; see [`load_state_dict`].
+    /// Reads parameters and buffers from a safetensors file by name, strictly (every one
+    /// present with its shape, nothing else); see [`load_state_dict`].
     fn load(&self, path: impl AsRef<std::path::Path>) -> Result<()>
     where
         Self: Sized,
     {
-        load_state_dict(&self.named_parameters(), &read_safetensors(path)?)
+        state_dict::load_module(self, &read_safetensors(path)?)
+    }
+}
+
+impl<T: Element, M: Module<T> + ?Sized> Module<T> for Box<M> {
+    fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+        (**self).forward(input)
+    }
+    fn named_children(&self) -> Vec<(String, &dyn Module<T>)> {
+        (**self).named_children()
+    }
+    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+        (**self).named_parameters()
+    }
+    fn named_buffers(&self) -> Vec<(String, Buffer<T>)> {
+        (**self).named_buffers()
+    }
+    fn set_training(&self, training: bool) {
+        (**self).set_training(training)
     }
 }
 
@@ -122,7 +246,8 @@ impl Mode {
     }
 }
 
-/// Prefixes child parameter names with `prefix.` (how containers build PyTorch names).
-pub(crate) fn prefixed<T: Element>(prefix: &str, params: Vec<(String, Param<T>)>) -> Vec<(String, Param<T>)> {
-    params.into_iter().map(|(name, p)| (format!("{prefix}.{name}"), p)).collect()
+/// Prefixes child parameter or buffer names with `prefix.` (how containers build PyTorch
+/// names).
+pub(crate) fn prefixed<P>(prefix: &str, entries: Vec<(String, P)>) -> Vec<(String, P)> {
+    entries.into_iter().map(|(name, p)| (format!("{prefix}.{name}"), p)).collect()
 }

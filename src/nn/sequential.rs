@@ -1,6 +1,6 @@
 //! `Sequential`: modules applied one after another.
 
-use super::{prefixed, Module, Param};
+use super::Module;
 use crate::error::Result;
 use crate::tensor::{Element, Tensor};
 
@@ -81,13 +81,7 @@ impl<T: Element> Module<T> for Sequential<T> {
         Ok(x)
     }
 
-    fn named_parameters(&self) -> Vec<(String, Param<T>)> {
-        self.layers.iter().enumerate().flat_map(|(i, layer)| prefixed(&i.to_string(), layer.named_parameters())).collect()
-    }
-
-    fn set_training(&self, training: bool) {
-        for layer in &self.layers {
-            layer.set_training(training);
-        }
+    fn named_children(&self) -> Vec<(String, &dyn Module<T>)> {
+        self.layers.iter().enumerate().map(|(i, layer)| (i.to_string(), layer.as_ref())).collect()
     }
 }

@@ -1,7 +1,7 @@
 //! State dicts: parameters saved to and loaded from safetensors files under PyTorch's
 //! `state_dict` names, so weights move between nabla and PyTorch by name.
 
-use super::Param;
+use super::{Buffer, Module, Param};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
@@ -122,18 +122,35 @@ pub fn save_state_dict<T: Element>(params: &[(String, Param<T>)], path: impl AsR
 /// Writes named tensors to `path` as safetensors, through a temporary file renamed into
 /// place (what [`save_state_dict`] and `optim::save_state` use).
 pub fn save_tensors<T: Element>(tensors: &[(String, Tensor<T>)], path: impl AsRef<Path>) -> Result<()> {
-    let path = path.as_ref();
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let entries: Vec<(String, Tensor<T>, bool)> = tensors.iter().map(|(n, t)| (n.clone(), t.clone(), false)).collect();
+    write_entries(&entries, path.as_ref())
+}
+
+/// Writes a module's parameters and buffers (integer buffers as `I64`).
+pub(crate) fn save_module<T: Element>(module: &dyn Module<T>, path: impl AsRef<Path>) -> Result<()> {
+    let mut entries: Vec<(String, Tensor<T>, bool)> = module.named_parameters().into_iter().map(|(n, p)| (n, p.tensor(), false)).collect();
+    entries.extend(module.named_buffers().into_iter().map(|(n, b)| (n, b.tensor(), b.is_integer())));
+    write_entries(&entries, path.as_ref())
+}
+
+/// Writes `(name, value, as_i64)` entries as safetensors, through a temporary file.
+fn write_entries<T: Element>(entries: &[(String, Tensor<T>, bool)], path: &Path) -> Result<()> {
+    let float = if T::DTYPE == "f64" { Dtype::F64 } else { Dtype::F32 };
+    let buffers: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = entries
         .iter()
-        .map(|(name, t)| {
-            let bytes = t.to_vec().iter().flat_map(|&v| le_bytes(v)).collect();
-            (name.clone(), t.shape().to_vec(), bytes)
+        .map(|(name, t, integer)| {
+            let values = t.to_vec();
+            let (dtype, bytes) = if *integer {
+                (Dtype::I64, values.iter().flat_map(|v| (v.to_f64().expect("float") as i64).to_le_bytes()).collect())
+            } else {
+                (float, values.iter().flat_map(|&v| le_bytes(v)).collect())
+            };
+            (name.clone(), t.shape().to_vec(), dtype, bytes)
         })
         .collect();
-    let dtype = if T::DTYPE == "f64" { Dtype::F64 } else { Dtype::F32 };
     let views = buffers
         .iter()
-        .map(|(name, shape, bytes)| safetensors::tensor::TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.clone(), v)))
+        .map(|(name, shape, dtype, bytes)| safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| io_error("save", path, e))?;
     let data = safetensors::serialize(views, &None).map_err(|e| io_error("save", path, e))?;
@@ -153,15 +170,56 @@ fn le_bytes<T: Element>(v: T) -> Vec<u8> {
 /// parameter must be present with its shape and element type, and the file must hold
 /// nothing else. On any mismatch nothing is changed and the error lists every mismatch.
 pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateDict) -> Result<()> {
+    let slots: Vec<(String, Slot<T>)> = params.iter().map(|(n, p)| (n.clone(), Slot::Param(p.clone()))).collect();
+    load_slots(&slots, state)
+}
+
+/// Sets a module's parameters and buffers from `state`, strictly, all or nothing.
+pub(crate) fn load_module<T: Element>(module: &dyn Module<T>, state: &StateDict) -> Result<()> {
+    let mut slots: Vec<(String, Slot<T>)> = module.named_parameters().into_iter().map(|(n, p)| (n, Slot::Param(p))).collect();
+    slots.extend(module.named_buffers().into_iter().map(|(n, b)| (n, Slot::Buffer(b))));
+    load_slots(&slots, state)
+}
+
+/// Where a stored tensor goes.
+enum Slot<T: Element> {
+    Param(Param<T>),
+    Buffer(Buffer<T>),
+}
+
+impl<T: Element> Slot<T> {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Slot::Param(p) => p.shape(),
+            Slot::Buffer(b) => b.shape(),
+        }
+    }
+
+    fn dtype(&self) -> &'static str {
+        match self {
+            Slot::Buffer(b) if b.is_integer() => "I64",
+            _ => dtype_name::<T>(),
+        }
+    }
+
+    fn set(&self, value: ndarray::ArrayD<T>) -> Result<()> {
+        match self {
+            Slot::Param(p) => p.set(value),
+            Slot::Buffer(b) => b.set(value),
+        }
+    }
+}
+
+fn load_slots<T: Element>(slots: &[(String, Slot<T>)], state: &StateDict) -> Result<()> {
     let mut problems = Vec::new();
-    for (name, p) in params {
+    for (name, slot) in slots {
         match state.tensors.get(name) {
             None => problems.push(format!("missing {name}")),
-            Some(t) if t.shape != p.shape() => {
-                problems.push(format!("{name} has shape {:?} in the file, {:?} in the module", t.shape, p.shape()))
+            Some(t) if t.shape != slot.shape() => {
+                problems.push(format!("{name} has shape {:?} in the file, {:?} in the module", t.shape, slot.shape()))
             }
-            Some(t) if t.dtype != dtype_name::<T>() => {
-                problems.push(format!("{name} is {} in the file, {} in the module", t.dtype, dtype_name::<T>()))
+            Some(t) if t.dtype != slot.dtype() => {
+                problems.push(format!("{name} is {} in the file, {} in the module", t.dtype, slot.dtype()))
             }
             Some(t) if t.values.len() != t.shape.iter().product::<usize>() => {
                 problems.push(format!("{name} has {} values for shape {:?}", t.values.len(), t.shape))
@@ -170,15 +228,15 @@ pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateD
         }
     }
     for name in state.tensors.keys() {
-        if !params.iter().any(|(n, _)| n == name) {
+        if !slots.iter().any(|(n, _)| n == name) {
             problems.push(format!("unexpected {name}"));
         }
     }
     if !problems.is_empty() {
         return Err(Error::invalid("load_state_dict", problems.join("; ")));
     }
-    // Every value is built before the first parameter changes: all or nothing.
-    let values = params
+    // Every value is built before the first one changes: all or nothing.
+    let values = slots
         .iter()
         .map(|(name, _)| {
             let t = &state.tensors[name];
@@ -186,8 +244,8 @@ pub fn load_state_dict<T: Element>(params: &[(String, Param<T>)], state: &StateD
                 .map_err(|e| Error::shape("load_state_dict", format!("{name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    for ((_, p), value) in params.iter().zip(values) {
-        p.set(value)?;
+    for ((_, slot), value) in slots.iter().zip(values) {
+        slot.set(value)?;
     }
     Ok(())
 }

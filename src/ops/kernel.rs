@@ -502,20 +502,53 @@ unsafe fn real_gemm<T: Element>(
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f32>() {
             gemm_f32::gemm::f32::get_gemm_fn()(
-                m, n, k, dst.cast(), dst_cs, dst_rs, read_dst, lhs.cast(), lhs_cs, lhs_rs, rhs.cast(), rhs_cs, rhs_rs,
-                1.0, 1.0, false, false, false, none,
+                m,
+                n,
+                k,
+                dst.cast(),
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs.cast(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast(),
+                rhs_cs,
+                rhs_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                none,
             )
         } else if TypeId::of::<T>() == TypeId::of::<f64>() {
             gemm_f64::gemm::f64::get_gemm_fn()(
-                m, n, k, dst.cast(), dst_cs, dst_rs, read_dst, lhs.cast(), lhs_cs, lhs_rs, rhs.cast(), rhs_cs, rhs_rs,
-                1.0, 1.0, false, false, false, none,
+                m,
+                n,
+                k,
+                dst.cast(),
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs.cast(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast(),
+                rhs_cs,
+                rhs_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                none,
             )
         } else {
             unreachable!("Element is implemented for f32 and f64 only")
         }
     }
 }
-
 
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and
 /// `may_thread`.

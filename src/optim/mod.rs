@@ -28,7 +28,7 @@ mod sgd;
 pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use rmsprop::RmsProp;
-pub use scheduler::{CosineAnnealingLr, ExponentialLr, LrScheduler, Schedule, StepLr};
+pub use scheduler::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
 pub use sgd::Sgd;
 
 use crate::autograd::Gradients;

@@ -10,6 +10,7 @@ mod attention;
 mod checkpoint;
 mod conv;
 mod data;
+mod derive;
 mod ebm;
 mod engine;
 mod errors;

@@ -1,7 +1,7 @@
 //! Optimisers, schedules, clipping and optimiser state.
 
 use nabla::nn::functional::{mse_loss, Reduction};
-use nabla::optim::{CosineAnnealingLr, ExponentialLr, LrScheduler, Schedule, StepLr};
+use nabla::optim::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
 use nabla::prelude::*;
 
 /// Least squares `min ||Xw - y||²` solved by the normal equations `XᵀX w = Xᵀy` (Gaussian
@@ -63,24 +63,82 @@ fn schedules_follow_their_closed_forms() {
     assert!((cosine.lr_at(1.0, 10) - 0.1).abs() < 1e-15);
     let w = nn::Param::new(Tensor::zeros(&[1]));
     let mut opt = optim::Adam::new(vec![w], 0.1);
-    let mut schedule = Schedule::new(ExponentialLr { gamma: 0.5 }, &opt).unwrap();
+    let mut schedule = Schedule::new(ExponentialLr { gamma: 0.5 }, &mut opt).unwrap();
     schedule.step(&mut opt);
     schedule.step(&mut opt);
     assert_eq!(opt.lr(), 0.025);
+}
+
+/// PyTorch 2.15: `SequentialLR(SGD(lr=0.5), [LinearLR(0.25, 1.0, 4),
+/// CosineAnnealingLR(6, 0.01)], milestones=[4])`, the rate of each of 12 epochs (read
+/// before each `step`). The first is the warm-up's a quarter, set when the schedule is made.
+#[test]
+fn a_warm_up_then_cosine_gives_pytorchs_rates_from_epoch_zero() {
+    let torch = [
+        0.125,
+        0.21875,
+        0.3125,
+        0.40625,
+        0.5,
+        0.4671762239271875,
+        0.3775,
+        0.255,
+        0.13250000000000006,
+        0.04282377607281252,
+        0.01,
+        0.04282377607281252,
+    ];
+    let warm_then_cosine = SequentialLr::new(
+        vec![
+            Box::new(LinearLr { start_factor: 0.25, end_factor: 1.0, total_iters: 4 }),
+            Box::new(CosineAnnealingLr { t_max: 6, eta_min: 0.01 }),
+        ],
+        vec![4],
+    )
+    .unwrap();
+    let mut opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.5);
+    let mut schedule = Schedule::new(warm_then_cosine, &mut opt).unwrap();
+    for (epoch, expected) in torch.iter().enumerate() {
+        assert!((opt.lr() - expected).abs() < 1e-15, "epoch {epoch}: {} against PyTorch's {expected}", opt.lr());
+        schedule.step(&mut opt);
+    }
+    let halving = LambdaLr(|e| 0.5f64.powi(e as i32));
+    let mut opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.5);
+    Schedule::new(halving, &mut opt).unwrap();
+    assert_eq!(opt.lr(), 0.5, "LambdaLR's epoch 0: lr · f(0)");
+}
+
+#[test]
+fn chained_schedules_check_their_milestones() {
+    let two = || -> Vec<Box<dyn LrScheduler + Send + Sync>> {
+        vec![Box::new(ExponentialLr { gamma: 0.5 }), Box::new(ExponentialLr { gamma: 0.9 })]
+    };
+    let err = SequentialLr::new(two(), vec![]).err().expect("one milestone needed").to_string();
+    assert_eq!(err, "SequentialLr: 2 schedules need 1 milestones, got 0");
+    let three: Vec<_> = two().into_iter().chain(two().into_iter().take(1)).collect();
+    let err = SequentialLr::new(three, vec![5, 5]).err().expect("not increasing").to_string();
+    assert_eq!(err, "SequentialLr: milestones [5, 5] do not increase");
+    let bad = vec![Box::new(StepLr { step_size: 0, gamma: 0.1 }) as Box<dyn LrScheduler + Send + Sync>];
+    assert!(SequentialLr::new(bad, vec![]).is_err());
+    let err = LinearLr { start_factor: 0.0, ..Default::default() }.check().unwrap_err().to_string();
+    assert_eq!(err, "LinearLr: start_factor 0 is not in (0, 1]");
+    let mut opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.5);
+    assert!(Schedule::new(LinearLr { start_factor: 0.0, ..Default::default() }, &mut opt).is_err());
+    assert_eq!(opt.lr(), 0.5, "a refused schedule leaves the rate alone");
 }
 
 #[test]
 fn schedules_that_divide_by_zero_are_refused_by_name() {
     // PyTorch's StepLR and CosineAnnealingLR divide by step_size and T_max (a
     // ZeroDivisionError at the first step); both were once taken as 1 here, silently.
-    let opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.1);
-    let err = Schedule::new(StepLr { step_size: 0, gamma: 0.1 }, &opt).err().expect("step_size 0 refused").to_string();
+    let mut opt = optim::Sgd::new(vec![nn::Param::new(Tensor::zeros(&[1]))], 0.1);
+    let err = Schedule::new(StepLr { step_size: 0, gamma: 0.1 }, &mut opt).err().expect("step_size 0 refused").to_string();
     assert!(err.contains("StepLr") && err.contains("step_size 0"), "{err}");
-    let err = Schedule::new(CosineAnnealingLr { t_max: 0, eta_min: 0.0 }, &opt).err().expect("t_max 0 refused").to_string();
+    let err = Schedule::new(CosineAnnealingLr { t_max: 0, eta_min: 0.0 }, &mut opt).err().expect("t_max 0 refused").to_string();
     assert!(err.contains("CosineAnnealingLr") && err.contains("t_max 0"), "{err}");
     assert!(StepLr { step_size: 0, gamma: 0.1 }.lr_at(1.0, 3).is_nan());
     assert!(CosineAnnealingLr { t_max: 0, eta_min: 0.0 }.lr_at(1.0, 3).is_nan());
-    assert!(Schedule::new(StepLr { step_size: 1, gamma: 0.1 }, &opt).is_ok());
+    assert!(Schedule::new(StepLr { step_size: 1, gamma: 0.1 }, &mut opt).is_ok());
 }
 
 /// Five Adam steps on a fixed quadratic, interrupted after two by a save and a restore
