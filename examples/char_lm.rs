@@ -107,7 +107,7 @@ struct Model {
 impl Model {
     /// Logits `(N·CHUNK, V)` for a chunk, the state carried by `bptt`.
     fn logits(&self, ids: &ndarray::ArrayD<usize>, bptt: &mut nn::TruncatedBptt) -> nabla::Result<Tensor> {
-        let out = bptt.forward(&self.lstm, &self.embed.lookup(ids)?)?;
+        let out = bptt.forward(&self.lstm, &self.embed.forward(ids)?)?;
         self.head.forward(&out.output)?.reshape(&[-1, ALPHABET.len() as isize])
     }
 }
@@ -184,7 +184,7 @@ fn main() -> nabla::Result<()> {
     let mut current = ALPHABET.find('.').expect("in the alphabet");
     let mut sampled = String::from(".");
     for _ in 0..300 {
-        let x = model.embed.lookup(&ndarray::arr2(&[[current]]).into_dyn())?;
+        let x = model.embed.forward(&ndarray::arr2(&[[current]]).into_dyn())?;
         let out = nabla::no_grad(|| model.lstm.forward_with_state(&x, state.as_ref().map(|(h, c)| (h, Some(c)))))?;
         let probs = model.head.forward(&out.output.reshape(&[1, 128])?)?.softmax(-1)?.to_vec();
         let mut u = sample_rng.random::<f32>();

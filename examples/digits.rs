@@ -34,9 +34,9 @@ fn main() -> nabla::Result<()> {
 
     let model = nn::Sequential::new()
         .push(nn::Linear::new(64, 128, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(128, 64, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(64, 10, &mut rng));
     let mut opt = optim::Sgd::new(model.parameters(), 0.05).momentum(0.9);
 

@@ -35,13 +35,13 @@ fn main() -> nabla::Result<()> {
     let filters = first.weight.clone();
     let model = nn::Sequential::new()
         .push(first)
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Conv2d::new(16, 32, [3, 3], same, true, &mut rng)?)
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::max_pool2d(2))
         .push(nn::Flatten::new())
         .push(nn::Linear::new(512, 64, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(64, 10, &mut rng));
     let mut opt = optim::Sgd::new(model.parameters(), 0.05).momentum(0.9);
     let accuracy = |model: &nn::Sequential| -> nabla::Result<f64> {

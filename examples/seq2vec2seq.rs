@@ -54,7 +54,7 @@ impl Seq2Seq {
     fn run(&self, digits: &ndarray::Array2<usize>, teacher: Option<&ndarray::Array2<usize>>) -> nabla::Result<Vec<Tensor>> {
         let (n, len) = digits.dim();
         // (T, N) ids → (T, N, E), time first.
-        let x = self.embed.lookup(&digits.t().to_owned().into_dyn())?;
+        let x = self.embed.forward(&digits.t().to_owned().into_dyn())?;
         let encoded = self.encoder.forward_with_state(&x, None)?;
         let memory = encoded.output.transpose(0, 1)?; // (N, T, H) for attention
         let (mut h, mut c) = (encoded.h_n.squeeze(0)?, encoded.c_n.expect("LSTM").squeeze(0)?);
@@ -63,7 +63,7 @@ impl Seq2Seq {
         let mut logits = Vec::with_capacity(len);
         for t in 0..len {
             let ids = ndarray::Array1::from(previous.clone()).into_dyn();
-            let mut input = self.embed.lookup(&ids)?;
+            let mut input = self.embed.forward(&ids)?;
             if self.attention {
                 input = Tensor::cat(&[input, context.clone()], 1)?;
             }

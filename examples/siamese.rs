@@ -23,9 +23,9 @@ fn main() -> nabla::Result<()> {
     let split = data::digits()?.split(0.25, &mut rng)?;
     let encoder = nn::Sequential::new()
         .push(nn::Linear::new(64, 128, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(128, 64, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(64, 2, &mut rng));
     let labels: Vec<usize> = split.train_y.iter().copied().collect();
     let by_digit: Vec<Vec<usize>> = (0..10).map(|d| (0..labels.len()).filter(|&i| labels[i] == d).collect()).collect();

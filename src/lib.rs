@@ -35,6 +35,7 @@ pub mod autograd;
 pub mod data;
 pub mod ebm;
 mod error;
+pub mod guide;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -11,9 +11,9 @@ use rand::Rng;
 pub fn w1(rng: &mut impl Rng) -> impl FnMut() {
     let model = nn::Sequential::new()
         .push(nn::Linear::new(784, 512, rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(512, 256, rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(256, 10, rng));
     classification_step(model, Tensor::randn(&[128, 784], rng))
 }
@@ -24,14 +24,14 @@ pub fn w2(rng: &mut impl Rng) -> impl FnMut() {
     let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
     let model = nn::Sequential::new()
         .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, rng).expect("valid config"))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::max_pool2d(2))
         .push(nn::Conv2d::new(32, 64, [3, 3], pad1, true, rng).expect("valid config"))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::max_pool2d(2))
         .push(nn::Flatten::new())
         .push(nn::Linear::new(3136, 128, rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::new(128, 10, rng));
     classification_step(model, Tensor::randn(&[64, 1, 28, 28], rng))
 }
@@ -76,7 +76,7 @@ pub fn w3(rng: &mut impl Rng) -> impl FnMut() {
     let params = [emb.parameters(), lstm.parameters(), head.parameters()].concat();
     let mut opt = optim::Sgd::new(params, 0.01);
     move || {
-        let h = lstm.forward(&emb.lookup(&x).unwrap()).unwrap();
+        let h = lstm.forward(&emb.forward(&x).unwrap()).unwrap();
         let logits = head.forward(&h).unwrap().reshape(&[-1, vocab as isize]).unwrap();
         let mut grads = cross_entropy(&logits, &y).unwrap().backward().unwrap();
         optim::clip_grad_norm(&mut grads, 1.0).unwrap();

@@ -1,4 +1,4 @@
-//! Activations and dropout as modules: ReLU, RReLU, PReLU, Softplus, LeakyReLU, Sigmoid,
+//! Activations and dropout as modules: Relu, RRelu, PRelu, Softplus, LeakyRelu, Sigmoid,
 //! Tanh, Softmax, LogSoftmax, Dropout.
 
 use super::{functional, Mode, Module, Param};
@@ -24,7 +24,7 @@ macro_rules! stateless_activation {
 
 stateless_activation!(
     /// `max(0, x)`, as `torch.nn.ReLU`.
-    ReLU,
+    Relu,
     |x| x.relu()
 );
 stateless_activation!(
@@ -62,18 +62,18 @@ impl<T: Element> Module<T> for Softplus {
 
 /// `x` for `x > 0`, else `negative_slope · x`, as `torch.nn.LeakyReLU` (default 0.01).
 #[derive(Debug, Clone, Copy)]
-pub struct LeakyReLU {
+pub struct LeakyRelu {
     /// The slope below 0.
     pub negative_slope: f64,
 }
 
-impl Default for LeakyReLU {
+impl Default for LeakyRelu {
     fn default() -> Self {
-        LeakyReLU { negative_slope: 0.01 }
+        LeakyRelu { negative_slope: 0.01 }
     }
 }
 
-impl<T: Element> Module<T> for LeakyReLU {
+impl<T: Element> Module<T> for LeakyRelu {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         Ok(x.leaky_relu(T::of(self.negative_slope)))
     }
@@ -110,24 +110,24 @@ impl<T: Element> Module<T> for LogSoftmax {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let prelu = nn::PReLU::new(1, 0.25);
+/// let prelu = nn::PRelu::new(1, 0.25);
 /// let y = prelu.forward(&Tensor::from_vec(vec![-2.0, 3.0], &[2])?)?;
 /// assert_eq!(y.to_vec(), vec![-0.5, 3.0]);
 /// # Ok::<(), nabla::Error>(())
 /// ```
-pub struct PReLU<T: Element = f32> {
+pub struct PRelu<T: Element = f32> {
     /// The slopes, `[num_parameters]`.
     pub weight: Param<T>,
 }
 
-impl<T: Element> PReLU<T> {
+impl<T: Element> PRelu<T> {
     /// `num_parameters` slopes (1, or the number of channels), all `init`.
     pub fn new(num_parameters: usize, init: f64) -> Self {
-        PReLU { weight: Param::new(Tensor::<T>::full(&[num_parameters], T::of(init))) }
+        PRelu { weight: Param::new(Tensor::<T>::full(&[num_parameters], T::of(init))) }
     }
 }
 
-impl<T: Element> Module<T> for PReLU<T> {
+impl<T: Element> Module<T> for PRelu<T> {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         functional::prelu(x, &self.weight.tensor())
     }
@@ -139,7 +139,7 @@ impl<T: Element> Module<T> for PReLU<T> {
 /// Randomised leaky ReLU, as `torch.nn.RReLU` (defaults `lower = 1/8`, `upper = 1/3`): a
 /// random slope from `U(lower, upper)` per element in training, the mean slope in
 /// evaluation. The randomness comes from a generator seeded at construction.
-pub struct RReLU {
+pub struct RRelu {
     /// Smallest slope.
     pub lower: f64,
     /// Largest slope.
@@ -148,17 +148,17 @@ pub struct RReLU {
     rng: Mutex<StdRng>,
 }
 
-impl RReLU {
+impl RRelu {
     /// Slopes in `[lower, upper]`; `Err` if `lower > upper` or either is NaN.
     pub fn new(lower: f64, upper: f64, rng: &mut impl Rng) -> Result<Self> {
         if lower.is_nan() || upper.is_nan() || lower > upper {
             return Err(Error::invalid("RReLU", format!("lower {lower} must not exceed upper {upper}")));
         }
-        Ok(RReLU { lower, upper, mode: Mode::default(), rng: Mutex::new(StdRng::seed_from_u64(rng.random())) })
+        Ok(RRelu { lower, upper, mode: Mode::default(), rng: Mutex::new(StdRng::seed_from_u64(rng.random())) })
     }
 }
 
-impl RReLU {
+impl RRelu {
     /// Training mode (the default). An inherent method, so that it needs no element type.
     pub fn train(&self) {
         self.mode.set(true)
@@ -169,7 +169,7 @@ impl RReLU {
     }
 }
 
-impl<T: Element> Module<T> for RReLU {
+impl<T: Element> Module<T> for RRelu {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         Ok(functional::rrelu(x, T::of(self.lower), T::of(self.upper), self.mode.is_training(), &mut *rng))

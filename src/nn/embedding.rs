@@ -16,7 +16,7 @@ use rand::Rng;
 /// use nabla::prelude::*;
 /// let table: nn::Embedding = nn::Embedding::new(10, 4, &mut nabla::rng(0));   // f32
 /// let ids = ndarray::arr2(&[[1usize, 2, 1]]).into_dyn();
-/// assert_eq!(table.lookup(&ids)?.shape(), &[1, 3, 4]);
+/// assert_eq!(table.forward(&ids)?.shape(), &[1, 3, 4]);
 /// # Ok::<(), nabla::Error>(())
 /// ```
 pub struct Embedding<T: Element = f32> {
@@ -30,8 +30,10 @@ impl<T: Element> Embedding<T> {
         Embedding { weight: Param::new(normal(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)) }
     }
 
-    /// The vectors of `ids`; `Err` for an id outside the table.
-    pub fn lookup(&self, ids: &ArrayD<usize>) -> Result<Tensor<T>> {
+    /// The vectors of integer `ids`; `Err` for an id outside the table. (The [`Module`]
+    /// forward, for use inside a `Sequential`, takes the ids as a float tensor of whole
+    /// numbers: call it as `Module::forward(&table, &ids)`.)
+    pub fn forward(&self, ids: &ArrayD<usize>) -> Result<Tensor<T>> {
         let weight = self.weight.tensor();
         let flat: Vec<usize> = ids.iter().copied().collect();
         let rows = weight.index_select(0, &flat).map_err(|e| match e {
@@ -46,7 +48,7 @@ impl<T: Element> Embedding<T> {
 
 impl<T: Element> Module<T> for Embedding<T> {
     /// Ids given as a float tensor of whole numbers (for use inside a `Sequential`);
-    /// [`Embedding::lookup`] takes integer ids directly.
+    /// the inherent [`Embedding::forward`] takes integer ids directly.
     fn forward(&self, ids: &Tensor<T>) -> Result<Tensor<T>> {
         let as_index = |v: T| v.to_usize().filter(|&i| T::of(i as f64) == v);
         let ids = ids
@@ -55,7 +57,7 @@ impl<T: Element> Module<T> for Embedding<T> {
             .map(|&v| as_index(v).ok_or_else(|| Error::invalid("Embedding", format!("id {v} is not a non-negative whole number"))))
             .collect::<Result<Vec<_>>>()
             .map(|v| ArrayD::from_shape_vec(ids.shape(), v).expect("same shape"))?;
-        self.lookup(&ids)
+        self.forward(&ids)
     }
 
     fn named_parameters(&self) -> Vec<(String, Param<T>)> {

@@ -16,9 +16,9 @@ pub enum Nonlinearity {
     /// `tanh`: gain 5/3.
     Tanh,
     /// `relu`: gain √2.
-    ReLU,
+    Relu,
     /// `leaky_relu` with this negative slope: gain √(2 / (1 + a²)).
-    LeakyReLU(f64),
+    LeakyRelu(f64),
 }
 
 /// Which fan a Kaiming initialisation preserves the variance of.
@@ -34,14 +34,14 @@ pub enum FanMode {
 ///
 /// ```
 /// use nabla::nn::init::{calculate_gain, Nonlinearity};
-/// assert_eq!(calculate_gain(Nonlinearity::ReLU), 2f64.sqrt());
+/// assert_eq!(calculate_gain(Nonlinearity::Relu), 2f64.sqrt());
 /// ```
 pub fn calculate_gain(nonlinearity: Nonlinearity) -> f64 {
     match nonlinearity {
         Nonlinearity::Linear => 1.0,
         Nonlinearity::Tanh => 5.0 / 3.0,
-        Nonlinearity::ReLU => 2f64.sqrt(),
-        Nonlinearity::LeakyReLU(a) => (2.0 / (1.0 + a * a)).sqrt(),
+        Nonlinearity::Relu => 2f64.sqrt(),
+        Nonlinearity::LeakyRelu(a) => (2.0 / (1.0 + a * a)).sqrt(),
     }
 }
 
@@ -69,13 +69,13 @@ pub fn normal<T: Element>(shape: &[usize], mean: f64, std: f64, rng: &mut impl R
 /// to `U(±1/√fan_in)`.
 pub fn kaiming_uniform<T: Element>(shape: &[usize], a: f64, mode: FanMode, rng: &mut impl Rng) -> Result<Tensor<T>> {
     let fan = pick(fans(shape)?, mode);
-    Ok(uniform(shape, calculate_gain(Nonlinearity::LeakyReLU(a)) * (3.0 / fan as f64).sqrt(), rng))
+    Ok(uniform(shape, calculate_gain(Nonlinearity::LeakyRelu(a)) * (3.0 / fan as f64).sqrt(), rng))
 }
 
 /// Kaiming (He) normal for a leaky-ReLU of slope `a`: `N(0, (gain/√fan)²)`.
 pub fn kaiming_normal<T: Element>(shape: &[usize], a: f64, mode: FanMode, rng: &mut impl Rng) -> Result<Tensor<T>> {
     let fan = pick(fans(shape)?, mode);
-    Ok(normal(shape, 0.0, calculate_gain(Nonlinearity::LeakyReLU(a)) / (fan as f64).sqrt(), rng))
+    Ok(normal(shape, 0.0, calculate_gain(Nonlinearity::LeakyRelu(a)) / (fan as f64).sqrt(), rng))
 }
 
 /// Xavier (Glorot) uniform: `U(±gain·√(6/(fan_in + fan_out)))`.

@@ -1,4 +1,4 @@
-//! Losses as modules: MSELoss, NLLLoss, CrossEntropyLoss, MarginRankingLoss. Each holds its
+//! Losses as modules: MseLoss, NllLoss, CrossEntropyLoss, MarginRankingLoss. Each holds its
 //! configuration and calls the function of the same name in [`super::functional`].
 
 use super::functional::{self, Reduction};
@@ -8,12 +8,12 @@ use ndarray::ArrayD;
 
 /// Mean squared error, as `torch.nn.MSELoss`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MSELoss {
+pub struct MseLoss {
     /// How per-element losses combine.
     pub reduction: Reduction,
 }
 
-impl MSELoss {
+impl MseLoss {
     /// The loss of `input` against `target` (same shape).
     pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
         functional::mse_loss(input, target, self.reduction)
@@ -22,7 +22,7 @@ impl MSELoss {
 
 /// Negative log-likelihood of log-probabilities, as `torch.nn.NLLLoss`.
 #[derive(Debug, Clone, Default)]
-pub struct NLLLoss<T: Element = f32> {
+pub struct NllLoss<T: Element = f32> {
     /// Per-class weights `[C]`.
     pub weight: Option<Tensor<T>>,
     /// Labels equal to this contribute nothing (PyTorch's `ignore_index`).
@@ -31,7 +31,7 @@ pub struct NLLLoss<T: Element = f32> {
     pub reduction: Reduction,
 }
 
-impl<T: Element> NLLLoss<T> {
+impl<T: Element> NllLoss<T> {
     /// The loss of log-probabilities `input` (class dim 1) at the labels `target`.
     pub fn forward(&self, input: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
         functional::nll_loss(input, target, self.weight.as_ref(), self.ignore_index, self.reduction)

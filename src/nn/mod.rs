@@ -8,7 +8,7 @@
 //! let mut rng = nabla::rng(0);
 //! let model = nn::Sequential::new()
 //!     .push(nn::Linear::new(4, 8, &mut rng))
-//!     .push(nn::ReLU)
+//!     .push(nn::Relu)
 //!     .push(nn::Linear::new(8, 3, &mut rng));
 //! let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
 //! assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
@@ -16,6 +16,33 @@
 //! assert_eq!(y.shape(), &[5, 3]);
 //! # Ok::<(), nabla::Error>(())
 //! ```
+//!
+//! # Names
+//!
+//! Types follow Rust's naming conventions (the API guidelines' C-CASE: an acronym is one
+//! word, `Relu`, `MseLoss`), as burn does, so that clippy's defaults hold and names read
+//! alike across the crate; state_dict keys are always PyTorch's. From PyTorch's classes:
+//!
+//! | PyTorch | nabla |
+//! | --- | --- |
+//! | `nn.Module` | [`Module`] (`#[derive(Module)]` for a model of one's own) |
+//! | `nn.Parameter`, `register_buffer` | [`Param`], [`Buffer`] |
+//! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`], a `Vec` field of a derived module |
+//! | `nn.Linear`, `nn.Identity`, `nn.Flatten` | [`Linear`], [`Identity`], [`Flatten`] |
+//! | `nn.Embedding` | [`Embedding`] |
+//! | `nn.Conv1d`, `nn.Conv2d` | [`Conv1d`], [`Conv2d`] |
+//! | `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.LPPool1d/2d` | [`Pool1d`], [`Pool2d`] with a [`PoolKind`] |
+//! | `nn.RNN`, `nn.GRU`, `nn.LSTM` | [`Recurrent`] with a [`CellKind`] |
+//! | `nn.RNNCell`, `nn.GRUCell`, `nn.LSTMCell` | [`RecurrentCell`] |
+//! | `nn.MultiheadAttention` | [`MultiheadAttention`] |
+//! | `nn.AdaptiveLogSoftmaxWithLoss` | [`AdaptiveLogSoftmaxWithLoss`] |
+//! | `nn.ReLU`, `nn.LeakyReLU`, `nn.PReLU`, `nn.RReLU` | [`Relu`], [`LeakyRelu`], [`PRelu`], [`RRelu`] |
+//! | `nn.Sigmoid`, `nn.Tanh`, `nn.Softplus` | [`Sigmoid`], [`Tanh`], [`Softplus`] |
+//! | `nn.Softmax`, `nn.LogSoftmax`, `nn.Dropout` | [`Softmax`], [`LogSoftmax`], [`Dropout`] |
+//! | `nn.MSELoss`, `nn.NLLLoss` | [`MseLoss`], [`NllLoss`] |
+//! | `nn.CrossEntropyLoss`, `nn.MarginRankingLoss` | [`CrossEntropyLoss`], [`MarginRankingLoss`] |
+//! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
+//! | `torch.nn.init.*` | [`init`] |
 
 mod activation;
 mod adaptive;
@@ -33,7 +60,7 @@ mod rnn;
 mod sequential;
 mod state_dict;
 
-pub use activation::{Dropout, LeakyReLU, LogSoftmax, PReLU, RReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use activation::{Dropout, LeakyRelu, LogSoftmax, PRelu, RRelu, Relu, Sigmoid, Softmax, Softplus, Tanh};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
 pub use attention::{scaled_dot_product_attention, AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions};
 pub use buffer::Buffer;
@@ -41,7 +68,7 @@ pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
 pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
-pub use loss::{CrossEntropyLoss, MSELoss, MarginRankingLoss, NLLLoss};
+pub use loss::{CrossEntropyLoss, MarginRankingLoss, MseLoss, NllLoss};
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;
 pub use param::Param;
@@ -108,7 +135,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 ///     note: "two layers",
 /// };
 /// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-/// assert_eq!(names, ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "scale"]);
+/// // The module's own parameters first, then its children's, as PyTorch lists them.
+/// assert_eq!(names, ["scale", "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]);
 /// let boxed: Box<dyn Module> = Box::new(model);
 /// assert_eq!(boxed.forward(&Tensor::zeros(&[3, 4]))?.shape(), &[3, 2]);
 /// # Ok::<(), nabla::Error>(())

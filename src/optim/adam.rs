@@ -37,16 +37,48 @@ pub struct Adam<T: Element = f32> {
 /// assert!((w.tensor().item()? - 0.899).abs() < 1e-6);
 /// # Ok::<(), nabla::Error>(())
 /// ```
-pub struct AdamW;
+pub struct AdamW<T: Element = f32>(Adam<T>);
 
-impl AdamW {
-    /// An Adam optimiser with decoupled weight decay 0.01 (change it with
-    /// [`Adam::weight_decay`]).
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new<T: Element>(params: Vec<Param<T>>, lr: f64) -> Adam<T> {
+impl<T: Element> AdamW<T> {
+    /// AdamW with learning rate `lr` and PyTorch's other defaults (`weight_decay = 0.01`).
+    pub fn new(params: Vec<Param<T>>, lr: f64) -> Self {
         let mut adam = Adam::new(params, lr).weight_decay(0.01);
         adam.decoupled = true;
-        adam
+        AdamW(adam)
+    }
+    /// The decay rates `(β₁, β₂)` of the moment estimates.
+    pub fn betas(self, beta1: f64, beta2: f64) -> Self {
+        AdamW(self.0.betas(beta1, beta2))
+    }
+    /// `ε`, added to the denominator.
+    pub fn eps(self, eps: f64) -> Self {
+        AdamW(self.0.eps(eps))
+    }
+    /// The decoupled weight decay `λ`: `w ← w(1 - lr·λ)` before each step.
+    pub fn weight_decay(self, weight_decay: f64) -> Self {
+        AdamW(self.0.weight_decay(weight_decay))
+    }
+    /// The AMSGrad variant.
+    pub fn amsgrad(self, amsgrad: bool) -> Self {
+        AdamW(self.0.amsgrad(amsgrad))
+    }
+}
+
+impl<T: Element> Optimizer<T> for AdamW<T> {
+    fn step(&mut self, grads: &Gradients<T>) -> Result<()> {
+        self.0.step(grads)
+    }
+    fn lr(&self) -> f64 {
+        self.0.lr()
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.0.set_lr(lr)
+    }
+    fn state_dict(&self) -> BTreeMap<String, Tensor<T>> {
+        self.0.state_dict()
+    }
+    fn load_state_dict(&mut self, state: &BTreeMap<String, Tensor<T>>) -> Result<()> {
+        self.0.load_state_dict(state)
     }
 }
 
@@ -76,7 +108,7 @@ impl<T: Element> Adam<T> {
         self.eps = eps;
         self
     }
-    /// Weight decay `λ` (L2 for Adam, decoupled for AdamW).
+    /// Weight decay `λ`, added to the gradient as `λw` (L2); [`AdamW`] decays the weights.
     pub fn weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
         self

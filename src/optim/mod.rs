@@ -18,6 +18,21 @@
 //! assert!((w.tensor().item()? - 3.0).abs() < 1e-6);
 //! # Ok::<(), nabla::Error>(())
 //! ```
+//!
+//! # Names
+//!
+//! Rust's naming conventions (an acronym is one word), as in [`crate::nn`]. From
+//! PyTorch's classes:
+//!
+//! | PyTorch | nabla |
+//! | --- | --- |
+//! | `optim.SGD` | [`Sgd`] |
+//! | `optim.Adam`, `optim.AdamW` | [`Adam`], [`AdamW`] |
+//! | `optim.RMSprop` | [`RmsProp`] |
+//! | `lr_scheduler.StepLR`, `ExponentialLR`, `CosineAnnealingLR` | [`StepLr`], [`ExponentialLr`], [`CosineAnnealingLr`] |
+//! | `lr_scheduler.LinearLR`, `LambdaLR`, `SequentialLR` | [`LinearLr`], [`LambdaLr`], [`SequentialLr`] |
+//! | a scheduler object (`scheduler.step()`) | [`Schedule`] driving any [`LrScheduler`] |
+//! | `nn.utils.clip_grad_norm_`, `clip_grad_value_` | [`clip_grad_norm`], [`clip_grad_norm_with`], [`clip_grad_value`] |
 
 mod adam;
 mod clip;

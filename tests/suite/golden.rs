@@ -442,13 +442,13 @@ fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: b
             }
         }
         pool if pool_kind(pool, config).is_some() => pool_module::<T>(pool, config)?.expect("a pool name"),
-        "ReLU" => Box::new(nn::ReLU),
+        "ReLU" => Box::new(nn::Relu),
         "Sigmoid" => Box::new(nn::Sigmoid),
         "Tanh" => Box::new(nn::Tanh),
         "Softplus" => Box::new(nn::Softplus { beta: get("beta").unwrap_or(1.0), threshold: get("threshold").unwrap_or(20.0) }),
-        "LeakyReLU" => Box::new(nn::LeakyReLU { negative_slope: get("negative_slope").unwrap_or(0.01) }),
-        "PReLU" => Box::new(nn::PReLU::<T>::new(get_usize("num_parameters").unwrap_or(1), get("init").unwrap_or(0.25))),
-        "RReLU" => Box::new(nn::RReLU::new(get("lower").unwrap_or(1.0 / 8.0), get("upper").unwrap_or(1.0 / 3.0), &mut rng).map_err(s)?),
+        "LeakyReLU" => Box::new(nn::LeakyRelu { negative_slope: get("negative_slope").unwrap_or(0.01) }),
+        "PReLU" => Box::new(nn::PRelu::<T>::new(get_usize("num_parameters").unwrap_or(1), get("init").unwrap_or(0.25))),
+        "RReLU" => Box::new(nn::RRelu::new(get("lower").unwrap_or(1.0 / 8.0), get("upper").unwrap_or(1.0 / 3.0), &mut rng).map_err(s)?),
         "Softmax" => Box::new(nn::Softmax { dim: case_dim(config)? }),
         "LogSoftmax" => Box::new(nn::LogSoftmax { dim: case_dim(config)? }),
         "MSELoss" | "NLLLoss" | "CrossEntropyLoss" | "MarginRankingLoss" => return build_loss(case, name, config),
@@ -547,9 +547,9 @@ fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) -> Result<Bui
     let forward: Forward<T> = Box::new(move |x| {
         let e = |e: nabla::Error| e.to_string();
         let y = match name.as_str() {
-            "MSELoss" => nn::MSELoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "MSELoss" => nn::MseLoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
             "MarginRankingLoss" => nn::MarginRankingLoss { margin, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
-            "NLLLoss" => nn::NLLLoss { weight: weight.clone(), ignore_index, reduction }
+            "NLLLoss" => nn::NllLoss { weight: weight.clone(), ignore_index, reduction }
                 .forward(&x[0], target.as_ref().ok_or("no target")?)
                 .map_err(e)?,
             _ => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }

@@ -128,11 +128,11 @@ fn param_updates_in_place_only_when_no_graph_holds_the_value() {
 fn embedding_gradients_add_up_repeated_ids() {
     let table: nn::Embedding<f64> = nn::Embedding::new(4, 2, &mut nabla::rng(0));
     let ids = ndarray::arr1(&[1usize, 3, 1]).into_dyn();
-    let out = table.lookup(&ids).unwrap();
+    let out = table.forward(&ids).unwrap();
     let g = out.sum().backward().unwrap();
     assert_eq!(g.get(&table.weight.tensor()).unwrap().to_vec(), vec![0.0, 0.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0]);
     assert_eq!(
-        table.lookup(&ndarray::arr1(&[4usize]).into_dyn()).unwrap_err().to_string(),
+        table.forward(&ndarray::arr1(&[4usize]).into_dyn()).unwrap_err().to_string(),
         "Embedding: index 4 is out of range for dim 0 of size 4"
     );
 }
@@ -153,7 +153,7 @@ fn dropout_zeroes_about_p_and_scales_the_rest_in_training_only() {
 
 #[test]
 fn rrelu_draws_slopes_in_training_and_uses_their_mean_in_evaluation() {
-    let rrelu = nn::RReLU::new(0.1, 0.3, &mut nabla::rng(0)).unwrap();
+    let rrelu = nn::RRelu::new(0.1, 0.3, &mut nabla::rng(0)).unwrap();
     let x = Tensor::full(&[10_000], -1.0);
     let slopes: Vec<f32> = rrelu.forward(&x).unwrap().to_vec().iter().map(|v| -v).collect();
     assert!(slopes.iter().all(|&a| (0.1..=0.3).contains(&a)));
@@ -187,7 +187,7 @@ fn initialisations_have_pytorch_bounds_and_statistics() {
 
 #[test]
 fn prelu_learns_one_slope_per_channel() {
-    let prelu = nn::PReLU::<f64>::new(2, 0.25);
+    let prelu = nn::PRelu::<f64>::new(2, 0.25);
     let x = Tensor::<f64>::from_vec(vec![-1.0, 2.0, -3.0, -4.0], &[1, 2, 2]).unwrap();
     let y = prelu.forward(&x).unwrap();
     assert_eq!(y.to_vec(), vec![-0.25, 2.0, -0.75, -1.0]);

@@ -706,7 +706,7 @@ proptest! {
     fn embedding_checks_its_ids(num in 0usize..5, dim in 0usize..4, ids in prop::collection::vec(0usize..6, 0..6), seed in 0u64..1000) {
         let emb = nabla::nn::Embedding::<f64>::new(num, dim, &mut nabla::rng(seed));
         let ids_arr = ArrayD::from_shape_vec(IxDyn(&[ids.len()]), ids.clone()).unwrap();
-        let result = emb.lookup(&ids_arr);
+        let result = emb.forward(&ids_arr);
         if ids.iter().all(|&i| i < num) {
             let y = result.unwrap();
             prop_assert_eq!(y.shape().to_vec(), vec![ids.len(), dim]);
@@ -745,7 +745,7 @@ proptest! {
     ) {
         let mut rng = nabla::rng(seed);
         let x = values(&[3, 4], seed);
-        match nabla::nn::RReLU::new(lower, upper, &mut rng) {
+        match nabla::nn::RRelu::new(lower, upper, &mut rng) {
             Ok(m) => {
                 prop_assert!(lower <= upper);
                 let y = Module::<f64>::forward(&m, &x).unwrap();

@@ -11,7 +11,7 @@ fn temp_path(name: &str) -> std::path::PathBuf {
 
 fn model(seed: u64) -> nn::Sequential {
     let mut rng = nabla::rng(seed);
-    nn::Sequential::new().push(nn::Linear::new(4, 3, &mut rng)).push(nn::ReLU).push(nn::Linear::new(3, 2, &mut rng))
+    nn::Sequential::new().push(nn::Linear::new(4, 3, &mut rng)).push(nn::Relu).push(nn::Linear::new(3, 2, &mut rng))
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn a_failed_load_reports_every_mismatch_and_changes_nothing() {
     let mut rng = nabla::rng(3);
     nn::Sequential::<f32>::new()
         .push(nn::Linear::new(4, 5, &mut rng))
-        .push(nn::ReLU)
+        .push(nn::Relu)
         .push(nn::Linear::with_bias(5, 2, false, &mut rng))
         .save(&path)
         .unwrap();

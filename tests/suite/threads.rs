@@ -57,7 +57,7 @@ fn data_parallel_gradients_equal_one_big_batch() {
     // workers. Tolerance 1e-12 relative: only the order of the additions differs.
     let mut rng = nabla::rng(3);
     let model: nn::Sequential<f64> =
-        nn::Sequential::new().push(nn::Linear::new(5, 16, &mut rng)).push(nn::ReLU).push(nn::Linear::new(16, 2, &mut rng));
+        nn::Sequential::new().push(nn::Linear::new(5, 16, &mut rng)).push(nn::Relu).push(nn::Linear::new(16, 2, &mut rng));
     let x = Tensor::<f64>::randn(&[64, 5], &mut rng);
     let y = Tensor::<f64>::randn(&[64, 2], &mut rng);
     let params: Vec<Tensor<f64>> = model.parameters().iter().map(|p| p.tensor()).collect();
