@@ -206,7 +206,7 @@ fn lstm(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("lstm_layer");
     group.sample_size(20);
-    let layer: nn::Recurrent = nn::Recurrent::lstm(64, hs, 1, &mut rng);
+    let layer: nn::Lstm = nn::Lstm::new(64, hs, &mut rng);
     let x = Tensor::randn(&[35, batch, 64], &mut rng);
     let g = Tensor::randn(&[35, batch, hs], &mut rng);
     group.bench_function("layer_fwd", |bench| bench.iter(|| nabla::no_grad(|| layer.forward(&x).unwrap())));

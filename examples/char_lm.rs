@@ -100,7 +100,7 @@ fn chunk(streams: &[Vec<usize>], k: usize) -> (ndarray::ArrayD<usize>, ndarray::
 #[derive(Module)]
 struct Model {
     embed: nn::Embedding,
-    lstm: nn::Recurrent,
+    lstm: nn::Lstm,
     head: nn::Linear,
 }
 
@@ -130,7 +130,7 @@ fn main() -> nabla::Result<()> {
     let v = ALPHABET.len();
     let model = Model {
         embed: nn::Embedding::new(v, 32, &mut rng),
-        lstm: nn::Recurrent::new(nn::CellKind::Lstm, 32, 128, 1, true, true, false, &mut rng),
+        lstm: nn::Lstm::with_options(32, 128, nn::RecurrentOptions::default().batch_first(true), &mut rng)?,
         head: nn::Linear::new(128, v, &mut rng),
     };
     let mut opt = optim::Adam::new(model.parameters(), 3e-3);

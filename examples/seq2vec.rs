@@ -36,7 +36,7 @@ fn batch(n: usize, rng: &mut impl Rng) -> nabla::Result<(Tensor, ndarray::ArrayD
 
 #[derive(Module)]
 struct Classifier {
-    lstm: nn::Recurrent,
+    lstm: nn::Lstm,
     head: nn::Linear,
 }
 
@@ -50,7 +50,7 @@ impl Classifier {
 fn main() -> nabla::Result<()> {
     let steps = if common::quick() { 20 } else { 1500 };
     let mut rng = nabla::rng(3);
-    let model = Classifier { lstm: nn::Recurrent::lstm(1, 32, 1, &mut rng), head: nn::Linear::new(32, FREQUENCIES.len(), &mut rng) };
+    let model = Classifier { lstm: nn::Lstm::new(1, 32, &mut rng), head: nn::Linear::new(32, FREQUENCIES.len(), &mut rng) };
     let mut opt = optim::Adam::new(model.parameters(), 1e-2);
     // Cosine annealing to 1e-4 over the run: large steps early, fine ones at the end.
     let mut schedule = optim::Schedule::new(optim::CosineAnnealingLr { t_max: steps, eta_min: 1e-4 }, &mut opt)?;

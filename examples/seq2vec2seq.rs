@@ -31,8 +31,8 @@ const START: usize = 10;
 #[derive(Module)]
 struct Seq2Seq {
     embed: nn::Embedding,
-    encoder: nn::Recurrent,
-    decoder: nn::RecurrentCell,
+    encoder: nn::Lstm,
+    decoder: nn::LstmCell,
     head: nn::Linear,
     attention: bool,
 }
@@ -42,8 +42,8 @@ impl Seq2Seq {
         let context = if attention { HIDDEN } else { 0 };
         Seq2Seq {
             embed: nn::Embedding::new(START + 1, EMBED, rng),
-            encoder: nn::Recurrent::lstm(EMBED, HIDDEN, 1, rng),
-            decoder: nn::RecurrentCell::lstm(EMBED + context, HIDDEN, rng),
+            encoder: nn::Lstm::new(EMBED, HIDDEN, rng),
+            decoder: nn::LstmCell::new(EMBED + context, HIDDEN, rng),
             head: nn::Linear::new(HIDDEN + context, 10, rng),
             attention,
         }

@@ -22,7 +22,7 @@ const HIDDEN: usize = 64;
 #[derive(Module)]
 struct Decoder {
     init: nn::Linear,
-    cell: nn::RecurrentCell,
+    cell: nn::GruCell,
     head: nn::Linear,
 }
 
@@ -62,7 +62,7 @@ fn main() -> nabla::Result<()> {
     let mut rng = nabla::rng(4);
     let model = Decoder {
         init: nn::Linear::new(1, HIDDEN, &mut rng),
-        cell: nn::RecurrentCell::gru(4, HIDDEN, &mut rng),
+        cell: nn::GruCell::new(4, HIDDEN, &mut rng),
         head: nn::Linear::new(HIDDEN, 2, &mut rng),
     };
     let mut opt = optim::Adam::new(model.parameters(), 3e-3);

@@ -6,7 +6,7 @@
 //! `cargo test --release --test long_run -- --ignored`.
 
 use nabla::autograd::memory;
-use nabla::nn::{functional::cross_entropy, CellKind, Conv2d, Linear, Module, Recurrent};
+use nabla::nn::{functional::cross_entropy, Conv2d, Linear, Module};
 use nabla::ops::{Conv2dConfig, Pool2dConfig};
 use nabla::optim::{clip_grad_norm, Adam, Optimizer};
 use nabla::prelude::*;
@@ -25,7 +25,7 @@ fn ten_thousand_steps_keep_memory_flat() {
     let mut rng = nabla::rng(0);
     // A model touching the main kernels: a convolution, max pooling, an LSTM, a linear head.
     let conv = Conv2d::<f32>::new(1, 4, [3, 3], Conv2dConfig { padding: [1, 1], ..Default::default() }, true, &mut rng).unwrap();
-    let lstm = Recurrent::<f32>::new(CellKind::Lstm, 16, 16, 1, true, true, false, &mut rng);
+    let lstm = nabla::nn::Lstm::<f32>::with_options(16, 16, nabla::nn::RecurrentOptions::default().batch_first(true), &mut rng).unwrap();
     let head = Linear::<f32>::new(16, 10, &mut rng);
     let params: Vec<_> = [conv.parameters(), lstm.parameters(), head.parameters()].concat();
     let mut opt = Adam::new(params, 1e-3);

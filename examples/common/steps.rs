@@ -69,7 +69,7 @@ fn classification_step(model: nn::Sequential, x: Tensor) -> impl FnMut() {
 pub fn w3(rng: &mut impl Rng) -> impl FnMut() {
     let (vocab, batch, steps) = (100, 32, 35);
     let emb: nn::Embedding = nn::Embedding::new(vocab, 64, rng);
-    let lstm: nn::Recurrent = nn::Recurrent::new(nn::CellKind::Lstm, 64, 256, 1, true, true, false, rng);
+    let lstm: nn::Lstm = nn::Lstm::with_options(64, 256, nn::RecurrentOptions::default().batch_first(true), rng).expect("valid options");
     let head = nn::Linear::new(256, vocab, rng);
     let x = ndarray::Array2::from_shape_fn((batch, steps), |_| rng.random_range(0..vocab)).into_dyn();
     let y = ndarray::Array1::from_shape_fn(batch * steps, |_| rng.random_range(0..vocab)).into_dyn();

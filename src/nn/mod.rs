@@ -32,8 +32,8 @@
 //! | `nn.Embedding` | [`Embedding`] |
 //! | `nn.Conv1d`, `nn.Conv2d` | [`Conv1d`], [`Conv2d`] |
 //! | `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.LPPool1d/2d` | [`Pool1d`], [`Pool2d`] with a [`PoolKind`] |
-//! | `nn.RNN`, `nn.GRU`, `nn.LSTM` | [`Recurrent`] with a [`CellKind`] |
-//! | `nn.RNNCell`, `nn.GRUCell`, `nn.LSTMCell` | [`RecurrentCell`] |
+//! | `nn.RNN`, `nn.GRU`, `nn.LSTM` | [`Rnn`], [`Gru`], [`Lstm`], options in [`RecurrentOptions`] (on the shared [`Recurrent`]) |
+//! | `nn.RNNCell`, `nn.GRUCell`, `nn.LSTMCell` | [`RnnCell`], [`GruCell`], [`LstmCell`] (on the shared [`RecurrentCell`]) |
 //! | `nn.MultiheadAttention` | [`MultiheadAttention`] |
 //! | `nn.AdaptiveLogSoftmaxWithLoss` | [`AdaptiveLogSoftmaxWithLoss`] |
 //! | `nn.ReLU`, `nn.LeakyReLU`, `nn.PReLU`, `nn.RReLU` | [`Relu`], [`LeakyRelu`], [`PRelu`], [`RRelu`] |
@@ -73,7 +73,10 @@ pub use loss::{CrossEntropyLoss, MarginRankingLoss, MseLoss, NllLoss};
 pub use nabla_derive::Module;
 pub use param::Param;
 pub use pool::{avg_pool2d, max_pool2d, Pool1d, Pool2d, PoolKind};
-pub use rnn::{CellKind, Recurrent, RecurrentCell, RecurrentOutput, TruncatedBptt};
+pub use rnn::{
+    CellKind, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentCell, RecurrentOptions, RecurrentOutput, Rnn, RnnCell, RnnNonlinearity,
+    TruncatedBptt,
+};
 pub use sequential::Sequential;
 pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, save_tensors, StateDict, StoredTensor};
 

@@ -59,7 +59,7 @@ impl<T: Element> Direction<T> {
 }
 
 /// A multi-layer recurrent network as `torch.nn.RNN`, `torch.nn.GRU` or `torch.nn.LSTM`
-/// (see [`Recurrent::rnn`], [`Recurrent::gru`], [`Recurrent::lstm`]). Input `(T, N, I)`, or
+/// (the shared implementation of [`Rnn`], [`Gru`] and [`Lstm`]). Input `(T, N, I)`, or
 /// `(N, T, I)` with `batch_first`; the output has `D·H` features (D = 2 when
 /// bidirectional), and the final states are `(num_layers·D, N, H)`. Parameters are named
 /// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `…_reverse`, as PyTorch's, and
@@ -67,7 +67,7 @@ impl<T: Element> Direction<T> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let lstm: nn::Recurrent = nn::Recurrent::lstm(3, 5, 2, &mut nabla::rng(0));
+/// let lstm: nn::Lstm = nn::Lstm::with_options(3, 5, nn::RecurrentOptions::default().num_layers(2), &mut nabla::rng(0))?;
 /// let x = Tensor::randn(&[7, 4, 3], &mut nabla::rng(1));          // (T, N, I)
 /// let out = lstm.forward_with_state(&x, None)?;
 /// assert_eq!(out.output.shape(), &[7, 4, 5]);
@@ -97,20 +97,12 @@ pub struct RecurrentOutput<T: Element = f32> {
 }
 
 impl<T: Element> Recurrent<T> {
-    /// A network of `kind` with every option: PyTorch's constructor arguments. PyTorch
-    /// refuses `num_layers` or `hidden_size` 0 when it builds the module; this constructor
-    /// cannot fail, so such a network has no parameters and its forward pass returns `Err`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        kind: CellKind,
-        input_size: usize,
-        hidden_size: usize,
-        num_layers: usize,
-        bias: bool,
-        batch_first: bool,
-        bidirectional: bool,
-        rng: &mut impl Rng,
-    ) -> Self {
+    /// A network of `kind` with `options` (the shared implementation of [`Rnn`], [`Gru`]
+    /// and [`Lstm`], which check their options; prefer those). PyTorch refuses
+    /// `num_layers` or `hidden_size` 0 when it builds the module; this constructor cannot
+    /// fail, so such a network has no parameters and its forward pass returns `Err`.
+    pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Self {
+        let RecurrentOptions { num_layers, bias, batch_first, bidirectional, .. } = options;
         let directions = if bidirectional { 2 } else { 1 };
         let layers = (0..num_layers)
             .map(|l| {
@@ -125,21 +117,6 @@ impl<T: Element> Recurrent<T> {
         Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, layers }
     }
 
-    /// `torch.nn.RNN(input_size, hidden_size, num_layers)` with tanh, bias, time first.
-    pub fn rnn(input_size: usize, hidden_size: usize, num_layers: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::RnnTanh, input_size, hidden_size, num_layers, true, false, false, rng)
-    }
-
-    /// `torch.nn.GRU(input_size, hidden_size, num_layers)`.
-    pub fn gru(input_size: usize, hidden_size: usize, num_layers: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::Gru, input_size, hidden_size, num_layers, true, false, false, rng)
-    }
-
-    /// `torch.nn.LSTM(input_size, hidden_size, num_layers)`.
-    pub fn lstm(input_size: usize, hidden_size: usize, num_layers: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::Lstm, input_size, hidden_size, num_layers, true, false, false, rng)
-    }
-
     /// Re-initialises every `weight_hh` with an orthogonal matrix times `gain` in each
     /// gate's `H×H` block (see [`init::orthogonal`](super::init::orthogonal)): the recurrent
     /// map then neither grows nor shrinks the state at initialisation, which keeps the
@@ -147,7 +124,7 @@ impl<T: Element> Recurrent<T> {
     ///
     /// ```
     /// use nabla::prelude::*;
-    /// let rnn: nn::Recurrent<f64> = nn::Recurrent::rnn(2, 4, 1, &mut nabla::rng(0));
+    /// let rnn: nn::Rnn<f64> = nn::Rnn::new(2, 4, &mut nabla::rng(0));
     /// rnn.init_orthogonal(1.0, &mut nabla::rng(1))?;
     /// let w = rnn.named_parameters()[1].1.tensor();          // weight_hh_l0
     /// let wtw = w.t().matmul(&w)?;
@@ -340,7 +317,7 @@ impl<T: Element> Module<T> for Recurrent<T> {
 }
 
 /// One recurrent cell, as `torch.nn.RNNCell`, `torch.nn.GRUCell` and `torch.nn.LSTMCell`
-/// ([`RecurrentCell::rnn`], [`RecurrentCell::gru`], [`RecurrentCell::lstm`]): one time
+/// ([`RnnCell`], [`GruCell`], [`LstmCell`]): one time
 /// step, `(N, I)` (or unbatched `(I)`) and a state `(N, H)` to the next state. Parameters
 /// `weight_ih [G·H, I]`, `weight_hh [G·H, H]`, `bias_ih`, `bias_hh [G·H]` (G = 1, 3, 4 for
 /// RNN, GRU, LSTM, gates in PyTorch's order), initialised `U(±1/√H)`. The step is the same
@@ -348,7 +325,7 @@ impl<T: Element> Module<T> for Recurrent<T> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let cell: nn::RecurrentCell = nn::RecurrentCell::lstm(3, 5, &mut nabla::rng(0));
+/// let cell: nn::LstmCell = nn::LstmCell::new(3, 5, &mut nabla::rng(0));
 /// let (mut h, mut c) = (Tensor::zeros(&[2, 5]), Tensor::zeros(&[2, 5]));
 /// for t in 0..4 {
 ///     let x = Tensor::randn(&[2, 3], &mut nabla::rng(t));
@@ -369,21 +346,6 @@ impl<T: Element> RecurrentCell<T> {
     pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
         let weights = Direction::new(kind, input_size, hidden_size, bias, String::new(), rng);
         RecurrentCell { kind, input_size, hidden_size, weights }
-    }
-
-    /// `torch.nn.RNNCell(input_size, hidden_size)` (tanh).
-    pub fn rnn(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::RnnTanh, input_size, hidden_size, true, rng)
-    }
-
-    /// `torch.nn.GRUCell(input_size, hidden_size)`.
-    pub fn gru(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::Gru, input_size, hidden_size, true, rng)
-    }
-
-    /// `torch.nn.LSTMCell(input_size, hidden_size)`.
-    pub fn lstm(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
-        Self::new(CellKind::Lstm, input_size, hidden_size, true, rng)
     }
 
     /// The cell kind.
@@ -456,6 +418,231 @@ impl<T: Element> Module<T> for RecurrentCell<T> {
     }
 }
 
+/// The non-linearity of an [`Rnn`] (PyTorch's `nonlinearity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RnnNonlinearity {
+    /// `tanh` (the default).
+    #[default]
+    Tanh,
+    /// `relu`.
+    Relu,
+}
+
+/// The options of a recurrent network: PyTorch's constructor arguments after the two
+/// sizes, with its defaults (one layer, biases, time first, one direction, tanh), set by
+/// name.
+///
+/// ```
+/// use nabla::nn::RecurrentOptions;
+/// let options = RecurrentOptions::default().num_layers(2).batch_first(true);
+/// assert_eq!((options.num_layers, options.bias, options.batch_first), (2, true, true));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecurrentOptions {
+    /// Stacked layers, each reading the previous one's output (1).
+    pub num_layers: usize,
+    /// Whether each layer has `bias_ih` and `bias_hh` (true).
+    pub bias: bool,
+    /// Inputs and outputs `(N, T, ·)` instead of `(T, N, ·)` (false).
+    pub batch_first: bool,
+    /// A second direction per layer, reading the sequence backwards (false).
+    pub bidirectional: bool,
+    /// [`Rnn`] only: its non-linearity (tanh).
+    pub nonlinearity: RnnNonlinearity,
+}
+
+impl Default for RecurrentOptions {
+    fn default() -> Self {
+        RecurrentOptions { num_layers: 1, bias: true, batch_first: false, bidirectional: false, nonlinearity: RnnNonlinearity::Tanh }
+    }
+}
+
+impl RecurrentOptions {
+    /// Sets `num_layers`.
+    pub fn num_layers(mut self, num_layers: usize) -> Self {
+        self.num_layers = num_layers;
+        self
+    }
+    /// Sets `bias`.
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+    /// Sets `batch_first`.
+    pub fn batch_first(mut self, batch_first: bool) -> Self {
+        self.batch_first = batch_first;
+        self
+    }
+    /// Sets `bidirectional`.
+    pub fn bidirectional(mut self, bidirectional: bool) -> Self {
+        self.bidirectional = bidirectional;
+        self
+    }
+    /// Sets the [`Rnn`]'s non-linearity.
+    pub fn nonlinearity(mut self, nonlinearity: RnnNonlinearity) -> Self {
+        self.nonlinearity = nonlinearity;
+        self
+    }
+
+    /// The cell kind these options give a network of `kind`, or PyTorch's refusals by name:
+    /// no layer, no hidden unit, or a non-linearity for a GRU or an LSTM.
+    fn kind(&self, op: &'static str, kind: CellKind, hidden_size: usize) -> Result<CellKind> {
+        if self.num_layers == 0 || hidden_size == 0 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "num_layers {} and hidden_size {}: a network needs at least one layer of at least one unit",
+                    self.num_layers, hidden_size
+                ),
+            ));
+        }
+        match (kind, self.nonlinearity) {
+            (CellKind::RnnTanh | CellKind::RnnRelu, RnnNonlinearity::Tanh) => Ok(CellKind::RnnTanh),
+            (CellKind::RnnTanh | CellKind::RnnRelu, RnnNonlinearity::Relu) => Ok(CellKind::RnnRelu),
+            (kind, RnnNonlinearity::Tanh) => Ok(kind),
+            (_, RnnNonlinearity::Relu) => Err(Error::invalid(op, "nonlinearity Relu: only an Rnn has a choice of non-linearity")),
+        }
+    }
+}
+
+/// A typed recurrent network and its cell: the shared [`Recurrent`] or [`RecurrentCell`]
+/// underneath (reached through `Deref`, so `forward_with_state`, `init_orthogonal` and the
+/// rest are theirs), PyTorch's constructors on top.
+macro_rules! typed_recurrent {
+    ($(#[$doc:meta])* $name:ident, $torch:literal, $kind:expr, $(#[$cell_doc:meta])* $cell:ident, $torch_cell:literal) => {
+        $(#[$doc])*
+        pub struct $name<T: Element = f32>(Recurrent<T>);
+
+        impl<T: Element> $name<T> {
+            #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size)`: one layer, biases, time first.")]
+            pub fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+                $name(Recurrent::new($kind, input_size, hidden_size, RecurrentOptions::default(), rng))
+            }
+
+            #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size, **options)`; `Err` naming the value ")]
+            /// where PyTorch refuses it (`num_layers` or `hidden_size` 0, a non-linearity
+            /// other than tanh for a GRU or an LSTM).
+            pub fn with_options(input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Result<Self> {
+                let kind = options.kind($torch, $kind, hidden_size)?;
+                Ok($name(Recurrent::new(kind, input_size, hidden_size, options, rng)))
+            }
+        }
+
+        impl<T: Element> std::ops::Deref for $name<T> {
+            type Target = Recurrent<T>;
+            fn deref(&self) -> &Recurrent<T> {
+                &self.0
+            }
+        }
+
+        impl<T: Element> Module<T> for $name<T> {
+            /// The output sequence from a zero initial state.
+            fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+                self.0.forward(input)
+            }
+            fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+                self.0.named_parameters()
+            }
+        }
+
+        $(#[$cell_doc])*
+        pub struct $cell<T: Element = f32>(RecurrentCell<T>);
+
+        impl<T: Element> $cell<T> {
+            #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size)`.")]
+            pub fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+                $cell(RecurrentCell::new($kind, input_size, hidden_size, true, rng))
+            }
+
+            #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size, bias)`.")]
+            pub fn with_bias(input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
+                $cell(RecurrentCell::new($kind, input_size, hidden_size, bias, rng))
+            }
+        }
+
+        impl<T: Element> std::ops::Deref for $cell<T> {
+            type Target = RecurrentCell<T>;
+            fn deref(&self) -> &RecurrentCell<T> {
+                &self.0
+            }
+        }
+
+        impl<T: Element> Module<T> for $cell<T> {
+            /// The next hidden state from a zero state.
+            fn forward(&self, input: &Tensor<T>) -> Result<Tensor<T>> {
+                self.0.forward(input)
+            }
+            fn named_parameters(&self) -> Vec<(String, Param<T>)> {
+                self.0.named_parameters()
+            }
+        }
+    };
+}
+
+typed_recurrent!(
+    /// An Elman network, as `torch.nn.RNN`: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)` (or
+    /// ReLU, [`RecurrentOptions::nonlinearity`]), layer after layer. Shapes, names and
+    /// initialisation as [`Recurrent`].
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::nn::{RecurrentOptions, RnnNonlinearity};
+    /// let options = RecurrentOptions::default().num_layers(2).nonlinearity(RnnNonlinearity::Relu);
+    /// let rnn: nn::Rnn = nn::Rnn::with_options(3, 5, options, &mut nabla::rng(0))?;
+    /// let out = rnn.forward_with_state(&Tensor::randn(&[7, 4, 3], &mut nabla::rng(1)), None)?;
+    /// assert_eq!((out.output.shape(), out.h_n.shape()), (&[7, 4, 5][..], &[2, 4, 5][..]));
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    Rnn,
+    "RNN",
+    CellKind::RnnTanh,
+    /// One step of an [`Rnn`], as `torch.nn.RNNCell` (tanh); see [`RecurrentCell`].
+    RnnCell,
+    "RNNCell"
+);
+
+typed_recurrent!(
+    /// A gated recurrent unit network, as `torch.nn.GRU` (gates `r, z, n`). Shapes, names
+    /// and initialisation as [`Recurrent`].
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let gru: nn::Gru = nn::Gru::new(3, 5, &mut nabla::rng(0));
+    /// assert_eq!(gru.forward(&Tensor::randn(&[7, 4, 3], &mut nabla::rng(1)))?.shape(), &[7, 4, 5]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    Gru,
+    "GRU",
+    CellKind::Gru,
+    /// One step of a [`Gru`], as `torch.nn.GRUCell`; see [`RecurrentCell`].
+    GruCell,
+    "GRUCell"
+);
+
+typed_recurrent!(
+    /// A long short-term memory network, as `torch.nn.LSTM` (gates `i, f, g, o`). Shapes,
+    /// names and initialisation as [`Recurrent`]; the layer runs as one fused op.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::nn::RecurrentOptions;
+    /// let options = RecurrentOptions::default().num_layers(2).batch_first(true).bidirectional(true);
+    /// let lstm: nn::Lstm = nn::Lstm::with_options(3, 5, options, &mut nabla::rng(0))?;
+    /// let out = lstm.forward_with_state(&Tensor::randn(&[4, 7, 3], &mut nabla::rng(1)), None)?;
+    /// assert_eq!(out.output.shape(), &[4, 7, 10]);               // (N, T, 2·H)
+    /// assert_eq!(out.c_n.unwrap().shape(), &[4, 4, 5]);          // (L·2, N, H)
+    /// let err = nn::Lstm::<f32>::with_options(3, 5, options.num_layers(0), &mut nabla::rng(0)).err().unwrap();
+    /// assert_eq!(err.to_string(), "LSTM: num_layers 0 and hidden_size 5: a network needs at least one layer of at least one unit");
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    Lstm,
+    "LSTM",
+    CellKind::Lstm,
+    /// One step of an [`Lstm`], as `torch.nn.LSTMCell`; see [`RecurrentCell`].
+    LstmCell,
+    "LSTMCell"
+);
+
 /// Truncated backpropagation through time: a long sequence is cut into chunks of `k` time
 /// steps; each chunk starts from the state the previous one ended in, detached, so a
 /// backward pass reaches at most `k` steps back while the forward state still flows through
@@ -463,7 +650,7 @@ impl<T: Element> Module<T> for RecurrentCell<T> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let lstm: nn::Recurrent = nn::Recurrent::lstm(1, 8, 1, &mut nabla::rng(0));
+/// let lstm: nn::Lstm = nn::Lstm::new(1, 8, &mut nabla::rng(0));
 /// let mut opt = optim::Sgd::new(lstm.parameters(), 0.1);
 /// let seq = Tensor::randn(&[100, 4, 1], &mut nabla::rng(1));        // (T, N, I)
 /// let mut bptt = nn::TruncatedBptt::new(20)?;

@@ -88,7 +88,13 @@ fn nested_checkpoints_give_the_same_gradients() {
 #[test]
 fn a_checkpointed_lstm_has_the_same_gradients_bit_for_bit() {
     let mut rng = nabla::rng(4);
-    let lstm: Arc<nn::Recurrent<f64>> = Arc::new(nn::Recurrent::new(nn::CellKind::Lstm, 3, 5, 2, true, true, false, &mut rng));
+    let lstm: Arc<nn::Recurrent<f64>> = Arc::new(nn::Recurrent::new(
+        nn::CellKind::Lstm,
+        3,
+        5,
+        nabla::nn::RecurrentOptions::default().num_layers(2).batch_first(true),
+        &mut rng,
+    ));
     let head: nn::Linear<f64> = nn::Linear::new(5, 2, &mut rng);
     let x = Tensor::<f64>::randn(&[4, 7, 3], &mut rng).requires_grad_(true);
     let params: Vec<Tensor<f64>> = lstm.parameters().into_iter().chain(head.parameters()).map(|p| p.tensor()).collect();

@@ -3,13 +3,13 @@
 //! the model is `scripts/derive_model_torch.py`, which wrote the expected keys below and
 //! the files in `tests/data/derive_model*.safetensors`.
 
-use nabla::nn::{read_safetensors, Buffer, CellKind, Conv1d, Dropout, Linear, Param, Recurrent};
+use nabla::nn::{read_safetensors, Buffer, Conv1d, Dropout, Linear, Lstm, Param, RecurrentOptions};
 use nabla::prelude::*;
 
 #[derive(Module)]
 struct Encoder {
     conv: Conv1d,
-    rnn: Recurrent,
+    rnn: Lstm,
 }
 
 #[derive(Module)]
@@ -33,7 +33,7 @@ impl Model {
         Model {
             encoder: Encoder {
                 conv: Conv1d::new(3, 4, 3, Default::default(), true, &mut rng).unwrap(),
-                rnn: Recurrent::new(CellKind::Lstm, 4, 5, 1, true, true, false, &mut rng),
+                rnn: Lstm::with_options(4, 5, RecurrentOptions::default().batch_first(true), &mut rng).unwrap(),
             },
             layers: vec![Linear::new(5, 6, &mut rng), Linear::new(6, 2, &mut rng)],
             head: Some(Linear::new(2, 2, &mut rng)),

@@ -464,10 +464,13 @@ fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: b
                 kind,
                 get_usize("input_size")?,
                 get_usize("hidden_size")?,
-                get_usize("num_layers").unwrap_or(1),
-                flag("bias", true),
-                flag("batch_first", false),
-                flag("bidirectional", false),
+                nn::RecurrentOptions {
+                    num_layers: get_usize("num_layers").unwrap_or(1),
+                    bias: flag("bias", true),
+                    batch_first: flag("batch_first", false),
+                    bidirectional: flag("bidirectional", false),
+                    ..Default::default()
+                },
                 &mut rng,
             );
             let params = net.named_parameters();

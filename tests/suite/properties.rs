@@ -615,7 +615,7 @@ proptest! {
         assert_err_names(linear.forward(&values(&[2, cin + 1], seed)), "linear");
         // Recurrent layers of every kind and size run, or refuse an input of the wrong width.
         for kind in [CellKind::RnnTanh, CellKind::Gru, CellKind::Lstm] {
-            let rnn = nabla::nn::Recurrent::<f64>::new(kind, cin.max(1), cout.max(1), k.max(1), true, false, groups % 2 == 1, &mut rng);
+            let rnn = nabla::nn::Recurrent::<f64>::new(kind, cin.max(1), cout.max(1), nabla::nn::RecurrentOptions::default().num_layers(k.max(1)).bidirectional(groups % 2 == 1), &mut rng);
             let out = rnn.forward_with_state(&values(&[3, 2, cin.max(1)], seed), None).unwrap();
             prop_assert!(out.output.to_vec().iter().all(|v| v.is_finite()));
             prop_assert!(rnn.forward_with_state(&values(&[3, 2, cin.max(1) + 1], seed), None).is_err());

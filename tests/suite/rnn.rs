@@ -1,13 +1,19 @@
 //! Recurrent layers: finite-difference checks and a long unroll.
 
 use nabla::autograd::{gradcheck, GradcheckOptions};
-use nabla::nn::{CellKind, Recurrent, RecurrentCell, TruncatedBptt};
+use nabla::nn::{CellKind, Lstm, LstmCell, Recurrent, RecurrentCell, Rnn, TruncatedBptt};
 use nabla::prelude::*;
 
 #[test]
 fn recurrent_layers_match_finite_differences() {
     for kind in [CellKind::RnnTanh, CellKind::Gru, CellKind::Lstm] {
-        let net: Recurrent<f64> = Recurrent::new(kind, 3, 4, 2, true, true, true, &mut nabla::rng(1));
+        let net: Recurrent<f64> = Recurrent::new(
+            kind,
+            3,
+            4,
+            nabla::nn::RecurrentOptions::default().num_layers(2).batch_first(true).bidirectional(true),
+            &mut nabla::rng(1),
+        );
         let x = Tensor::<f64>::randn(&[2, 5, 3], &mut nabla::rng(2));
         let h0 = Tensor::<f64>::randn(&[4, 2, 4], &mut nabla::rng(3));
         // Gradients of the input, the initial state and (through the closure) the output.
@@ -25,7 +31,7 @@ fn recurrent_layers_match_finite_differences() {
 
 #[test]
 fn a_10000_step_unroll_trains_without_overflowing_the_stack() {
-    let net: Recurrent = Recurrent::rnn(1, 2, 1, &mut nabla::rng(4));
+    let net: Rnn = Rnn::new(1, 2, &mut nabla::rng(4));
     let x = Tensor::randn(&[10_000, 1, 1], &mut nabla::rng(5));
     let loss = net.forward(&x).unwrap().pow(2.0).mean();
     let grads = loss.backward().unwrap();
@@ -90,7 +96,7 @@ fn cells_match_finite_differences() {
 
 #[test]
 fn cells_reject_mismatched_shapes_by_name() {
-    let cell: RecurrentCell = RecurrentCell::lstm(3, 4, &mut nabla::rng(0));
+    let cell: LstmCell = LstmCell::new(3, 4, &mut nabla::rng(0));
     let err = cell.step(&Tensor::zeros(&[2, 5]), None).unwrap_err().to_string();
     assert!(err.contains("RecurrentCell") && err.contains("[2, 5]"), "{err}");
     let err = cell.step(&Tensor::zeros(&[2, 3]), Some((&Tensor::zeros(&[3, 4]), None))).unwrap_err().to_string();
@@ -105,19 +111,20 @@ fn a_network_without_layers_or_units_is_an_error_not_its_input() {
     let x = Tensor::zeros(&[5, 2, 3]);
     for (layers, hidden, what) in [(0, 4, "num_layers 0"), (1, 0, "hidden_size 0"), (2, 0, "hidden_size 0")] {
         for kind in [CellKind::RnnTanh, CellKind::Gru, CellKind::Lstm] {
-            let net: Recurrent = Recurrent::new(kind, 3, hidden, layers, true, false, false, &mut nabla::rng(0));
+            let net: Recurrent =
+                Recurrent::new(kind, 3, hidden, nabla::nn::RecurrentOptions::default().num_layers(layers), &mut nabla::rng(0));
             let err = net.forward_with_state(&x, None).err().unwrap_or_else(|| panic!("{kind:?} {layers} layers of {hidden}: no error"));
             let err = err.to_string();
             assert!(err.contains("Recurrent") && err.contains(what), "{kind:?}: {err}");
         }
     }
-    let lstm: Recurrent = Recurrent::lstm(3, 4, 0, &mut nabla::rng(0));
+    let lstm: Recurrent = Recurrent::new(CellKind::Lstm, 3, 4, nabla::nn::RecurrentOptions::default().num_layers(0), &mut nabla::rng(0));
     assert!(lstm.forward(&x).is_err() && lstm.parameters().is_empty());
 }
 
 #[test]
 fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
-    let lstm: Recurrent<f64> = Recurrent::lstm(2, 3, 1, &mut nabla::rng(6));
+    let lstm: Lstm<f64> = Lstm::new(2, 3, &mut nabla::rng(6));
     let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true);
     let whole = lstm.forward(&seq).unwrap();
     let mut bptt = TruncatedBptt::new(4).unwrap();
@@ -146,7 +153,7 @@ fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
 
 #[test]
 fn orthogonal_recurrent_weights_preserve_norms() {
-    let lstm: Recurrent<f64> = Recurrent::lstm(2, 5, 2, &mut nabla::rng(8));
+    let lstm: Lstm<f64> = Lstm::with_options(2, 5, nabla::nn::RecurrentOptions::default().num_layers(2), &mut nabla::rng(8)).unwrap();
     lstm.init_orthogonal(1.0, &mut nabla::rng(9)).unwrap();
     for (name, p) in lstm.named_parameters().into_iter().filter(|(n, _)| n.starts_with("weight_hh")) {
         let w = p.tensor();
@@ -164,7 +171,32 @@ fn second_derivatives_through_a_fused_lstm_layer_match_finite_differences() {
     // First-order backward of the layer runs fused; with create_graph it differentiates the
     // composed layer. gradgradcheck compares those second derivatives with finite
     // differences of the first.
-    let net: Recurrent<f64> = Recurrent::new(CellKind::Lstm, 2, 3, 1, true, false, true, &mut nabla::rng(12));
+    let net: Recurrent<f64> =
+        Recurrent::new(CellKind::Lstm, 2, 3, nabla::nn::RecurrentOptions::default().bidirectional(true), &mut nabla::rng(12));
     let x = Tensor::<f64>::randn(&[3, 2, 2], &mut nabla::rng(13));
     nabla::autograd::gradgradcheck(|v| net.forward(&v[0])?.tanh().sum_dims(&[2], false), &[x], &GradcheckOptions::default()).unwrap();
+}
+
+/// PyTorch refuses these when it builds the module (`ValueError` for no layer or unit,
+/// `TypeError` for a GRU's or LSTM's `nonlinearity`); the typed constructors refuse them by
+/// name, and an RNN takes ReLU.
+#[test]
+fn typed_recurrent_modules_check_their_options_by_name() {
+    use nabla::nn::{Gru, RecurrentOptions, RnnNonlinearity};
+    let relu = RecurrentOptions::default().nonlinearity(RnnNonlinearity::Relu);
+    let err = Gru::<f32>::with_options(3, 4, relu, &mut nabla::rng(0)).err().expect("refused").to_string();
+    assert_eq!(err, "GRU: nonlinearity Relu: only an Rnn has a choice of non-linearity");
+    let err = Rnn::<f32>::with_options(3, 0, RecurrentOptions::default(), &mut nabla::rng(0)).err().expect("refused").to_string();
+    assert_eq!(err, "RNN: num_layers 1 and hidden_size 0: a network needs at least one layer of at least one unit");
+    let rnn: Rnn<f64> = Rnn::with_options(1, 1, relu, &mut nabla::rng(0)).unwrap();
+    assert_eq!(rnn.kind(), CellKind::RnnRelu);
+    let x = Tensor::<f64>::from_vec(vec![-5.0, 5.0], &[2, 1, 1]).unwrap();
+    assert!(rnn.forward(&x).unwrap().to_vec().iter().all(|&h| h >= 0.0), "ReLU states are never negative");
+    let names: Vec<String> = Lstm::<f32>::with_options(2, 3, RecurrentOptions::default().bidirectional(true), &mut nabla::rng(0))
+        .unwrap()
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names[4..6], ["weight_ih_l0_reverse".to_string(), "weight_hh_l0_reverse".to_string()]);
 }

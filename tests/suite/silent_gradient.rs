@@ -137,7 +137,7 @@ fn cases() -> BTreeMap<&'static str, Case> {
         "conv2d_weight_grad",
         case(vec![randn(&[2, 4, 5, 6], 20), randn(&[4, 2, 3, 2], 21), cotangent()], move |v| recorded_grad(&conv_weight(v)?, &v[2], &v[1])),
     );
-    let lstm = Arc::new(Recurrent::<f64>::new(CellKind::Lstm, 3, 4, 1, true, false, false, &mut nabla::rng(24)));
+    let lstm = Arc::new(Recurrent::<f64>::new(CellKind::Lstm, 3, 4, nabla::nn::RecurrentOptions::default(), &mut nabla::rng(24)));
     c.insert(
         "lstm",
         case(vec![randn(&[5, 2, 3], 25), randn(&[1, 2, 4], 26), randn(&[1, 2, 4], 27)], move |v| {
@@ -206,7 +206,13 @@ fn every_op_passes_gradient_to_every_input() {
 #[test]
 fn lstm_parameters_receive_gradients() {
     // The fused LSTM op takes the weights as inputs too; the walk above varies x, h0, c0.
-    let lstm = Recurrent::<f64>::new(CellKind::Lstm, 3, 4, 2, true, false, true, &mut nabla::rng(1));
+    let lstm = Recurrent::<f64>::new(
+        CellKind::Lstm,
+        3,
+        4,
+        nabla::nn::RecurrentOptions::default().num_layers(2).bidirectional(true),
+        &mut nabla::rng(1),
+    );
     let y = lstm.forward(&randn(&[5, 2, 3], 2)).unwrap();
     let grads = y.mul(&randn(y.shape(), 3)).unwrap().sum().backward().unwrap();
     for (name, p) in lstm.named_parameters() {
