@@ -111,7 +111,11 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         let mut cotangents: HashMap<usize, Tensor<T>> = HashMap::new();
         for (root, cotangent) in roots {
             if root.requires_grad() {
-                accumulate(&mut cotangents, root.id(), cotangent.clone(), create_graph);
+                // With create_graph, a seed that requires grad makes every gradient that
+                // depends on it record its history, so a rule that cuts it off shows.
+                let seed =
+                    if create_graph && !cotangent.requires_grad() { cotangent.detach().requires_grad_(true) } else { cotangent.clone() };
+                accumulate(&mut cotangents, root.id(), seed, create_graph);
             }
         }
         let mut kept = HashMap::new();
@@ -130,7 +134,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
             if create_graph && !grad_fn.rule.is_differentiable() {
                 return Err(Error::autograd(
                     grad_fn.rule.name(),
-                    "this backward rule is not differentiable: higher-order gradients through it are not supported",
+                    format!("{NOT_DIFFERENTIABLE}: higher-order gradients through it are not supported"),
                 ));
             }
             if let (false, Some((axis, start))) = (create_graph, grad_fn.rule.reads_slice()) {
@@ -150,7 +154,11 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                 }
                 continue;
             }
+            let connected = create_graph && gy.requires_grad();
             let gxs = grad_fn.rule.backward_owned(&grad_fn.inputs, &node, gy);
+            if connected {
+                check_connected(grad_fn.rule.name(), &grad_fn.inputs, &gxs)?;
+            }
             if super::anomaly::enabled() {
                 for (k, gx) in gxs.iter().enumerate() {
                     if let Some(v) = gx.as_ref().and_then(|g| super::anomaly::non_finite(g.array())) {
@@ -170,6 +178,29 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         }
         Ok(kept)
     })
+}
+
+/// How the error for a rule marked not differentiable begins.
+pub(crate) const NOT_DIFFERENTIABLE: &str = "this backward rule is not differentiable";
+
+/// With `create_graph`, the gradients a rule returned for inputs that require grad, given a
+/// cotangent that requires grad: a vector-Jacobian product is linear in the cotangent, so a
+/// gradient that does not record its dependence on it, and is not zero, was computed
+/// outside tensor ops and would differentiate to a silent zero.
+fn check_connected<T: Element>(name: &'static str, inputs: &[Tensor<T>], gxs: &[Option<Tensor<T>>]) -> Result<()> {
+    for (k, (input, gx)) in inputs.iter().zip(gxs).enumerate() {
+        let Some(gx) = gx else { continue };
+        if input.requires_grad() && !gx.requires_grad() && gx.array().iter().any(|v| *v != T::zero()) {
+            return Err(Error::autograd(
+                name,
+                format!(
+                    "the backward rule's gradient for input {k} is cut off from its cotangent (computed outside tensor ops), \
+                     so it cannot be differentiated again; write the rule with tensor ops, or mark it first_order()"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Adds `g` to the cotangent of `id`. A first-order sweep adds in place when the running

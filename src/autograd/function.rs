@@ -40,15 +40,38 @@ pub trait Backward<T: Element>: Send + Sync + 'static {
 pub struct Rule<F> {
     name: &'static str,
     vjp: F,
+    first_order: bool,
+}
+
+impl<F> Rule<F> {
+    /// Says that the closure cannot be differentiated again (it works on raw arrays, or
+    /// calls something no tensor op can differentiate): a backward pass with
+    /// `create_graph` through the op is then an `Err` naming it, never a silent zero.
+    /// First-order gradients are unaffected, and [`gradcheck`](super::gradcheck) still
+    /// checks them.
+    pub fn first_order(mut self) -> Self {
+        self.first_order = true;
+        self
+    }
 }
 
 /// Makes a [`Backward`] rule from a name and a closure, for [`Tensor::from_op`].
+///
+/// Written with tensor ops, the closure is differentiable to any order. A closure that
+/// works on raw arrays is first-order only: mark it with [`Rule::first_order`]. Unmarked,
+/// it is caught when a backward pass with `create_graph` finds a gradient it returned cut
+/// off from the cotangent it was given (a vector-Jacobian product is linear in the
+/// cotangent, so only a zero one may be): an `Err` naming the op, not a silent zero
+/// second derivative.
+///
+/// In a rule generic over `T`, scalars are `T::of(1.0)` (`&x + T::of(1.0)`, `x.mul_scalar(T::of(2.0))`):
+/// a bare `1.0` is an `f64`, not a `T`.
 pub fn rule<T, F>(name: &'static str, vjp: F) -> Rule<F>
 where
     T: Element,
     F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,
 {
-    Rule { name, vjp }
+    Rule { name, vjp, first_order: false }
 }
 
 impl<T, F> Backward<T> for Rule<F>
@@ -61,5 +84,8 @@ where
     }
     fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
         (self.vjp)(inputs, output, gy)
+    }
+    fn is_differentiable(&self) -> bool {
+        !self.first_order
     }
 }

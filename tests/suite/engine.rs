@@ -208,3 +208,86 @@ fn backward_writes_over_a_cotangent_only_when_nothing_else_holds_it() {
     let both = nabla::grad(&[&loss], &[&h, &x], None, false).unwrap();
     assert_eq!((both[0].to_vec(), both[1].to_vec()), (vec![0.0, 1.0], vec![0.0, 2.0]));
 }
+
+/// `y = x³` as a custom op, three ways: its rule with tensor ops (differentiable), on raw
+/// arrays and unmarked, on raw arrays and marked `first_order()`.
+fn cube(x: &Tensor<f64>, how: &str) -> Tensor<f64> {
+    use nabla::autograd::rule;
+    let value = x.value().mapv(|v| v * v * v);
+    match how {
+        "tensor ops" => Tensor::from_op(
+            value,
+            &[x],
+            rule("cube", |xs: &[Tensor<f64>], _y: &Tensor<f64>, gy: &Tensor<f64>| vec![Some(gy * &(&xs[0] * &xs[0]) * 3.0)]),
+        ),
+        "arrays" => Tensor::from_op(
+            value,
+            &[x],
+            rule("cube", |xs: &[Tensor<f64>], _y: &Tensor<f64>, gy: &Tensor<f64>| {
+                let d = &xs[0].value().mapv(|v| 3.0 * v * v) * &gy.value();
+                vec![Some(Tensor::from(d))]
+            }),
+        ),
+        _ => Tensor::from_op(
+            value,
+            &[x],
+            rule("cube", |xs: &[Tensor<f64>], _y: &Tensor<f64>, gy: &Tensor<f64>| {
+                let d = &xs[0].value().mapv(|v| 3.0 * v * v) * &gy.value();
+                vec![Some(Tensor::from(d))]
+            })
+            .first_order(),
+        ),
+    }
+}
+
+/// DESIGN.md: a rule that is not differentiable says so on double backward, never a wrong
+/// number. An array rule once gave `d²(x³)/dx² = 0` here, silently.
+#[test]
+fn a_custom_rule_on_raw_arrays_is_refused_on_double_backward_never_a_silent_zero() {
+    use nabla::autograd::{gradcheck, GradcheckOptions};
+    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true);
+    // Tensor ops: d/dx x³ = 3x², d²/dx² = 6x.
+    let dy = nabla::grad(&[&cube(&x, "tensor ops").sum()], &[&x], None, true).unwrap();
+    let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false).unwrap();
+    assert_eq!((dy[0].to_vec(), d2y[0].to_vec()), (vec![12.0, 3.0], vec![12.0, -6.0]));
+    // Raw arrays, unmarked: refused where the graph is cut, naming the op.
+    let err = nabla::grad(&[&cube(&x, "arrays").sum()], &[&x], None, true).unwrap_err().to_string();
+    assert!(err.starts_with("cube: the backward rule's gradient for input 0 is cut off"), "{err}");
+    // First order alone is right either way.
+    let g = cube(&x, "arrays").sum().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec(), vec![12.0, 3.0]);
+    // Marked first-order: gradcheck checks the first order; double backward is refused.
+    gradcheck(|xs| Ok(cube(&xs[0], "marked")), &[x.detach()], &GradcheckOptions::default()).unwrap();
+    let err = nabla::grad(&[&cube(&x, "marked").sum()], &[&x], None, true).unwrap_err().to_string();
+    assert!(err.starts_with("cube: this backward rule is not differentiable"), "{err}");
+}
+
+#[test]
+fn second_derivatives_of_linear_ops_are_zero_not_refused() {
+    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true);
+    let dy = nabla::grad(&[&(&x * 3.0).sum()], &[&x], None, true).unwrap();
+    assert_eq!(dy[0].to_vec(), vec![3.0, 3.0]);
+    let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false).unwrap();
+    assert_eq!(d2y[0].to_vec(), vec![0.0, 0.0]);
+}
+
+#[test]
+fn gradgradcheck_names_itself() {
+    use nabla::autograd::{gradgradcheck, GradcheckOptions};
+    let x = Tensor::<f64>::from_vec(vec![0.5, 1.5], &[2]).unwrap();
+    // A first derivative that is right and a second one that is not: d/dx of 3x² is 6x,
+    // but this rule's own gradient is built from a detached x.
+    let wrong = |xs: &[Tensor<f64>]| -> nabla::Result<Tensor<f64>> {
+        use nabla::autograd::rule;
+        let x = &xs[0];
+        Ok(Tensor::from_op(
+            x.value().mapv(|v| v * v * v),
+            &[x],
+            rule("cube", |xs: &[Tensor<f64>], _y: &Tensor<f64>, gy: &Tensor<f64>| {
+                vec![Some(gy * &(&xs[0].detach() * &xs[0].detach()) * 3.0)]
+            }),
+        ))
+    };
+    let err = gradgradcheck(wrong, &[x], &GradcheckOptions::default()).unwrap_err().to_string();
+    assert!(err.starts_with("gradgradcheck: "), "{err}");
+}
