@@ -72,7 +72,7 @@ pub use loss::{CrossEntropyLoss, MarginRankingLoss, MseLoss, NllLoss};
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;
 pub use param::Param;
-pub use pool::{avg_pool2d, max_pool2d, Pool1d, Pool2d, PoolKind};
+pub use pool::{avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, Pool1d, Pool2d, PoolKind};
 pub use rnn::{
     CellKind, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentCell, RecurrentOptions, RecurrentOutput, Rnn, RnnCell, RnnNonlinearity,
     TruncatedBptt,

@@ -85,3 +85,21 @@ pub fn max_pool2d(kernel_size: usize) -> Pool2d {
 pub fn avg_pool2d(kernel_size: usize) -> Pool2d {
     Pool2d { kind: PoolKind::Avg { count_include_pad: true }, config: Pool2dConfig::new(kernel_size) }
 }
+
+/// `torch.nn.MaxPool1d(kernel_size)`: non-overlapping max pooling.
+///
+/// ```
+/// use nabla::prelude::*;
+/// let pool = nn::max_pool1d(2);
+/// let x = Tensor::from_vec(vec![1.0, 3.0, 2.0, 0.0, 5.0], &[1, 1, 5])?;
+/// assert_eq!(pool.forward(&x)?.to_vec(), vec![3.0, 2.0]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn max_pool1d(kernel_size: usize) -> Pool1d {
+    Pool1d { kind: PoolKind::Max, config: Pool1dConfig::new(kernel_size) }
+}
+
+/// `torch.nn.AvgPool1d(kernel_size)`: non-overlapping average pooling.
+pub fn avg_pool1d(kernel_size: usize) -> Pool1d {
+    Pool1d { kind: PoolKind::Avg { count_include_pad: true }, config: Pool1dConfig::new(kernel_size) }
+}

@@ -157,8 +157,21 @@ impl<T: Element> Recurrent<T> {
     }
 
     /// The whole sequence, from the initial state `(h_0, c_0)` (zeros when `None`; `c_0`
-    /// only for LSTM), each `(L·D, N, H)`.
+    /// only for LSTM), each `(L·D, N, H)`. An unbatched sequence `(T, I)` (PyTorch's 2-D
+    /// input; `batch_first` does not apply) gives an output `(T, D·H)` and states
+    /// `(L·D, H)`, and takes its initial states in that shape.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let gru: nn::Gru = nn::Gru::new(3, 5, &mut nabla::rng(0));
+    /// let out = gru.forward_with_state(&Tensor::randn(&[7, 3], &mut nabla::rng(1)), None)?;
+    /// assert_eq!((out.output.shape(), out.h_n.shape()), (&[7, 5][..], &[1, 5][..]));
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
     pub fn forward_with_state(&self, input: &Tensor<T>, state: Option<(&Tensor<T>, Option<&Tensor<T>>)>) -> Result<RecurrentOutput<T>> {
+        if input.ndim() == 2 {
+            return self.forward_unbatched(input, state);
+        }
         let op = "Recurrent";
         if self.num_layers == 0 || self.hidden_size == 0 {
             return Err(Error::invalid(
@@ -172,7 +185,13 @@ impl<T: Element> Recurrent<T> {
         if input.ndim() != 3 || input.shape()[2] != self.input_size {
             return Err(Error::shape(
                 op,
-                format!("input {:?} should be (T, N, {}) or (N, T, {}) with batch_first", input.shape(), self.input_size, self.input_size),
+                format!(
+                    "input {:?} should be (T, N, {}), (N, T, {}) with batch_first, or unbatched (T, {})",
+                    input.shape(),
+                    self.input_size,
+                    self.input_size,
+                    self.input_size
+                ),
             ));
         }
         let x = if self.batch_first { input.transpose(0, 1)? } else { input.clone() };
@@ -212,6 +231,28 @@ impl<T: Element> Recurrent<T> {
             output,
             h_n: Tensor::stack(&h_n, 0)?,
             c_n: if self.kind == CellKind::Lstm { Some(Tensor::stack(&c_n, 0)?) } else { None },
+        })
+    }
+
+    /// [`Recurrent::forward_with_state`] of a `(T, I)` sequence: a batch of one, time first.
+    fn forward_unbatched(&self, input: &Tensor<T>, state: Option<(&Tensor<T>, Option<&Tensor<T>>)>) -> Result<RecurrentOutput<T>> {
+        let batched = |t: &Tensor<T>, name: &str| -> Result<Tensor<T>> {
+            if t.ndim() != 2 {
+                return Err(Error::shape(
+                    "Recurrent",
+                    format!("{name} {:?} should be (L·D, H) for an unbatched input {:?}", t.shape(), input.shape()),
+                ));
+            }
+            t.unsqueeze(1)
+        };
+        let h0 = state.map(|(h, _)| batched(h, "h_0")).transpose()?;
+        let c0 = state.and_then(|(_, c)| c).map(|c| batched(c, "c_0")).transpose()?;
+        let x = input.unsqueeze(if self.batch_first { 0 } else { 1 })?;
+        let out = self.forward_with_state(&x, h0.as_ref().map(|h| (h, c0.as_ref())))?;
+        Ok(RecurrentOutput {
+            output: out.output.squeeze(if self.batch_first { 0 } else { 1 })?,
+            h_n: out.h_n.squeeze(1)?,
+            c_n: out.c_n.map(|c| c.squeeze(1)).transpose()?,
         })
     }
 

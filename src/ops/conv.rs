@@ -633,27 +633,49 @@ fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry, p
 
 /// Checks shapes and config; the geometry of `conv2d(x, w)`.
 fn geometry(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig) -> Result<Geometry> {
+    geometry_shown(op, x, w, cfg, false)
+}
+
+/// [`geometry`], its errors in the caller's terms: with `one_d`, `x` and `w` are a 1-D
+/// convolution's shapes with a unit height inserted, and the messages leave it out (the
+/// user passed `[2, 3, 10]`, not `[2, 3, 1, 10]`).
+fn geometry_shown(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig, one_d: bool) -> Result<Geometry> {
+    let shape = |s: &[usize]| -> Vec<usize> {
+        let mut s = s.to_vec();
+        if one_d && s.len() == 4 {
+            s.remove(2);
+        }
+        s
+    };
+    let pair = |p: [usize; 2]| -> Vec<usize> {
+        if one_d {
+            vec![p[1]]
+        } else {
+            p.to_vec()
+        }
+    };
+    let (xs, ws) = (shape(x), shape(w));
     if x.len() != 4 || w.len() != 4 {
-        return Err(Error::shape(op, format!("input {x:?} and weight {w:?} must be (N, C, H, W) and (O, C/groups, kh, kw)")));
+        return Err(Error::shape(op, format!("input {xs:?} and weight {ws:?} must be (N, C, H, W) and (O, C/groups, kh, kw)")));
     }
     if cfg.groups == 0 || !x[1].is_multiple_of(cfg.groups) || !w[0].is_multiple_of(cfg.groups) {
         return Err(Error::invalid(op, format!("groups {} must divide in channels {} and out channels {}", cfg.groups, x[1], w[0])));
     }
     if w[1] * cfg.groups != x[1] {
-        return Err(Error::shape(op, format!("weight {w:?} expects {} input channels, the input {x:?} has {}", w[1] * cfg.groups, x[1])));
+        return Err(Error::shape(op, format!("weight {ws:?} expects {} input channels, the input {xs:?} has {}", w[1] * cfg.groups, x[1])));
     }
     if cfg.stride.contains(&0) || cfg.dilation.contains(&0) {
-        return Err(Error::invalid(op, format!("stride {:?} and dilation {:?} must be positive", cfg.stride, cfg.dilation)));
+        return Err(Error::invalid(op, format!("stride {:?} and dilation {:?} must be positive", pair(cfg.stride), pair(cfg.dilation))));
     }
     let fail = || {
         Error::shape(
             op,
             format!(
                 "kernel {:?} with dilation {:?} does not fit the padded input {:?} (padding {:?})",
-                &w[2..],
-                cfg.dilation,
-                &x[2..],
-                cfg.padding
+                &ws[2..],
+                pair(cfg.dilation),
+                &xs[2..],
+                pair(cfg.padding)
             ),
         )
     };
@@ -762,7 +784,7 @@ impl<T: Element> Tensor<T> {
         };
         let x = self.unsqueeze(2)?;
         let w = weight.unsqueeze(2)?;
-        let g = geometry("conv1d", x.shape(), w.shape(), cfg)?;
+        let g = geometry_shown("conv1d", x.shape(), w.shape(), cfg, true)?;
         check_bias("conv1d", bias, g.o)?;
         conv_op(&x, &w, bias, g).squeeze(2)
     }

@@ -118,6 +118,72 @@ impl<T: Element> Tensor<T> {
         Ok(self.sum_dims(dims, keepdim)?.div_scalar(T::of(count as f64)))
     }
 
+    /// The index of the largest element along `dim`, as PyTorch's `argmax(dim, keepdim)`
+    /// (`None`: the index into the flattened tensor, a 0-d array). The first of tied
+    /// maxima; a `NaN` counts as the largest, as in PyTorch. Indices are not
+    /// differentiable, so this returns them as an array, as [`Tensor::gather`] and
+    /// [`Tensor::index_select`] take them. `Err` for a dim out of range, or an empty
+    /// reduction.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let logits = Tensor::from_vec(vec![0.1, 2.0, -1.0, 3.0, 3.0, 0.0], &[2, 3])?;
+    /// assert_eq!(logits.argmax(Some(1), false)?.into_raw_vec_and_offset().0, vec![1, 0]);
+    /// assert_eq!(logits.argmin(None, false)?.into_raw_vec_and_offset().0, vec![2]);
+    /// assert_eq!(logits.argmax(Some(0), true)?.shape(), &[1, 3]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn argmax(&self, dim: Option<isize>, keepdim: bool) -> Result<ArrayD<usize>> {
+        self.arg_extremum("argmax", dim, keepdim, |a, b| a > b)
+    }
+
+    /// The index of the smallest element along `dim`; as [`Tensor::argmax`].
+    pub fn argmin(&self, dim: Option<isize>, keepdim: bool) -> Result<ArrayD<usize>> {
+        self.arg_extremum("argmin", dim, keepdim, |a, b| a < b)
+    }
+
+    fn arg_extremum(&self, op: &'static str, dim: Option<isize>, keepdim: bool, better: impl Fn(T, T) -> bool) -> Result<ArrayD<usize>> {
+        // The first best element; the first NaN wins and ends the scan.
+        let best = |lane: ndarray::ArrayViewD<'_, T>| -> usize {
+            let mut lane = lane.iter().enumerate();
+            let (mut best, mut b) = lane.next().map(|(i, &v)| (i, v)).expect("a non-empty lane");
+            for (i, &v) in lane {
+                if b.is_nan() {
+                    break;
+                }
+                if v.is_nan() || better(v, b) {
+                    (best, b) = (i, v);
+                }
+            }
+            best
+        };
+        match dim {
+            None => {
+                if self.is_empty() {
+                    return Err(Error::invalid(op, "an empty tensor has no extremum"));
+                }
+                let flat = self.value().iter().copied().collect::<ndarray::Array1<T>>().into_dyn();
+                let index = best(flat.view());
+                let shape = if keepdim { vec![1; self.ndim()] } else { vec![] };
+                Ok(ArrayD::from_elem(IxDyn(&shape), index))
+            }
+            Some(dim) => {
+                let d = super::normalize_dim(op, dim, self.ndim().max(1))?;
+                let value = self.value();
+                let value = if self.ndim() == 0 { value.into_shape_with_order(IxDyn(&[1])).expect("one element") } else { value };
+                if value.shape()[d] == 0 {
+                    return Err(Error::invalid(op, format!("dim {dim} of {:?} is empty: no extremum", self.shape())));
+                }
+                let indices = value.map_axis(Axis(d), |lane| best(lane.into_dyn()));
+                if keepdim && self.ndim() > 0 {
+                    Ok(indices.insert_axis(Axis(d)))
+                } else {
+                    Ok(indices)
+                }
+            }
+        }
+    }
+
     /// Largest element over `dims`. The
     /// gradient is shared equally among tied maxima, as PyTorch's `amax`; `NaN` wins.
     pub fn amax_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {

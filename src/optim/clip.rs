@@ -8,13 +8,42 @@ use crate::tensor::Element;
 /// `torch.nn.utils.clip_grad_norm_` with its default `norm_type`; returns the norm before
 /// clipping. See [`clip_grad_norm_with`] for other norms.
 pub fn clip_grad_norm<T: Element>(grads: &mut Gradients<T>, max_norm: f64) -> Result<f64> {
-    clip_grad_norm_with(grads, max_norm, 2.0)
+    clip_grad_norm_with(grads, max_norm, ClipNorm::default())
+}
+
+/// The options of [`clip_grad_norm_with`]: PyTorch's `norm_type` (2) and
+/// `error_if_nonfinite` (false), set by name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClipNorm {
+    /// The order of the norm, positive; `f64::INFINITY` for the largest absolute value.
+    pub norm_type: f64,
+    /// Refuse (an `Err`, the gradients unchanged) when the total norm is NaN or infinite,
+    /// instead of scaling by it.
+    pub error_if_nonfinite: bool,
+}
+
+impl Default for ClipNorm {
+    fn default() -> Self {
+        ClipNorm { norm_type: 2.0, error_if_nonfinite: false }
+    }
+}
+
+impl ClipNorm {
+    /// Sets `norm_type`.
+    pub fn norm_type(mut self, norm_type: f64) -> Self {
+        self.norm_type = norm_type;
+        self
+    }
+    /// Sets `error_if_nonfinite`.
+    pub fn error_if_nonfinite(mut self, error_if_nonfinite: bool) -> Self {
+        self.error_if_nonfinite = error_if_nonfinite;
+        self
+    }
 }
 
 /// Scales all gradients together so that their joint `norm_type`-norm is at most
 /// `max_norm`, as `torch.nn.utils.clip_grad_norm_`; returns the norm before clipping.
-/// `norm_type` may be `f64::INFINITY` (the largest absolute value). The scale is
-/// `min(1, max_norm / (norm + 1e-6))`, PyTorch's.
+/// The scale is `min(1, max_norm / (norm + 1e-6))`, PyTorch's.
 ///
 /// ```
 /// use nabla::prelude::*;
@@ -24,9 +53,14 @@ pub fn clip_grad_norm<T: Element>(grads: &mut Gradients<T>, max_norm: f64) -> Re
 /// assert_eq!(norm, 10.0);
 /// let g = grads.get(&w).unwrap().to_vec();
 /// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+/// let mut grads = (&w * f32::INFINITY).sum().backward()?;
+/// let strict = optim::ClipNorm::default().error_if_nonfinite(true);
+/// assert!(optim::clip_grad_norm_with(&mut grads, 1.0, strict).is_err());
+/// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![f32::INFINITY, f32::INFINITY]); // unchanged
 /// # Ok::<(), nabla::Error>(())
 /// ```
-pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, norm_type: f64) -> Result<f64> {
+pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, options: ClipNorm) -> Result<f64> {
+    let norm_type = options.norm_type;
     if norm_type.is_nan() || norm_type <= 0.0 {
         return Err(Error::invalid("clip_grad_norm", format!("norm_type {norm_type} must be positive")));
     }
@@ -48,6 +82,15 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
         };
     }
     let norm = if norm_type.is_infinite() { total } else { total.powf(1.0 / norm_type) };
+    if options.error_if_nonfinite && !norm.is_finite() {
+        return Err(Error::invalid(
+            "clip_grad_norm",
+            format!(
+                "the total norm of order {norm_type} of the gradients is {norm}, so they cannot be clipped \
+                 (error_if_nonfinite false scales them by it anyway)"
+            ),
+        ));
+    }
     let scale = T::of((max_norm / (norm + 1e-6)).min(1.0));
     if scale != T::one() {
         for g in grads.values_mut() {

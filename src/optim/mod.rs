@@ -32,7 +32,7 @@
 //! | `lr_scheduler.StepLR`, `ExponentialLR`, `CosineAnnealingLR` | [`StepLr`], [`ExponentialLr`], [`CosineAnnealingLr`] |
 //! | `lr_scheduler.LinearLR`, `LambdaLR`, `SequentialLR` | [`LinearLr`], [`LambdaLr`], [`SequentialLr`] |
 //! | a scheduler object (`scheduler.step()`) | [`Schedule`] driving any [`LrScheduler`] |
-//! | `nn.utils.clip_grad_norm_`, `clip_grad_value_` | [`clip_grad_norm`], [`clip_grad_norm_with`], [`clip_grad_value`] |
+//! | `nn.utils.clip_grad_norm_`, `clip_grad_value_` | [`clip_grad_norm`], [`clip_grad_norm_with`] (`norm_type`, `error_if_nonfinite` in [`ClipNorm`]), [`clip_grad_value`] |
 
 mod adam;
 mod clip;
@@ -41,7 +41,7 @@ mod scheduler;
 mod sgd;
 
 pub use adam::{Adam, AdamW};
-pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value, ClipNorm};
 pub use rmsprop::RmsProp;
 pub use scheduler::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
 pub use sgd::Sgd;

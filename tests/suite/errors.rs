@@ -88,3 +88,24 @@ fn item_of_many_and_bad_arange() {
 fn operators_panic_with_the_same_message_documented() {
     let _ = &Tensor::zeros(&[2]) + &Tensor::zeros(&[3]);
 }
+
+/// conv1d runs as a 2-D convolution of height 1; its errors show the shapes the user gave.
+#[test]
+fn conv1d_errors_speak_in_the_users_shapes() {
+    use nabla::ops::Conv1dConfig;
+    let (x, w) = (Tensor::zeros(&[2, 3, 10]), Tensor::zeros(&[4, 1, 3]));
+    assert_eq!(
+        message(x.conv1d(&w, None, Conv1dConfig::default())),
+        "conv1d: weight [4, 1, 3] expects 1 input channels, the input [2, 3, 10] has 3"
+    );
+    let w = Tensor::zeros(&[4, 3, 12]);
+    assert_eq!(
+        message(x.conv1d(&w, None, Conv1dConfig { padding: 0, ..Default::default() })),
+        "conv1d: kernel [12] with dilation [1] does not fit the padded input [10] (padding [0])"
+    );
+    let w = Tensor::zeros(&[4, 3, 3]);
+    assert_eq!(
+        message(x.conv1d(&w, None, Conv1dConfig { stride: 0, ..Default::default() })),
+        "conv1d: stride [0] and dilation [1] must be positive"
+    );
+}

@@ -684,8 +684,12 @@ fn run_clip<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String
                 Some(v) => v.as_f64().ok_or("norm_type")?,
                 None => 2.0,
             };
-            let total = optim::clip_grad_norm_with(&mut grads, case.cfg_f64("max_norm").ok_or("max_norm")?, norm_type)
-                .map_err(|e| e.to_string())?;
+            let total = optim::clip_grad_norm_with(
+                &mut grads,
+                case.cfg_f64("max_norm").ok_or("max_norm")?,
+                optim::ClipNorm::default().norm_type(norm_type),
+            )
+            .map_err(|e| e.to_string())?;
             check_tensor(case, "total_norm", &Tensor::<T>::scalar(T::of(total)), "total_norm", rtol, atol, &mut worst)?;
         }
         "clip_grad_value_" => {

@@ -174,10 +174,10 @@ fn clipping_by_value_and_by_infinity_norm() {
     let mut grads = (&w * &w).sum().backward().unwrap(); // (6, -8)
     optim::clip_grad_value(&mut grads, 5.0).unwrap();
     assert_eq!(grads.get(&w).unwrap().to_vec(), vec![5.0, -5.0]);
-    let norm = optim::clip_grad_norm_with(&mut grads, 1.0, f64::INFINITY).unwrap();
+    let norm = optim::clip_grad_norm_with(&mut grads, 1.0, optim::ClipNorm::default().norm_type(f64::INFINITY)).unwrap();
     assert_eq!(norm, 5.0);
     assert!((grads.get(&w).unwrap().to_vec()[0] - 5.0 / (5.0 + 1e-6)).abs() < 1e-15);
-    assert!(optim::clip_grad_norm_with(&mut grads, 1.0, 0.0).is_err());
+    assert!(optim::clip_grad_norm_with(&mut grads, 1.0, optim::ClipNorm::default().norm_type(0.0)).is_err());
 }
 
 /// The 1- and 2-norms against sums written out here, at lengths around the partial sums'
@@ -194,7 +194,7 @@ fn clip_norms_count_every_element() {
         let want = [(1.0, all.iter().map(|x| x.abs()).sum::<f64>()), (2.0, all.iter().map(|x| x * x).sum::<f64>().sqrt())];
         for (p, want) in want {
             let mut grads = loss.backward().unwrap();
-            let norm = optim::clip_grad_norm_with(&mut grads, 1e9, p).unwrap();
+            let norm = optim::clip_grad_norm_with(&mut grads, 1e9, optim::ClipNorm::default().norm_type(p)).unwrap();
             assert!((norm - want).abs() < 1e-12 * want, "n {n}, p {p}: {norm} vs {want}");
         }
     }
@@ -247,7 +247,7 @@ fn a_long_gradients_norm_is_exact_and_the_same_on_one_and_two_threads() {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             for (p, want) in [(1.0, l1), (2.0, l2)] {
                 let mut grads = loss.backward().unwrap();
-                let norm = pool.install(|| optim::clip_grad_norm_with(&mut grads, 1e9, p)).unwrap();
+                let norm = pool.install(|| optim::clip_grad_norm_with(&mut grads, 1e9, optim::ClipNorm::default().norm_type(p))).unwrap();
                 assert_eq!(norm, want, "n {n}, p {p}, {threads} threads");
             }
         }

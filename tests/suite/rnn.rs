@@ -200,3 +200,29 @@ fn typed_recurrent_modules_check_their_options_by_name() {
         .collect();
     assert_eq!(names[4..6], ["weight_ih_l0_reverse".to_string(), "weight_hh_l0_reverse".to_string()]);
 }
+
+/// PyTorch's unbatched input `(T, I)` is a batch of one with the batch dim dropped, in the
+/// output `(T, D·H)` and the states `(L·D, H)`, whatever `batch_first` says.
+#[test]
+fn an_unbatched_sequence_is_a_batch_of_one() {
+    use nabla::nn::RecurrentOptions;
+    for batch_first in [false, true] {
+        let options = RecurrentOptions::default().num_layers(2).bidirectional(true).batch_first(batch_first);
+        let lstm: Lstm<f64> = Lstm::with_options(3, 4, options, &mut nabla::rng(2)).unwrap();
+        let x = Tensor::<f64>::randn(&[6, 3], &mut nabla::rng(3));
+        let (h0, c0) = (Tensor::<f64>::randn(&[4, 4], &mut nabla::rng(4)), Tensor::<f64>::randn(&[4, 4], &mut nabla::rng(5)));
+        let single = lstm.forward_with_state(&x, Some((&h0, Some(&c0)))).unwrap();
+        let batch_dim = if batch_first { 0 } else { 1 };
+        let batched = lstm
+            .forward_with_state(&x.unsqueeze(batch_dim).unwrap(), Some((&h0.unsqueeze(1).unwrap(), Some(&c0.unsqueeze(1).unwrap()))))
+            .unwrap();
+        assert_eq!(single.output.shape(), &[6, 8]);
+        assert_eq!(single.output.to_vec(), batched.output.to_vec());
+        assert_eq!(single.h_n.shape(), &[4, 4]);
+        assert_eq!(single.h_n.to_vec(), batched.h_n.to_vec());
+        assert_eq!(single.c_n.unwrap().to_vec(), batched.c_n.unwrap().to_vec());
+    }
+    let lstm: Lstm<f64> = Lstm::new(3, 4, &mut nabla::rng(2));
+    let err = lstm.forward_with_state(&Tensor::<f64>::zeros(&[6, 3]), Some((&Tensor::<f64>::zeros(&[1, 1, 4]), None))).err().unwrap();
+    assert_eq!(err.to_string(), "Recurrent: h_0 [1, 1, 4] should be (L·D, H) for an unbatched input [6, 3]");
+}

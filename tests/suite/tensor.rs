@@ -59,3 +59,21 @@ fn views_share_and_reshape_keeps_order() {
     assert_eq!(y.reshape(&[6]).unwrap().to_vec(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
     assert_eq!(y.sum().item().unwrap(), 15.0);
 }
+
+/// PyTorch 2.15: `torch.tensor([[1., 5., 5.], [nan, 2., nan], [0., -1., -1.]])` gives
+/// `argmax(1) = [1, 0, 0]`, `argmin(1) = [0, 0, 1]`, `argmax(0) = [1, 0, 1]`, `argmax() = 3`
+/// (the first NaN), `argmax(1, keepdim=True).shape = (3, 1)`.
+#[test]
+fn argmax_and_argmin_follow_pytorch_on_ties_and_nan() {
+    let x = Tensor::from_vec(vec![1.0, 5.0, 5.0, f32::NAN, 2.0, f32::NAN, 0.0, -1.0, -1.0], &[3, 3]).unwrap();
+    let v = |a: ndarray::ArrayD<usize>| a.iter().copied().collect::<Vec<_>>();
+    assert_eq!(v(x.argmax(Some(1), false).unwrap()), [1, 0, 0]);
+    assert_eq!(v(x.argmin(Some(1), false).unwrap()), [0, 0, 1]);
+    assert_eq!(v(x.argmax(Some(0), false).unwrap()), [1, 0, 1]);
+    assert_eq!(v(x.argmax(None, false).unwrap()), [3]);
+    assert_eq!(x.argmax(Some(-1), true).unwrap().shape(), &[3, 1]);
+    assert_eq!(x.argmax(None, false).unwrap().ndim(), 0);
+    assert_eq!(x.argmax(Some(2), false).unwrap_err().to_string(), "argmax: dim 2 is out of range for a tensor of 2 dims");
+    assert_eq!(Tensor::zeros(&[2, 0]).argmin(Some(1), false).unwrap_err().to_string(), "argmin: dim 1 of [2, 0] is empty: no extremum");
+    assert_eq!(v(Tensor::scalar(4.0).argmax(Some(0), false).unwrap()), [0]);
+}
