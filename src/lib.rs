@@ -43,6 +43,9 @@ pub mod tensor;
 
 /// The array crate nabla is built on, for labels (`ArrayD<usize>`) and raw values.
 pub use ndarray;
+/// The random-number crate behind [`rng`], for making data (`rand::Rng`'s `random_range`,
+/// shuffles) with the same version nabla uses.
+pub use rand;
 
 pub use autograd::{grad, no_grad, Gradients};
 pub use error::{Error, Result};
@@ -61,6 +64,34 @@ pub use tensor::{Creation, Element, Tensor};
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     use rand::SeedableRng;
     rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Sets how many threads nabla's parallel ops use (rayon's global pool), as
+/// `torch.set_num_threads`. The pool starts at the first parallel op and cannot be resized
+/// after, so call this first thing in `main`; later it is an `Err` naming the running
+/// count. The environment variable `RAYON_NUM_THREADS` does the same from outside.
+///
+/// ```
+/// nabla::set_num_threads(1)?;
+/// assert_eq!(nabla::num_threads(), 1);
+/// assert!(nabla::set_num_threads(2).is_err());   // running already
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::invalid("set_num_threads", "0 threads: at least 1"));
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|_| {
+        Error::invalid(
+            "set_num_threads",
+            format!("the thread pool is running with {} threads already; set them before the first op", rayon::current_num_threads()),
+        )
+    })
+}
+
+/// The number of threads nabla's parallel ops use (`torch.get_num_threads`).
+pub fn num_threads() -> usize {
+    rayon::current_num_threads()
 }
 
 /// The README's examples, compiled and run as doc tests so that they stay true.

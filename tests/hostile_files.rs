@@ -59,8 +59,15 @@ fn hostile_files_are_refused_within_their_size_and_change_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty file", vec![], "fewer than"),
         ("shorter than the size prefix", vec![1, 2, 3], "fewer than"),
-        ("declared header of 2^64 - 1 bytes", huge_header, "100 MB"),
-        ("header running past the end", header_past_end, "past the end"),
+        ("declared header of 2^64 - 1 bytes", huge_header, "not a safetensors file: its first 8 bytes declare a header of 18446744073709551615 bytes"),
+        ("header running past the end", header_past_end, "a header of 10000 bytes in a file of"),
+        // The size prefix of a text file is its first 8 characters read as a little-endian
+        // u64: "weight,b" is 7074157106452587895.
+        (
+            "a text file",
+            b"weight,bias\n0.5,1.0\n".to_vec(),
+            "not a safetensors file: its first 8 bytes declare a header of 7074157106452587895 bytes in a file of 20 (it begins with text: \"weight,bias\\n0.5,\")",
+        ),
         ("truncated data", file(valid_header, &f32s(5)), "shorter or longer"),
         ("header that is not JSON", file("{\"weight\": [", &[]), "JSON"),
         ("header that is not UTF-8", [&1u64.to_le_bytes()[..], &[0xff]].concat(), "UTF-8"),

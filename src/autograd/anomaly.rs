@@ -55,16 +55,21 @@ pub(crate) fn non_finite<T: Element, S: Data<Elem = T>>(a: &ArrayBase<S, IxDyn>)
     a.iter().find(|v| !v.is_finite()).map(|v| format!("{v}"))
 }
 
-/// Notes a forward anomaly unless one was noted already in this `detect_anomaly`.
-pub(crate) fn forward<T: Element, S: Data<Elem = T>>(op: &'static str, value: &ArrayBase<S, IxDyn>) {
+/// Notes a forward anomaly unless one was noted already in this `detect_anomaly`. When an
+/// input already held a non-finite value (it did not come from an op checked here: the
+/// user's data, or a tensor made before anomaly mode), the message says so, rather than
+/// blame the op that first saw it.
+pub(crate) fn forward<T: Element, S: Data<Elem = T>>(op: &'static str, value: &ArrayBase<S, IxDyn>, inputs: &[&crate::Tensor<T>]) {
     if let Some(v) = non_finite(value) {
+        let carried = inputs.iter().enumerate().find_map(|(k, x)| non_finite(&x.value()).map(|w| (k, w)));
+        let phase = match carried {
+            Some((k, w)) => format!(
+                "forward output, from input {k}, which already held {w} when it came in (data, or a tensor made outside anomaly mode)"
+            ),
+            None => "forward output".into(),
+        };
         FIRST.with(|first| {
-            first.borrow_mut().get_or_insert_with(|| Error::Anomaly {
-                op,
-                phase: "forward output".into(),
-                value: v,
-                origin: origin(&Backtrace::force_capture()),
-            });
+            first.borrow_mut().get_or_insert_with(|| Error::Anomaly { op, phase, value: v, origin: origin(&Backtrace::force_capture()) });
         });
     }
 }

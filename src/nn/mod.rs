@@ -282,3 +282,40 @@ impl Mode {
 pub(crate) fn prefixed<P>(prefix: &str, entries: Vec<(String, P)>) -> Vec<(String, P)> {
     entries.into_iter().map(|(name, p)| (format!("{prefix}.{name}"), p)).collect()
 }
+
+/// A table of a module's parameters and buffers: name, shape and element count, then the
+/// totals (PyTorch users print the module, or `torchinfo`'s summary).
+///
+/// ```
+/// use nabla::prelude::*;
+/// let mut rng = nabla::rng(0);
+/// let model: nn::Sequential = nn::Sequential::new().push(nn::Linear::new(4, 8, &mut rng)).push(nn::Relu).push(nn::Linear::new(8, 2, &mut rng));
+/// let table = nn::summary(&model);
+/// assert!(table.contains("0.weight"));
+/// assert!(table.ends_with("58 parameters (58 trainable), 0 buffer elements\n"));
+/// ```
+pub fn summary<T: Element>(module: &dyn Module<T>) -> String {
+    let params = module.named_parameters();
+    let buffers = module.named_buffers();
+    let rows: Vec<(String, Vec<usize>, usize, &str)> = params
+        .iter()
+        .map(|(n, p)| (n.clone(), p.shape(), p.numel(), if p.is_frozen() { "frozen" } else { "" }))
+        .chain(buffers.iter().map(|(n, b)| {
+            let shape = b.shape();
+            let count = shape.iter().product();
+            (n.clone(), shape, count, "buffer")
+        }))
+        .collect();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+    let mut out = format!("{:width$}  {:>16}  {:>10}\n", "name", "shape", "elements");
+    for (name, shape, count, note) in &rows {
+        let shape = format!("{shape:?}");
+        out += format!("{name:width$}  {shape:>16}  {count:>10}  {note}").trim_end();
+        out.push('\n');
+    }
+    let total: usize = params.iter().map(|(_, p)| p.numel()).sum();
+    let trainable: usize = params.iter().filter(|(_, p)| !p.is_frozen()).map(|(_, p)| p.numel()).sum();
+    let buffered: usize = rows.iter().filter(|r| r.3 == "buffer").map(|r| r.2).sum();
+    out += &format!("{total} parameters ({trainable} trainable), {buffered} buffer elements\n");
+    out
+}

@@ -71,7 +71,7 @@ impl<T: Element> Tensor<T> {
         let anomaly = crate::autograd::anomaly::enabled();
         let rule = if anomaly {
             let rule = rule();
-            crate::autograd::anomaly::forward(rule.name(), &value);
+            crate::autograd::anomaly::forward(rule.name(), &value, inputs);
             Some(rule)
         } else if records {
             Some(rule())

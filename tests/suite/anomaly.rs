@@ -55,3 +55,19 @@ fn finite_computations_pass_through_anomaly_mode_unchanged() {
     let err = detect_anomaly(|| x.reshape(&[3])).unwrap_err();
     assert!(err.to_string().contains("reshape"), "ordinary errors pass through: {err}");
 }
+
+/// A NaN in the user's input is not the first op's doing: the message says the input
+/// already held it (it once blamed `matmul` alone).
+#[test]
+fn a_nan_in_the_data_is_blamed_on_the_data() {
+    let x = Tensor::<f64>::from_vec(vec![1.0, f64::NAN], &[1, 2]).unwrap();
+    let w = Tensor::<f64>::ones(&[2, 3]).requires_grad_(true);
+    let err = detect_anomaly(|| x.matmul(&w)?.sum().backward()).unwrap_err();
+    match &err {
+        nabla::Error::Anomaly { op, phase, .. } => {
+            assert_eq!(*op, "matmul");
+            assert!(phase.starts_with("forward output, from input 0, which already held NaN when it came in"), "{err}");
+        }
+        other => panic!("expected an anomaly, got {other}"),
+    }
+}

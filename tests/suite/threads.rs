@@ -78,3 +78,13 @@ fn data_parallel_gradients_equal_one_big_batch() {
         assert!(err < 1e-12, "parameter {i}: relative difference {err:e}");
     }
 }
+
+/// Once the pool runs (this binary's other tests start it, and so does asking for its
+/// size), its size cannot change: `set_num_threads` says so instead of doing nothing.
+#[test]
+fn set_num_threads_after_the_pool_started_is_refused_by_name() {
+    let running = nabla::num_threads();
+    let err = nabla::set_num_threads(running + 1).unwrap_err().to_string();
+    assert_eq!(err, format!("set_num_threads: the thread pool is running with {running} threads already; set them before the first op"));
+    assert_eq!(nabla::set_num_threads(0).unwrap_err().to_string(), "set_num_threads: 0 threads: at least 1");
+}
