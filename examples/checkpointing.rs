@@ -118,7 +118,9 @@ fn main() -> nabla::Result<()> {
     let x = Tensor::randn(&[batch, width], &mut nabla::rng(1));
     let sqrt_k = (depth as f64).sqrt().round() as usize;
     println!("{depth} blocks of Linear({width}, {width}) + tanh, batch {batch}");
-    println!("| checkpoint every | graph after forward (MiB) | peak of the step (MiB) | peak beyond the gradients (MiB) | step (ms) | time vs storing |");
+    println!(
+        "| checkpoint every | graph after forward (MiB) | peak of the step (MiB) | peak beyond the gradients (MiB) | step (ms) | time vs storing |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let variants = [None, Some(1), Some(4), Some(sqrt_k)];
     let costs = measure(&net, &x, &variants, steps)?;

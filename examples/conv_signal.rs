@@ -10,8 +10,8 @@
 
 mod common;
 
-use nabla::nn::functional::{mse_loss, Reduction};
-use nabla::ops::{receptive_field, Conv1dConfig};
+use nabla::nn::functional::{Reduction, mse_loss};
+use nabla::ops::{Conv1dConfig, receptive_field};
 use nabla::prelude::*;
 use rand::Rng;
 

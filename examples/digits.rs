@@ -20,7 +20,7 @@ fn accuracy(model: &nn::Sequential, x: &Tensor, y: &ndarray::ArrayD<usize>) -> n
         .rows()
         .into_iter()
         .zip(y.iter())
-        .filter(|(row, &label)| row.iter().enumerate().fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0 == label)
+        .filter(|&(ref row, &label)| row.iter().enumerate().fold((0, f32::MIN), |b, (k, &v)| if v > b.1 { (k, v) } else { b }).0 == label)
         .count();
     Ok(correct as f64 / y.len() as f64)
 }

@@ -14,7 +14,7 @@
 mod common;
 
 use nabla::ebm::{self, Inference};
-use nabla::nn::functional::{mse_loss, Reduction};
+use nabla::nn::functional::{Reduction, mse_loss};
 use nabla::prelude::*;
 use rand::Rng;
 

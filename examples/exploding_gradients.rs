@@ -17,7 +17,7 @@
 
 mod common;
 
-use nabla::nn::functional::{mse_loss, Reduction};
+use nabla::nn::functional::{Reduction, mse_loss};
 use nabla::prelude::*;
 
 const STEPS: usize = 60;

@@ -31,7 +31,7 @@ fn accuracy(x: &Tensor, y: &ndarray::ArrayD<usize>, prototypes: &Tensor) -> nabl
         .rows()
         .into_iter()
         .zip(y.iter())
-        .filter(|(row, &label)| {
+        .filter(|&(ref row, &label)| {
             row.iter().enumerate().fold((0, f32::MAX), |b, (k, &v)| if v < b.1 { (k, v) } else { b }).0 / PER_CLASS == label
         })
         .count();

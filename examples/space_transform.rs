@@ -63,7 +63,7 @@ fn linear_baseline(x: &Tensor, y: &ndarray::ArrayD<usize>, steps: usize) -> nabl
         opt.step(&loss.backward()?)?;
     }
     let logits = nabla::no_grad(|| linear.forward(x))?.to_vec();
-    let correct = logits.chunks(2).zip(y.iter()).filter(|(l, &c)| usize::from(l[1] > l[0]) == c).count();
+    let correct = logits.chunks(2).zip(y.iter()).filter(|&(l, &c)| usize::from(l[1] > l[0]) == c).count();
     Ok(100.0 * correct as f64 / y.len() as f64)
 }
 
@@ -94,7 +94,7 @@ fn main() -> nabla::Result<()> {
 
     let trace = nabla::no_grad(|| model.forward_trace(&x))?;
     let logits = trace.last().expect("layers").to_vec();
-    let correct = logits.chunks(2).zip(y.iter()).filter(|(l, &c)| usize::from(l[1] > l[0]) == c).count();
+    let correct = logits.chunks(2).zip(y.iter()).filter(|&(l, &c)| usize::from(l[1] > l[0]) == c).count();
     let accuracy = 100.0 * correct as f64 / y.len() as f64;
     println!(
         "training accuracy {accuracy:.1}% (target: >= 95%; a linear classifier on the raw moons: {:.1}%)",

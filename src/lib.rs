@@ -47,7 +47,7 @@ pub use ndarray;
 /// shuffles) with the same version nabla uses.
 pub use rand;
 
-pub use autograd::{grad, no_grad, Gradients};
+pub use autograd::{Gradients, grad, no_grad};
 pub use error::{Error, Result};
 pub use ops::where_;
 pub use tensor::{Creation, Element, Tensor};
@@ -71,7 +71,7 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 /// after, so call this first thing in `main`; later it is an `Err` naming the running
 /// count. The environment variable `RAYON_NUM_THREADS` does the same from outside.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// nabla::set_num_threads(1)?;
 /// assert_eq!(nabla::num_threads(), 1);
 /// assert!(nabla::set_num_threads(2).is_err());   // running already
@@ -101,7 +101,7 @@ pub struct ReadmeDoctests;
 
 /// What most programs need: `use nabla::prelude::*;`.
 pub mod prelude {
-    pub use crate::autograd::{no_grad, Gradients};
+    pub use crate::autograd::{Gradients, no_grad};
     pub use crate::error::{Error, Result};
     pub use crate::nn::Module;
     pub use crate::optim::Optimizer;

@@ -18,13 +18,17 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 // observe sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        System.alloc(layout)
+        unsafe {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+            System.alloc(layout)
+        }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
+        unsafe {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            System.dealloc(ptr, layout)
+        }
     }
 }
 
@@ -59,7 +63,11 @@ fn hostile_files_are_refused_within_their_size_and_change_nothing() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty file", vec![], "fewer than"),
         ("shorter than the size prefix", vec![1, 2, 3], "fewer than"),
-        ("declared header of 2^64 - 1 bytes", huge_header, "not a safetensors file: its first 8 bytes declare a header of 18446744073709551615 bytes"),
+        (
+            "declared header of 2^64 - 1 bytes",
+            huge_header,
+            "not a safetensors file: its first 8 bytes declare a header of 18446744073709551615 bytes",
+        ),
         ("header running past the end", header_past_end, "a header of 10000 bytes in a file of"),
         // The size prefix of a text file is its first 8 characters read as a little-endian
         // u64: "weight,b" is 7074157106452587895.

@@ -6,9 +6,9 @@
 //! `cargo test --release --test long_run -- --ignored`.
 
 use nabla::autograd::memory;
-use nabla::nn::{functional::cross_entropy, Conv2d, Linear, Module};
+use nabla::nn::{Conv2d, Linear, Module, functional::cross_entropy};
 use nabla::ops::{Conv2dConfig, Pool2dConfig};
-use nabla::optim::{clip_grad_norm, Adam, Optimizer};
+use nabla::optim::{Adam, Optimizer, clip_grad_norm};
 use nabla::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 

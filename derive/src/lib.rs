@@ -4,7 +4,7 @@
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
 use quote::{format_ident, quote};
-use syn::{parse_macro_input, Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, Type};
+use syn::{Data, DeriveInput, Fields, GenericArgument, Ident, PathArguments, Type, parse_macro_input};
 
 /// Implements `nabla::nn::Module` for a struct whose fields are modules, `Param`s,
 /// `Buffer`s, or `Vec`s and `Option`s of them: parameters and buffers get PyTorch's dotted

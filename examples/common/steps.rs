@@ -2,13 +2,13 @@
 //! for `examples/workloads.rs` and the criterion benches (`benches/ops.rs` includes this
 //! file by path).
 
-use nabla::nn::functional::{cross_entropy, mse_loss, Reduction};
+use nabla::nn::functional::{Reduction, cross_entropy, mse_loss};
 use nabla::ops::Conv2dConfig;
 use nabla::prelude::*;
 use rand::Rng;
 
 /// W1: MLP 784-512-256-10, ReLU, cross-entropy, SGD lr 0.01, batch 128.
-pub fn w1(rng: &mut impl Rng) -> impl FnMut() {
+pub fn w1<R: Rng>(rng: &mut R) -> impl FnMut() + use<R> {
     let model = nn::Sequential::new()
         .push(nn::Linear::new(784, 512, rng))
         .push(nn::Relu)
@@ -20,7 +20,7 @@ pub fn w1(rng: &mut impl Rng) -> impl FnMut() {
 
 /// W2: conv 1→32, ReLU, max pool, conv 32→64, ReLU, max pool, linear 3136→128, ReLU,
 /// linear 128→10; cross-entropy, SGD, batch 64 of 1×28×28.
-pub fn w2(rng: &mut impl Rng) -> impl FnMut() {
+pub fn w2<R: Rng>(rng: &mut R) -> impl FnMut() + use<R> {
     let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
     let model = nn::Sequential::new()
         .push(nn::Conv2d::new(1, 32, [3, 3], pad1, true, rng).expect("valid config"))
@@ -37,7 +37,7 @@ pub fn w2(rng: &mut impl Rng) -> impl FnMut() {
 }
 
 /// W4: MLP 2-16-16-1, tanh, MSE, SGD lr 0.01, batch 8.
-pub fn w4(rng: &mut impl Rng) -> impl FnMut() {
+pub fn w4<R: Rng>(rng: &mut R) -> impl FnMut() + use<R> {
     let model = nn::Sequential::new()
         .push(nn::Linear::new(2, 16, rng))
         .push(nn::Tanh)
@@ -66,7 +66,7 @@ fn classification_step(model: nn::Sequential, x: Tensor) -> impl FnMut() {
 /// W3: LSTM language model — embedding 100→64, one-layer LSTM 64→256 (batch first),
 /// linear 256→100 at every step; cross-entropy over all 32·35 positions, gradient norm
 /// clipped to 1.0, SGD lr 0.01.
-pub fn w3(rng: &mut impl Rng) -> impl FnMut() {
+pub fn w3<R: Rng>(rng: &mut R) -> impl FnMut() + use<R> {
     let (vocab, batch, steps) = (100, 32, 35);
     let emb: nn::Embedding = nn::Embedding::new(vocab, 64, rng);
     let lstm: nn::Lstm = nn::Lstm::with_options(64, 256, nn::RecurrentOptions::default().batch_first(true), rng).expect("valid options");

@@ -5,7 +5,7 @@
 //!
 //! # Recomputing versus storing
 //!
-//! From `cargo run --release --example checkpointing` (Zen 4 EPYC; memory is the values of
+//! From `cargo run --release --example checkpointing` (memory is the values of
 //! live tensors, `autograd::memory`, above the parameters and input; step time the median of
 //! 9 training steps, the variants taking turns). 32 blocks of `Linear(1024, 1024) + tanh`,
 //! batch 64, SGD:

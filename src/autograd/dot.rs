@@ -30,7 +30,9 @@ impl<T: Element> Tensor<T> {
     /// the input, the loss), shown above their shapes.
     pub fn to_dot_named(&self, names: &[(&Tensor<T>, &str)]) -> String {
         let names: HashMap<usize, &str> = names.iter().map(|(t, n)| (t.id(), *n)).collect();
-        let mut out = String::from("digraph nabla {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=Helvetica];\n  edge [fontname=Helvetica, fontsize=10];\n");
+        let mut out = String::from(
+            "digraph nabla {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fillcolor=white, fontname=Helvetica];\n  edge [fontname=Helvetica, fontsize=10];\n",
+        );
         let (mut seen, mut stack) = (HashSet::new(), vec![self.clone()]);
         let mut nodes = Vec::new();
         while let Some(t) = stack.pop() {

@@ -47,7 +47,7 @@ impl<F> Rule<F> {
     /// Says that the closure cannot be differentiated again (it works on raw arrays, or
     /// calls something no tensor op can differentiate): a backward pass with
     /// `create_graph` through the op is then an `Err` naming it, never a silent zero.
-    /// First-order gradients are unaffected, and [`gradcheck`](super::gradcheck) still
+    /// First-order gradients are unaffected, and [`gradcheck`](super::gradcheck()) still
     /// checks them.
     pub fn first_order(mut self) -> Self {
         self.first_order = true;

@@ -1,6 +1,6 @@
 //! Finite-difference checks of backward rules, in f64.
 
-use super::backward::{grad, NOT_DIFFERENTIABLE};
+use super::backward::{NOT_DIFFERENTIABLE, grad};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Tensor};
 

@@ -6,14 +6,14 @@
 //! as PyTorch's saved tensors do: an op whose rule reads neither an input nor that input's
 //! own output (a convolution's result feeding a ReLU, which reads its output) records a
 //! *shadow* of it — the same core without the value — so the value is freed as soon as the
-//! caller drops the tensor. On W2 that is the two convolutions' outputs, 9.6 MB of its
-//! forward pass.
+//! caller drops the tensor. In a CNN those are the convolutions' outputs, most of the
+//! forward pass's memory.
 
 use super::Backward;
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArcArray, IxDyn};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
@@ -85,10 +85,10 @@ impl<T: Element> Drop for Core<T> {
             let Some(node) = Arc::into_inner(tensor.node) else { continue };
             let Node { value, core } = node;
             drop(value);
-            if let Some(mut core) = Arc::into_inner(core) {
-                if let Some(inner) = core.grad_fn.take() {
-                    pending.extend(inner.inputs);
-                }
+            if let Some(mut core) = Arc::into_inner(core)
+                && let Some(inner) = core.grad_fn.take()
+            {
+                pending.extend(inner.inputs);
             }
         }
     }

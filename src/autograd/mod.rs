@@ -19,11 +19,11 @@ pub mod memory;
 mod mode;
 
 pub use anomaly::detect_anomaly;
-pub use backward::{grad, Gradients};
+pub use backward::{Gradients, grad};
 pub use checkpoint::checkpoint;
 pub(crate) use checkpoint::note_inputs;
-pub use function::{rule, Backward, Rule};
-pub use gradcheck::{gradcheck, gradgradcheck, GradcheckOptions};
+pub use function::{Backward, Rule, rule};
+pub use gradcheck::{GradcheckOptions, gradcheck, gradgradcheck};
 pub use graph::GraphNode;
 pub use hooks::HookHandle;
 pub use mode::{enable_grad, is_grad_enabled, no_grad, set_grad_enabled};

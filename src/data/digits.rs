@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use ndarray::{ArrayD, IxDyn};
-use rand::seq::SliceRandom;
 use rand::Rng;
+use rand::seq::SliceRandom;
 use std::io::Read;
 
 /// The compressed CSV, 57 KB: 1,797 rows of 64 pixel values (0..16) and a label.

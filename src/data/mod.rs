@@ -17,12 +17,12 @@
 
 mod digits;
 
-pub use digits::{digits, Digits, Split};
+pub use digits::{Digits, Split, digits};
 
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, Axis};
-use rand::seq::SliceRandom;
 use rand::Rng;
+use rand::seq::SliceRandom;
 
 /// Something with one row per sample that batches can be cut from.
 pub trait Rows: Sized {

@@ -33,7 +33,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::nn::{functional, Param, Reduction};
+use crate::nn::{Param, Reduction, functional};
 use crate::optim::{Adam, Optimizer, Sgd};
 use crate::tensor::{Creation, Element, Tensor};
 

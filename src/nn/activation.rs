@@ -1,7 +1,7 @@
 //! Activations and dropout as modules: Relu, RRelu, PRelu, Softplus, LeakyRelu, Sigmoid,
 //! Tanh, Softmax, LogSoftmax, Dropout.
 
-use super::{functional, Mode, Module, Param};
+use super::{Mode, Module, Param, functional};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
 use rand::rngs::StdRng;
@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use std::sync::Mutex;
 
 macro_rules! stateless_activation {
-    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident, |$x:ident| $body:expr_2021) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default)]
         pub struct $name;

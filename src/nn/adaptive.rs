@@ -2,7 +2,7 @@
 //! classes get a full softmax in the head, rare ones live in clusters reached through one
 //! head entry each, with smaller projections.
 
-use super::{prefixed, Linear, Module, Param};
+use super::{Linear, Module, Param, prefixed};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{ArrayD, IxDyn};

@@ -3,7 +3,7 @@
 //! gradient comes from the ops' rules).
 
 use super::init::xavier_uniform;
-use super::{functional, prefixed, Linear, Mode, Module, Param};
+use super::{Linear, Mode, Module, Param, functional, prefixed};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{ArrayD, IxDyn};

@@ -82,10 +82,10 @@ impl<T: Element> Buffer<T> {
                 format!("value of shape {:?} for a buffer of shape {:?}", value.shape(), current.shape()),
             ));
         }
-        if self.integer {
-            if let Some(v) = value.iter().find(|v| v.fract() != T::zero()) {
-                return Err(Error::invalid("Buffer::set", format!("{v} for an integer buffer")));
-            }
+        if self.integer
+            && let Some(v) = value.iter().find(|v| v.fract() != T::zero())
+        {
+            return Err(Error::invalid("Buffer::set", format!("{v} for an integer buffer")));
         }
         *current = value;
         Ok(())

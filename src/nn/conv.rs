@@ -1,6 +1,6 @@
 //! `Conv1d` and `Conv2d`: convolution layers with PyTorch's parameters and initialisation.
 
-use super::init::{kaiming_uniform, uniform, FanMode};
+use super::init::{FanMode, kaiming_uniform, uniform};
 use super::{Module, Param};
 use crate::error::{Error, Result};
 use crate::ops::{Conv1dConfig, Conv2dConfig};

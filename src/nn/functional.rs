@@ -154,10 +154,10 @@ fn picked_log_probs<T: Element>(
     ignore_index: Option<usize>,
 ) -> Result<(Tensor<T>, Tensor<T>)> {
     let classes = rows.shape()[1];
-    if let Some(w) = weight {
-        if w.shape() != [classes] {
-            return Err(Error::shape(op, format!("weight {:?} for {classes} classes", w.shape())));
-        }
+    if let Some(w) = weight
+        && w.shape() != [classes]
+    {
+        return Err(Error::shape(op, format!("weight {:?} for {classes} classes", w.shape())));
     }
     let class_weight = weight.map(|w| w.to_vec());
     let mut index = Vec::with_capacity(labels.len());

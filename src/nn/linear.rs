@@ -1,6 +1,6 @@
 //! `Linear`, `Identity`, `Flatten`.
 
-use super::init::{kaiming_uniform, uniform, FanMode};
+use super::init::{FanMode, kaiming_uniform, uniform};
 use super::{Module, Param};
 use crate::error::Result;
 use crate::tensor::{Element, Tensor};

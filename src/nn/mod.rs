@@ -62,7 +62,7 @@ mod state_dict;
 
 pub use activation::{Dropout, LeakyRelu, LogSoftmax, PRelu, RRelu, Relu, Sigmoid, Softmax, Softplus, Tanh};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
-pub use attention::{scaled_dot_product_attention, AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions};
+pub use attention::{AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions, scaled_dot_product_attention};
 pub use buffer::Buffer;
 pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
@@ -72,13 +72,13 @@ pub use loss::{CrossEntropyLoss, MarginRankingLoss, MseLoss, NllLoss};
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;
 pub use param::Param;
-pub use pool::{avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, Pool1d, Pool2d, PoolKind};
+pub use pool::{Pool1d, Pool2d, PoolKind, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d};
 pub use rnn::{
     CellKind, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentCell, RecurrentOptions, RecurrentOutput, Rnn, RnnCell, RnnNonlinearity,
     TruncatedBptt,
 };
 pub use sequential::Sequential;
-pub use state_dict::{load_state_dict, read_safetensors, save_state_dict, save_tensors, StateDict, StoredTensor};
+pub use state_dict::{StateDict, StoredTensor, load_state_dict, read_safetensors, save_state_dict, save_tensors};
 
 use crate::error::Result;
 use crate::tensor::{Element, Tensor};

@@ -149,11 +149,7 @@ impl<T: Element> Recurrent<T> {
     }
 
     fn directions(&self) -> usize {
-        if self.bidirectional {
-            2
-        } else {
-            1
-        }
+        if self.bidirectional { 2 } else { 1 }
     }
 
     /// The whole sequence, from the initial state `(h_0, c_0)` (zeros when `None`; `c_0`
@@ -199,14 +195,14 @@ impl<T: Element> Recurrent<T> {
         let state_shape = [self.num_layers * self.directions(), batch, h];
         let h0 = match state {
             Some((h0, _)) if h0.shape() != state_shape => {
-                return Err(Error::shape(op, format!("h_0 {:?} should be {state_shape:?}", h0.shape())))
+                return Err(Error::shape(op, format!("h_0 {:?} should be {state_shape:?}", h0.shape())));
             }
             Some((h0, _)) => h0.clone(),
             None => Tensor::<T>::zeros(&state_shape),
         };
         let c0 = match state.and_then(|(_, c)| c) {
             Some(c0) if c0.shape() != state_shape => {
-                return Err(Error::shape(op, format!("c_0 {:?} should be {state_shape:?}", c0.shape())))
+                return Err(Error::shape(op, format!("c_0 {:?} should be {state_shape:?}", c0.shape())));
             }
             Some(c0) => c0.clone(),
             None => Tensor::<T>::zeros(&state_shape),
@@ -432,11 +428,7 @@ impl<T: Element> RecurrentCell<T> {
         let xi = x.linear(&w.weight_ih.tensor(), w.bias_ih.as_ref().map(Param::tensor).as_ref())?;
         let b_hh = w.bias_hh.as_ref().map(Param::tensor);
         let (h, c) = cell_step(self.kind, self.hidden_size, &xi, &h, &c, &w.weight_hh.tensor(), b_hh.as_ref())?;
-        if unbatched {
-            Ok((h.squeeze(0)?, c.squeeze(0)?))
-        } else {
-            Ok((h, c))
-        }
+        if unbatched { Ok((h.squeeze(0)?, c.squeeze(0)?)) } else { Ok((h, c)) }
     }
 }
 
@@ -550,7 +542,7 @@ impl RecurrentOptions {
 /// underneath (reached through `Deref`, so `forward_with_state`, `init_orthogonal` and the
 /// rest are theirs), PyTorch's constructors on top.
 macro_rules! typed_recurrent {
-    ($(#[$doc:meta])* $name:ident, $torch:literal, $kind:expr, $(#[$cell_doc:meta])* $cell:ident, $torch_cell:literal) => {
+    ($(#[$doc:meta])* $name:ident, $torch:literal, $kind:expr_2021, $(#[$cell_doc:meta])* $cell:ident, $torch_cell:literal) => {
         $(#[$doc])*
         pub struct $name<T: Element = f32>(Recurrent<T>);
 

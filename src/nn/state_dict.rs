@@ -60,16 +60,16 @@ impl StateDict {
 /// size at most 100 MB and within the buffer; offsets contiguous, in bounds and matching
 /// each shape times its dtype's size, without overflow) before any tensor is touched.
 fn parse(bytes: &[u8]) -> std::result::Result<StateDict, String> {
-    if let Some(declared) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) {
-        if declared > (bytes.len() - 8) as u64 {
-            let text = bytes[..8].iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
-            let start = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).escape_debug().to_string();
-            return Err(format!(
-                "not a safetensors file: its first 8 bytes declare a header of {declared} bytes in a file of {}{}",
-                bytes.len(),
-                if text { format!(" (it begins with text: \"{start}\")") } else { String::new() }
-            ));
-        }
+    if let Some(declared) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        && declared > (bytes.len() - 8) as u64
+    {
+        let text = bytes[..8].iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(16)]).escape_debug().to_string();
+        return Err(format!(
+            "not a safetensors file: its first 8 bytes declare a header of {declared} bytes in a file of {}{}",
+            bytes.len(),
+            if text { format!(" (it begins with text: \"{start}\")") } else { String::new() }
+        ));
     }
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| describe(e, bytes.len()))?;
     let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();

@@ -185,7 +185,7 @@ tensor_operator!(Div, div, div);
 
 /// `tensor ∘ scalar` for owned and borrowed tensors: `&x * 3.0 - 1.0`.
 macro_rules! scalar_operator {
-    ($trait:ident, $method:ident, |$x:ident, $c:ident| $body:expr) => {
+    ($trait:ident, $method:ident, |$x:ident, $c:ident| $body:expr_2021) => {
         impl<T: Element> $trait<T> for &Tensor<T> {
             type Output = Tensor<T>;
             fn $method(self, $c: T) -> Tensor<T> {

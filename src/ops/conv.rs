@@ -12,7 +12,7 @@
 //! builds pixel-major rows instead (see `pixel_major_pays`), and in `f32` on AVX2 a direct
 //! kernel reads the padded input in place where it applies (see `forward_direct`).
 
-use super::kernel::{gemm, gemm_acc, gemm_set, transpose_into, ThinLhs};
+use super::kernel::{ThinLhs, gemm, gemm_acc, gemm_set, transpose_into};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
@@ -297,16 +297,14 @@ fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry, pixel_
 /// pixel-major rows are written, and the output comes out in its planes. Samples run in
 /// parallel, and a sample's output channels too when there are fewer samples than threads.
 ///
-/// Best of 40 calls of each path taking turns, one thread of a 2-vCPU Zen 3 EPYC, in a
-/// timing loop not kept in the repository: W6's forward pass (`16×64×32×32`, 64 → 64, 3×3)
-/// 14.1-15.4 ms against 15.6-17.2 through pixel-major rows and the gemm crate, its forward
-/// and backward passes 46.6-48.7 against 50.3-53.6 ms (the input gradient is a transposed
-/// convolution that runs here too); the same shapes at `28×28`, whose rows end in a masked
-/// vector, 13.3-13.4 against 12.0 ms, hence `lanes_used`.
+/// It is faster than pixel-major rows and the gemm crate where the output rows fill the
+/// vectors (`cargo bench --bench ops -- w6_conv` covers a 32-wide image), and slower where
+/// rows end in a mostly empty masked vector (`-- w2_cnn_step`'s 28- and 14-wide ones),
+/// hence `lanes_used`.
 fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD<T>> {
     use crate::tensor::pool;
     // The kernel's vectors are 8 pixels of an output row: an output whose rows leave more
-    // than a sixteenth of their lanes idle (14 or 28 pixels wide, as W2's) runs slower here
+    // than a sixteenth of their lanes idle (14 or 28 pixels wide, say) runs slower here
     // than through the gemm crate.
     let lanes_used = g.ow * 16 >= g.ow.next_multiple_of(8) * 15;
     if !lanes_used || g.cfg.stride[1] != 1 || g.n * g.o * g.col_cols() * g.h * g.w * g.col_rows() == 0 {
@@ -510,13 +508,10 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
 /// With stride 1, `dL/dx` is itself a convolution: of `gy`, padded by `d(k - 1) - p`, with
 /// the kernel flipped in space and its in and out channels swapped within each group
 /// (`w'[c, o, i, j] = w[o, c, kh-1-i, kw-1-j]`). Run through the forward pass's pixel-major
-/// rows, its product has inner dim `kh·kw·O/g` instead of `O/g`: on W6's shapes the gemm
-/// crate runs `R Wᵀ` at 85 GFLOP/s against 63 for `Wᵀ gy` (one thread of a Zen 3 EPYC,
-/// `cargo bench --bench ops -- conv_gemm_shapes`, `forward_rows_wt` against
-/// `input_grad_wt_gy`), and no column matrix is added back pixel by pixel. W6's whole input
-/// gradient, best of 12 calls of each kernel taking turns on that machine, in a timing loop
-/// not kept in the repository (no bench compares the two paths): 18.3 → 17.3 ms
-/// on one thread, 9.2 → 8.9 ms on two (the rows cost copies the columns did not). The flipped
+/// rows, its product has inner dim `kh·kw·O/g` instead of `O/g`, which the gemm crate runs
+/// faster (`cargo bench --bench ops -- conv_gemm_shapes`, `forward_rows_wt` against
+/// `input_grad_wt_gy`), and no column matrix is added back pixel by pixel; the rows cost
+/// copies the columns did not, so the whole gain is smaller than the product's. The flipped
 /// kernel and the transposed convolution's geometry, where that applies: stride 1, padding
 /// at most `d(k - 1)` and at least [`PIXEL_MAJOR_MIN_CHANNELS`] output channels per group.
 fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<(Tensor<T>, Geometry)> {
@@ -555,8 +550,7 @@ fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<
 ///
 /// With many channels per group (as for the forward pass, [`pixel_major_pays`]) it is
 /// `Σ_n gy_n R_n` with the pixel-major rows `R_n (oh·ow, kh·kw·C/g)`, a product the `gemm`
-/// crate runs about 15% faster than the column form on W6's shapes (102.5 against 89.2
-/// GFLOP/s on one thread of a Zen 4 EPYC: `cargo bench --bench ops -- conv_gemm`,
+/// crate runs faster than the column form (`cargo bench --bench ops -- conv_gemm`,
 /// `weight_grad_gy_rows` against `weight_grad_cols_gyt`), and the sum comes out
 /// tap-major, reordered once at the end. Otherwise it is computed
 /// transposed, `Σ_n colsₙ gy_nᵀ`, which runs about 1.5× faster than `gy colsᵀ` (the
@@ -647,13 +641,7 @@ fn geometry_shown(op: &'static str, x: &[usize], w: &[usize], cfg: Conv2dConfig,
         }
         s
     };
-    let pair = |p: [usize; 2]| -> Vec<usize> {
-        if one_d {
-            vec![p[1]]
-        } else {
-            p.to_vec()
-        }
-    };
+    let pair = |p: [usize; 2]| -> Vec<usize> { if one_d { vec![p[1]] } else { p.to_vec() } };
     let (xs, ws) = (shape(x), shape(w));
     if x.len() != 4 || w.len() != 4 {
         return Err(Error::shape(op, format!("input {xs:?} and weight {ws:?} must be (N, C, H, W) and (O, C/groups, kh, kw)")));

@@ -42,8 +42,8 @@ impl<T: Element> Tensor<T> {
         let mut shape = self.shape().to_vec();
         shape[d] = index.len();
         // A copy of `inner` contiguous elements per (outer, index) pair: ndarray's `select`
-        // on a dynamic-rank array walks each slice through a heap-allocated index (an
-        // embedding lookup of 1120 rows of 64 took 0.34 ms, in W3).
+        // on a dynamic-rank array walks each slice through a heap-allocated index, which
+        // costs more than the copy for an embedding lookup's short rows.
         let mut out = Vec::with_capacity(outer * index.len() * inner);
         let src = source.as_slice().expect("standard layout");
         for o in 0..outer {
@@ -172,19 +172,11 @@ pub(crate) struct PlaneIndex {
 
 impl PlaneIndex {
     fn len_per_plane(&self, planes: usize) -> usize {
-        if self.per_plane {
-            self.indices.len() / planes.max(1)
-        } else {
-            self.indices.len()
-        }
+        if self.per_plane { self.indices.len() / planes.max(1) } else { self.indices.len() }
     }
     fn of_plane(&self, p: usize, planes: usize) -> &[u32] {
         let m = self.len_per_plane(planes);
-        if self.per_plane {
-            &self.indices[p * m..(p + 1) * m]
-        } else {
-            &self.indices
-        }
+        if self.per_plane { &self.indices[p * m..(p + 1) * m] } else { &self.indices }
     }
 }
 

@@ -209,11 +209,9 @@ pub(crate) fn prefetch_rows<T>(a: &ArrayView2<'_, T>, rows: impl Iterator<Item =
 /// or AVX2) or a local copy; the edges that fill no tile by ndarray's `assign`.
 ///
 /// Walking one side across its rows element by element (ndarray's `assign` from a
-/// transposed view, as all of it went before) crosses rows 4 KiB apart in W6's `(64, 1024)`
-/// planes, which evict each other from the L1 cache: it was 17% of
-/// `perf record target/release/examples/workloads w6 1`, and W6's forward pass on one
-/// thread took 20–22 ms with it against 14.5 ms with the tiles (`workloads w6 1` of the
-/// two builds taking turns, Zen 4 EPYC).
+/// transposed view) crosses rows a plane's width apart, 4 KiB for a 32 × 32 image of
+/// `f32`, and such rows evict each other from the L1 cache; a convolution's transposes
+/// then cost as much as its product (`cargo bench --bench ops -- w6_conv`).
 pub(crate) fn transpose_into<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_, T>) {
     transpose_by(TileKernel::for_type::<T>(), src, dst);
 }
@@ -363,20 +361,12 @@ unsafe fn tile_avx2(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
         let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add((bi + i) * ss + bj)) });
         let t: [__m256; 8] = std::array::from_fn(|i| {
             let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
-            if i % 2 == 0 {
-                _mm256_unpacklo_ps(a, b)
-            } else {
-                _mm256_unpackhi_ps(a, b)
-            }
+            if i % 2 == 0 { _mm256_unpacklo_ps(a, b) } else { _mm256_unpackhi_ps(a, b) }
         });
         let u: [__m256; 8] = std::array::from_fn(|i| {
             let (q, k) = (i / 4, i % 4);
             let (a, b) = (t[4 * q + k / 2], t[4 * q + 2 + k / 2]);
-            if k % 2 == 0 {
-                _mm256_shuffle_ps::<0x44>(a, b)
-            } else {
-                _mm256_shuffle_ps::<0xEE>(a, b)
-            }
+            if k % 2 == 0 { _mm256_shuffle_ps::<0x44>(a, b) } else { _mm256_shuffle_ps::<0xEE>(a, b) }
         });
         for j in 0..8 {
             let v = if j < 4 { _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]) } else { _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j]) };
@@ -556,10 +546,8 @@ unsafe fn real_gemm<T: Element>(
 /// The split is ours, not the gemm crate's (`Parallelism::Rayon`): the longer side of the
 /// output is cut into one block per thread and each block is a single-threaded product,
 /// so the threads meet once per product instead of at every step of gemm's blocking loop.
-/// On a 2-vCPU AMD EPYC (Zen 3, AVX2), `RAYON_NUM_THREADS=2 cargo bench --bench ops --
-/// gemm_split`: W3's recurrent weight gradient `1024×1120 · 1120×256` at 126 GFLOP/s
-/// against 113 for gemm's own split, W5's `1024³` at 105 against 100, and the same 58 for
-/// `64×1024 · 1024×1120`. A product with few rows (a recurrent step's batch, `W_ihᵀ dz`) is
+/// `RAYON_NUM_THREADS=2 cargo bench --bench ops -- gemm_split` compares the two on a
+/// recurrent layer's weight gradient, its input gradient and `1024³`. A product with few rows (a recurrent step's batch, `W_ihᵀ dz`) is
 /// cut by columns, since a split by rows would leave it on one thread.
 ///
 /// # Safety
@@ -622,12 +610,10 @@ unsafe fn product<T: Element>(
     });
 }
 
-/// The bytes of `a` that one call of [`ThinLhs::shifted`] is best given. W6's forward
-/// pass (`a` 66 × 576) on one thread of a 2-vCPU Zen 3 EPYC, best of 15-40 calls in a
-/// timing loop not kept in the repository, with the kernel as it is: 16 KiB 15.2-15.5 ms,
-/// 40 KiB 15.0-15.3, 64 KiB 14.1-15.4, 128 KiB 15.7-19.5, the whole of k at once 16.8;
-/// before its masked tail became a type parameter: 4 KiB 27.7, 8 KiB 16.5, 16 KiB 15.9,
-/// 32 KiB 15.5, the whole of k 15.8.
+/// The bytes of `a` that one call of [`ThinLhs::shifted`] is best given: a chunk that
+/// stays in L2 while the call sweeps the input, large enough that the per-call overhead
+/// does not show. The convolution's forward pass (`cargo bench --bench ops -- w6_conv`)
+/// was flat from 16 to 64 KiB and slower above.
 const SHIFTED_CHUNK_BYTES: usize = 64 << 10;
 
 /// The rows of a thin product's left operand in a kernel's panels.
@@ -647,11 +633,9 @@ const PANEL: usize = 6;
 /// columns are `N` elements apart here); a width that is not a multiple of 8 ends in
 /// masked loads and stores. Elsewhere, and for products the kernel does not take (one
 /// column, rows not contiguous), `a` is held as a row-major matrix for the gemm crate's
-/// product. Measured best of 15 on one thread of a 2-vCPU Zen 3 EPYC, in a timing loop not
-/// kept in the repository (the type is crate-private, out of the benches' reach), `512×256` times
-/// `256×N`, in GFLOP/s (kernel / gemm): N = 1: 6 / 23; 2: 14 / 10; 7: 57 / 41; 12: 67 / 64;
-/// 24: 86 / 72; 32: 96 / 92. On AVX-512 the gemm crate's 512-bit kernels are kept: this
-/// kernel was measured on an AVX2 machine only. Either buffer comes from the pool and goes
+/// product, which is also faster for a single column. On AVX-512 the gemm crate's 512-bit
+/// kernels are kept: this kernel has no AVX-512 form yet. The recurrent layer's benches
+/// (`cargo bench --bench ops -- lstm_layer`) measure it in use. Either buffer comes from the pool and goes
 /// back to it when the `ThinLhs` is dropped: fresh, it would cost a page fault per 4 KiB
 /// at every layer call.
 pub(crate) struct ThinLhs<T: Element> {
@@ -686,9 +670,8 @@ impl<T: Element> ThinLhs<T> {
         let sub = w.slice(ndarray::s![.., columns.clone()]);
         let pack = |panel: &mut [T], first: usize, count: usize| {
             // A column of the panel is `count` neighbours in a row of `w`: copied as one
-            // run where the row is contiguous (element by element through ndarray's
-            // checked indexing, this pack was 3% of the `perf record -e cpu-clock` samples
-            // of `workloads w3 1` on a 2-vCPU Zen 3 EPYC).
+            // run where the row is contiguous (element by element, ndarray's checked
+            // indexing costs more than the copy).
             for (column, &r) in panel.chunks_exact_mut(PANEL).zip(picks) {
                 let row = sub.row(r);
                 match row.as_slice() {
@@ -834,9 +817,9 @@ impl<T: Element> ThinLhs<T> {
     /// `dst[r, ..] = from[picks[r], ..] + (a[.., ks] b)[r, ..]`: [`ThinLhs::acc`] onto rows
     /// of another matrix, which the kernel reads where it writes each block of `dst` (a
     /// recurrent step's input projection, whose rows are far apart: copied into `dst`
-    /// first, they were 1.85% of the samples of `perf record -e cpu-clock` on `workloads w3
-    /// 1`, their cache misses not hidden by a prefetch before the product, which streams
-    /// `a` through the cache; the kernel asks for each panel's rows one panel ahead).
+    /// first, their cache misses are not hidden by a prefetch before the product, which
+    /// streams `a` through the cache; the kernel asks for each panel's rows one panel
+    /// ahead).
     pub(crate) fn acc_onto(
         &self,
         dst: &mut ArrayViewMut2<'_, T>,
@@ -1038,7 +1021,7 @@ unsafe fn thin_avx2(
     n: usize,
     start: Start<'_>,
 ) {
-    use std::arch::x86_64::{_mm256_setr_epi32, _mm_prefetch, _MM_HINT_T0};
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch, _mm256_setr_epi32};
     let ask = |rows: &[usize], base: *const f32| {
         for &offset in rows {
             let row = base.wrapping_add(offset).cast::<i8>();
@@ -1114,27 +1097,13 @@ unsafe fn thin_block<const V: usize, const MASKED: bool, B: RhsRows>(
 ) {
     use std::arch::x86_64::*;
     // SAFETY (both): the lanes read or written are valid (the caller's contract).
-    let load = |at: *const f32, v: usize| unsafe {
-        if MASKED && v == V - 1 {
-            _mm256_maskload_ps(at, mask)
-        } else {
-            _mm256_loadu_ps(at)
-        }
-    };
+    let load = |at: *const f32, v: usize| unsafe { if MASKED && v == V - 1 { _mm256_maskload_ps(at, mask) } else { _mm256_loadu_ps(at) } };
     let store = |at: *mut f32, v: usize, x: __m256| unsafe {
-        if MASKED && v == V - 1 {
-            _mm256_maskstore_ps(at, mask, x)
-        } else {
-            _mm256_storeu_ps(at, x)
-        }
+        if MASKED && v == V - 1 { _mm256_maskstore_ps(at, mask, x) } else { _mm256_storeu_ps(at, x) }
     };
     // SAFETY: as `load`; with READ_PAST, every lane of b's rows is readable.
     let load_b = |at: *const f32, v: usize| unsafe {
-        if MASKED && v == V - 1 && !B::READ_PAST {
-            _mm256_maskload_ps(at, mask)
-        } else {
-            _mm256_loadu_ps(at)
-        }
+        if MASKED && v == V - 1 && !B::READ_PAST { _mm256_maskload_ps(at, mask) } else { _mm256_loadu_ps(at) }
     };
     let mut sums = [[_mm256_setzero_ps(); V]; PANEL];
     // Row kk of b for each column kk of the panel (the caller's contract).

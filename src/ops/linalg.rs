@@ -124,10 +124,10 @@ impl<T: Element> Tensor<T> {
                 format!("input {:?} does not end in in_features {in_features} of weight {:?}", self.shape(), weight.shape()),
             ));
         }
-        if let Some(b) = bias {
-            if b.shape() != [out_features] {
-                return Err(Error::shape("linear", format!("bias {:?} is not [out_features] = [{out_features}]", b.shape())));
-            }
+        if let Some(b) = bias
+            && b.shape() != [out_features]
+        {
+            return Err(Error::shape("linear", format!("bias {:?} is not [out_features] = [{out_features}]", b.shape())));
         }
         Ok(linear_op(self, weight, bias))
     }

@@ -11,10 +11,10 @@
 //! rebuilds the layer from tensor ops ([`lstm_composed`], the fused op's test oracle) and
 //! differentiates that, so gradients of gradients stay exact.
 
-use super::kernel::{gemm, gemm_acc, prefetch_rows, run_widest, transpose_into, Body, ThinLhs};
+use super::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
-use ndarray::{s, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3, s};
 use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -26,19 +26,17 @@ use std::sync::{Mutex, OnceLock, RwLock};
 ///
 /// Inside, the state is kept transposed, `hᵀ (H, N)`, so that a step's product is
 /// `W_hh hᵀ`: 4H rows by N columns. GEMM kernels block by rows, and with the batch as the
-/// row count (`h W_hhᵀ`, 32 rows in W3) they run at about 60% of the speed they reach on
-/// the transposed product, and cannot split it across threads. Each gate's block of the
+/// row count (`h W_hhᵀ`, a few dozen rows) they run far below the speed they reach on the
+/// transposed product (`cargo bench --bench ops -- lstm_step_product`), and cannot split
+/// it across threads. Each gate's block of the
 /// pre-activation is then one contiguous `H·N` run, so the gate arithmetic is a few flat
 /// loops; and the input projection, computed transposed by one product for all steps, is
 /// read a step at a time as `4H` runs of `N`, with no transposition. Each block's rows of
 /// `W_hh` (and of `W_hhᵀ` in backward) are held as a [`ThinLhs`], packed once per call
-/// where its kernel runs rather than by the gemm crate at every step: on a 2-vCPU Zen 3
-/// EPYC (AVX2), `RAYON_NUM_THREADS=1 cargo bench --bench ops -- lstm_layer` went from
-/// 16.8 to 15.4 ms forward and 36.9 to 33.5 ms forward + backward. Each block's is
-/// gathered straight from `W_hh` by the thread that runs the block, not copied to a
-/// reordered (or transposed) `W_hh` first on the calling thread while the others wait
-/// (W3 on two threads, `workloads w3 2` built before and after, five runs taking turns:
-/// median 31.1 → 27.0 ms).
+/// where its kernel runs rather than by the gemm crate at every step
+/// (`RAYON_NUM_THREADS=1 cargo bench --bench ops -- lstm_layer`). Each block's is gathered
+/// straight from `W_hh` by the thread that runs the block, not copied to a reordered (or
+/// transposed) `W_hh` first on the calling thread while the others wait.
 pub(crate) fn lstm_sequence<T: Element>(
     xproj: &Tensor<T>,
     w_hh: &Tensor<T>,
@@ -206,12 +204,10 @@ struct ForwardPiece<'a, T> {
 /// A recurrent layer's steps are such rounds, each too short for a hand-off through
 /// rayon: a worker that finds no work sleeps after a few tens of microseconds, and waking
 /// it costs about as much again, at every step. Here the threads wait for each other by
-/// spinning on flags (W3 on two threads, `workloads w3 2` built at commits 7accec6 and
-/// 3c919a6, seven runs taking turns: median 20.7 → 19.4 ms). Waiting per part rather than
-/// per round lets a job start on its own part of the step before while the other threads
-/// finish theirs (the spinning was 8.1% of the samples of `perf record -e cpu-clock
-/// target/release/examples/workloads w3 2` with a barrier per round, at d2fc377, and 4.9%
-/// with the waits per part, at be9a5ba). Thread `k` runs part `k` of every round, so that its rows of the
+/// spinning on flags (`RAYON_NUM_THREADS=2 cargo bench --bench ops -- lstm_layer`).
+/// Waiting per part rather than per round lets a job start on its own part of the step
+/// before while the other threads finish theirs, which halves the time spent spinning.
+/// Thread `k` runs part `k` of every round, so that its rows of the
 /// weight stay in its core's cache (a variant that let any thread take any part, not kept,
 /// was slower than the hand-offs); a part nobody has taken [`STEAL_AFTER`] into a wait for
 /// it is run by the thread waiting, so a thread that arrives late, or never (busy elsewhere
@@ -299,9 +295,8 @@ impl Rounds<'_> {
 }
 
 /// How long a thread waits for a part of the round before its own before it runs it, if
-/// nobody has taken it (a W3 forward step takes 150–210 µs on two threads:
-/// `lstm_layer/layer_fwd` of `cargo bench --bench ops` gave 5.5 and 7.3 ms for 35 steps in
-/// two sessions' runs).
+/// nobody has taken it: a small fraction of a step of a layer of a few hundred units (see
+/// `lstm_layer/layer_fwd` in `cargo bench --bench ops`).
 const STEAL_AFTER: std::time::Duration = std::time::Duration::from_micros(30);
 
 /// One block of units' share of a forward step: its gate rows of the input projection,
@@ -310,8 +305,8 @@ const STEAL_AFTER: std::time::Duration = std::time::Duration::from_micros(30);
 struct ForwardPart<'a, T> {
     /// The step's input projection `(4H, N)`, rows in PyTorch's order.
     x: ArrayView2<'a, T>,
-    /// The next step's, whose rows this block will read: they are 128 bytes each (W3's
-    /// batch), `T·N` elements apart, so each is its own cache miss.
+    /// The next step's, whose rows this block will read: they are `N` elements each, `T·N`
+    /// elements apart, so each is its own cache miss.
     next_x: Option<ArrayView2<'a, T>>,
     /// The rows of `x` (and of `W_hh`) this block uses, in its order.
     order: &'a [usize],
@@ -574,7 +569,7 @@ impl<T: Element> Backward<T> for LstmRule<T> {
         });
         // Both biases are added to every step's pre-activation: each gets dz summed over T·N.
         let wants = |b: Option<&Tensor<T>>| b.is_some_and(Tensor::requires_grad);
-        // A row of dz per gate unit, summed in parallel (in W3, 1024 rows of 1120).
+        // A row of dz per gate unit (4H rows of T·N), summed in parallel.
         let gb = (wants(b_ih) || wants(b_hh)).then(|| {
             use rayon::prelude::*;
             let sums: Vec<T> = dz.axis_iter(Axis(0)).into_par_iter().with_min_len(64).map(|row| row.sum()).collect();

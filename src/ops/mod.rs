@@ -125,7 +125,7 @@ pub const OPS: &[&str] = &[
 use crate::error::{Error, Result};
 
 pub use binary::where_;
-pub use conv::{conv_output_size, receptive_field, Conv1dConfig, Conv2dConfig};
+pub use conv::{Conv1dConfig, Conv2dConfig, conv_output_size, receptive_field};
 pub use pool::{Pool1dConfig, Pool2dConfig};
 
 /// A dim in `-ndim..ndim` as an axis index.

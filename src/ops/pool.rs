@@ -123,8 +123,8 @@ fn keep_first_max<T: Element>((best, best_value): (usize, T), at: usize, v: T) -
 }
 
 /// [`window_argmax`] for every window of a plane when no window reaches padding and there
-/// is no dilation (W2's 2 × 2 windows): row slices and no per-tap index arithmetic, and
-/// the 2 × 2 case unrolled. The scan of each window in turn took 20% of W2's time.
+/// is no dilation (a CNN's usual 2 × 2 windows): row slices and no per-tap index
+/// arithmetic, and the 2 × 2 case unrolled (`cargo bench --bench ops -- w2_cnn_step`).
 fn dense_plane_argmax<T: Element>(plane: &[T], (h, w): (usize, usize), cfg: &Pool2dConfig, out: &mut [u32], ow: usize) {
     let ([kh, kw], [sh, sw]) = (cfg.kernel_size, cfg.stride);
     for (y, out_row) in out.chunks_mut(ow).enumerate() {
@@ -215,11 +215,7 @@ impl<T: Element> Tensor<T> {
             if pad != T::zero() {
                 let (hp, wp) = (h + 2 * ph, w + 2 * pw);
                 let border = ndarray::Array4::from_shape_fn((1, 1, hp, wp), |(_, _, i, j)| {
-                    if i < ph || i >= ph + h || j < pw || j >= pw + w {
-                        pad
-                    } else {
-                        T::zero()
-                    }
+                    if i < ph || i >= ph + h || j < pw || j >= pw + w { pad } else { T::zero() }
                 });
                 x = x.add(&Tensor::from(border.into_dyn()))?;
             }

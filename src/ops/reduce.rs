@@ -28,19 +28,14 @@ fn reduce_array<T: Element>(
     for &d in order {
         value = fold(value.view(), Axis(d));
     }
-    if keepdim {
-        value.into_shape_clone(IxDyn(&keepdim_shape(x.shape(), dims))).expect("keepdim reshape")
-    } else {
-        value
-    }
+    if keepdim { value.into_shape_clone(IxDyn(&keepdim_shape(x.shape(), dims))).expect("keepdim reshape") } else { value }
 }
 
 /// `v` summed over `axis`, as `ndarray`'s `sum_axis` (the same additions in the same order,
 /// so the same bits), with a fast path for a row-major array summed over any axis but the
 /// last: the sub-arrays along the axis added in turn as flat slices. `sum_axis` does those
-/// additions through `IxDyn` views, whose per-call overhead dominated the bias gradient of
-/// W3's head (1120 rows of 100: 0.2 ms a step on the calling thread, from the samples of
-/// `perf record -e cpu-clock --call-graph dwarf target/release/examples/workloads w3 2`).
+/// additions through `IxDyn` views, whose per-call overhead dominates a bias gradient's sum
+/// over many short rows (`cargo bench --bench ops -- w3_lstm_step` covers one).
 fn sum_axis<T: Element>(v: ndarray::ArrayViewD<'_, T>, axis: Axis) -> ArrayD<T> {
     let shape = v.shape();
     let inner: usize = shape.get(axis.index() + 1..).map_or(1, |tail| tail.iter().product());
@@ -175,11 +170,7 @@ impl<T: Element> Tensor<T> {
                     return Err(Error::invalid(op, format!("dim {dim} of {:?} is empty: no extremum", self.shape())));
                 }
                 let indices = value.map_axis(Axis(d), |lane| best(lane.into_dyn()));
-                if keepdim && self.ndim() > 0 {
-                    Ok(indices.insert_axis(Axis(d)))
-                } else {
-                    Ok(indices)
-                }
+                if keepdim && self.ndim() > 0 { Ok(indices.insert_axis(Axis(d))) } else { Ok(indices) }
             }
         }
     }
@@ -220,13 +211,11 @@ impl<T: Element> Tensor<T> {
             Box::new(rule(name, move |inputs: &[Tensor<T>], y: &Tensor<T>, gy: &Tensor<T>| {
                 let x = &inputs[0];
                 let y_full = Tensor::unreduce(&y.detach(), x.shape(), &dims);
-                let is_extremum = Tensor::from(ndarray::Zip::from(x.array()).and(y_full.array()).map_collect(|&a, &b| {
-                    if a == b || (a.is_nan() && b.is_nan()) {
-                        T::one()
-                    } else {
-                        T::zero()
-                    }
-                }));
+                let is_extremum = Tensor::from(
+                    ndarray::Zip::from(x.array())
+                        .and(y_full.array())
+                        .map_collect(|&a, &b| if a == b || (a.is_nan() && b.is_nan()) { T::one() } else { T::zero() }),
+                );
                 let ties = Tensor::unreduce(&is_extremum.sum_dims(&as_isize(&dims), true).expect("valid dims"), x.shape(), &dims);
                 let share = Tensor::from(ndarray::Zip::from(is_extremum.array()).and(ties.array()).map_collect(|&m, &n| m / n));
                 vec![Some(&Tensor::unreduce(gy, x.shape(), &dims) * &share)]

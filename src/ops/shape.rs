@@ -2,7 +2,7 @@
 //! narrow (and its adjoint, zero padding), cat, stack, squeeze, unsqueeze, flatten.
 
 use super::{normalize_dim, normalize_dims};
-use crate::autograd::{rule, Backward};
+use crate::autograd::{Backward, rule};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, ArrayViewD, Axis, Ix2, Ix3, Ix4, IxDyn, Slice};
@@ -14,9 +14,9 @@ const PARALLEL_COPY_MIN: usize = 1 << 17;
 fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
     // The last axis contiguous: every lane along it is a slice.
     let lanes = a.ndim().checked_sub(1).filter(|&d| a.strides()[d] == 1 || a.shape()[d] <= 1);
-    // A large array is cut along its first axis across the pool's threads: the head of W3
-    // copies the batch-first view of the LSTM's output (1.1 MB) here, and did it on the
-    // calling thread alone while the pool's threads sat idle.
+    // A large array is cut along its first axis across the pool's threads (a batch-first
+    // view of a time-major LSTM output is copied here), so the pool does not sit idle
+    // while the calling thread copies alone.
     if let Some(d) = lanes.filter(|&d| d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1) {
         use ndarray::parallel::prelude::*;
         use rayon::prelude::ParallelSliceMut;
@@ -46,8 +46,7 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
             super::kernel::transpose_into(view.t(), ndarray::ArrayViewMut2::from_shape((rows, cols), &mut out[..]).expect("rows · cols"));
         }
         // Otherwise iterate with a fixed number of dims where possible: `IxDyn`'s iterator
-        // clones and steps a heap index per element, which was 3% of W3's time on two
-        // threads.
+        // clones and steps a heap index per element, which costs more than the copy.
         _ => match a.ndim() {
             2 => out.extend(a.view().into_dimensionality::<Ix2>().expect("2-d").iter().copied()),
             3 => out.extend(a.view().into_dimensionality::<Ix3>().expect("3-d").iter().copied()),
@@ -90,7 +89,7 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn reshape(&self, shape: &[isize]) -> Result<Tensor<T>> {
         let fail = || Error::shape("reshape", format!("cannot reshape {:?} ({} elements) to {shape:?}", self.shape(), self.len()));
-        let inferred: Vec<usize> = shape.iter().enumerate().filter(|(_, &n)| n == -1).map(|(i, _)| i).collect();
+        let inferred: Vec<usize> = shape.iter().enumerate().filter(|&(_, &n)| n == -1).map(|(i, _)| i).collect();
         if inferred.len() > 1 || shape.iter().any(|&n| n < -1) {
             return Err(fail());
         }
@@ -342,8 +341,8 @@ impl<T: Element> Tensor<T> {
 /// An array of `shape` holding `slice` at `start..` along `axis` and zeros elsewhere: the
 /// value of [`Tensor::pad_axis`], and the first cotangent of a tensor read through a narrow
 /// in a first-order sweep. Its buffer comes from the pool and only the elements outside the
-/// slice are zeroed, where zeros and an assignment would be two passes over all of it (W3's
-/// LSTM output, 1.2 MB a step, on the calling thread while the others wait).
+/// slice are zeroed, where zeros and an assignment would be two passes over all of it (an
+/// LSTM's output read a step at a time gets one such cotangent per sequence).
 pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, slice: &ArrayViewD<'_, T>) -> ArrayD<T> {
     let len = shape.iter().product();
     let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
@@ -384,7 +383,7 @@ impl<T: Element> Backward<T> for NarrowRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array, Array2};
+    use ndarray::{Array, Array2, s};
 
     #[test]
     fn row_major_copy_equals_the_logical_order() {
@@ -405,7 +404,7 @@ mod tests {
 
     #[test]
     fn a_large_copy_split_across_threads_equals_the_logical_order() {
-        // W3's batch-first view of a time-major output, a narrowed matrix and a 4-d
+        // A batch-first view of a time-major output, a narrowed matrix and a 4-d
         // permutation with a unit last axis, each past the size that splits the copy.
         let time_major = Array::from_shape_fn((35, 32, 256), |(t, n, h)| (t * 100_000 + n * 1000 + h) as f32).into_dyn();
         let wide = Array2::from_shape_fn((600, 300), |(i, j)| (i * 1000 + j) as f32);

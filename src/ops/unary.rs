@@ -7,7 +7,7 @@
 //! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
 use super::kernel;
-use crate::autograd::{is_grad_enabled, Backward};
+use crate::autograd::{Backward, is_grad_enabled};
 use crate::tensor::{Element, Saves, Tensor};
 
 /// What the derivative of an elementwise op is a function of: reading only that array in
@@ -62,8 +62,8 @@ where
         vec![Some(gx)]
     }
 
-    /// Saves an allocation the size of the output: on W2 the ReLUs' gradients are written
-    /// over the cotangents that max pooling scattered.
+    /// Saves an allocation the size of the output: in a CNN the ReLUs' gradients are
+    /// written over the cotangents that max pooling scattered.
     fn backward_owned(&self, inputs: &[Tensor<T>], y: &Tensor<T>, mut gy: Tensor<T>) -> Vec<Option<Tensor<T>>> {
         if is_grad_enabled() {
             return self.backward(inputs, y, &gy);
@@ -270,11 +270,7 @@ impl<T: Element> Tensor<T> {
 
 /// `1[x > 0]`.
 fn step<T: Element>(x: T) -> T {
-    if x > T::zero() {
-        T::one()
-    } else {
-        T::zero()
-    }
+    if x > T::zero() { T::one() } else { T::zero() }
 }
 
 /// `sign(x)` with `sign(0) = 0`.

@@ -1,6 +1,6 @@
 //! Adam (with AMSGrad and L2 weight decay) and AdamW (decoupled weight decay).
 
-use super::{gradients_of, Buffers, Optimizer};
+use super::{Buffers, Optimizer, gradients_of};
 use crate::autograd::Gradients;
 use crate::error::Result;
 use crate::nn::Param;

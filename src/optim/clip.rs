@@ -71,7 +71,7 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
         let abs = values.iter().map(|v| f64_of(v).abs());
         // powf per element costs more than the rest of the clip together; 1 and 2 are the
         // norms in use, and summed in independent lanes (one running sum is a chain of
-        // dependent additions: 0.3 ms of W3's 330 thousand gradient elements).
+        // dependent additions, which bounds the loop by latency, not throughput).
         total = match (norm_type, values.as_slice()) {
             (p, _) if p.is_infinite() => abs.fold(total, f64::max),
             (1.0, Some(xs)) => total + lane_sum(xs, |v| f64_of(v).abs()),
@@ -103,8 +103,8 @@ pub fn clip_grad_norm_with<T: Element>(grads: &mut Gradients<T>, max_norm: f64, 
 /// `Σ f(x)` over `xs` in f64: per run of [`SUM_RUN`] elements in eight partial sums that
 /// the compiler keeps in vector registers, then the runs' sums in order. The runs are
 /// fixed, so the result does not depend on the number of threads, and a long slice sums
-/// its runs in parallel (W3's 262,144-element recurrent weight: its norm ran on the
-/// calling thread while the pool's sat idle).
+/// its runs in parallel (a recurrent layer's weight gradient is large enough that summing
+/// it on the calling thread alone leaves the pool idle).
 fn lane_sum<T: Element>(xs: &[T], f: impl Fn(&T) -> f64 + Sync) -> f64 {
     let run = |xs: &[T]| {
         const LANES: usize = 8;

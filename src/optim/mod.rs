@@ -41,7 +41,7 @@ mod scheduler;
 mod sgd;
 
 pub use adam::{Adam, AdamW};
-pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value, ClipNorm};
+pub use clip::{ClipNorm, clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use rmsprop::RmsProp;
 pub use scheduler::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
 pub use sgd::Sgd;

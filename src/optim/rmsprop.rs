@@ -1,6 +1,6 @@
 //! RMSprop, plain or centered, with momentum and weight decay.
 
-use super::{gradients_of, Buffers, Optimizer};
+use super::{Buffers, Optimizer, gradients_of};
 use crate::autograd::Gradients;
 use crate::error::Result;
 use crate::nn::Param;

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
-use super::{gradients_of, Buffers, Optimizer};
+use super::{Buffers, Optimizer, gradients_of};
 use crate::autograd::Gradients;
 use crate::error::{Error, Result};
 use crate::nn::Param;

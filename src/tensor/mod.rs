@@ -8,8 +8,8 @@ pub(crate) mod pool;
 pub use creation::Creation;
 pub use element::Element;
 
-use crate::autograd::graph::{GradFn, Held, Node};
 use crate::autograd::GraphNode;
+use crate::autograd::graph::{GradFn, Held, Node};
 use crate::error::{Error, Result};
 use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
 use std::sync::Arc;
@@ -116,8 +116,8 @@ impl<T: Element> Tensor<T> {
             f(&mut value.view_mut());
             return;
         }
-        // A copy in a buffer from the pool: a fresh one costs a page fault per 4 KiB (in
-        // W3, an optimizer step copies each parameter the step's graph still holds).
+        // A copy in a buffer from the pool: a fresh one costs a page fault per 4 KiB (an
+        // optimizer step copies each parameter a live graph still holds).
         let mut buffer = pool::take::<T>(self.len());
         match self.array().as_slice() {
             Some(elements) => buffer.extend_from_slice(elements),

@@ -2,7 +2,7 @@
 //!
 //! A training step allocates the same large arrays every time. Fresh memory from the
 //! system costs a page fault per 4 KiB page on first touch, which for large elementwise
-//! work costs more than the arithmetic (measured on W7: ~16,000 faults a step). So when a
+//! work costs more than the arithmetic (`cargo bench --bench ops -- w7_elementwise`). So when a
 //! node that uniquely owns a large buffer is dropped, the buffer goes here, and the next
 //! kernel asking for that many elements takes it back.
 
@@ -16,11 +16,10 @@ use std::sync::Mutex;
 /// cheap and come from the allocator's own free lists.
 const MIN_LEN: usize = 1 << 15;
 /// At most this many spare buffers of one type and length. Spare buffers are memory the
-/// process keeps. Measured with `examples/workloads.rs` (one thread) after editing these
-/// two constants: W2's peak RSS was 250 MB with 16 and 1 GiB, 108 MB with 4 and 256 MiB,
-/// 58 MB with 0 (no pool, but W7's forward twice as slow); W1's and W7's step times with 4
-/// were within the machine's noise of those with 16. (Since max pooling stopped copying
-/// its windows, W2 peaks at 66 MB with 4 and 256 MiB.)
+/// process keeps: the `maxrss_mb` that `cargo run --release --example workloads -- w2 1`
+/// prints grows several-fold with 16 per size and 1 GiB, while 4 and 256 MiB keep the
+/// elementwise and MLP steps as fast (`-- w7 1`, `-- w1 1`); with no pool the elementwise
+/// forward pass is about twice as slow.
 const PER_SIZE: usize = 4;
 /// At most this many bytes held in spare buffers in all.
 const MAX_BYTES: usize = 1 << 28;

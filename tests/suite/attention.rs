@@ -2,8 +2,8 @@
 //! scripts/attention_torch.py), against a per-head composition of primitive ops, and against
 //! finite differences.
 
-use nabla::autograd::{gradcheck, GradcheckOptions};
-use nabla::nn::{scaled_dot_product_attention, AttnMask, MultiheadAttention, MultiheadOptions, StateDict};
+use nabla::autograd::{GradcheckOptions, gradcheck};
+use nabla::nn::{AttnMask, MultiheadAttention, MultiheadOptions, StateDict, scaled_dot_product_attention};
 use nabla::prelude::*;
 use ndarray::ArrayD;
 

@@ -1,6 +1,6 @@
 //! Gradient checkpointing: the same gradients, bit for bit, as storing everything.
 
-use nabla::autograd::{checkpoint, gradgradcheck, GradcheckOptions};
+use nabla::autograd::{GradcheckOptions, checkpoint, gradgradcheck};
 use nabla::prelude::*;
 use std::sync::Arc;
 

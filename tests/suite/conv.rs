@@ -1,8 +1,8 @@
 //! Convolution and pooling: finite-difference checks (first and second order) and the
 //! course's properties.
 
-use nabla::autograd::{gradcheck, gradgradcheck, GradcheckOptions};
-use nabla::ops::{receptive_field, Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig};
+use nabla::autograd::{GradcheckOptions, gradcheck, gradgradcheck};
+use nabla::ops::{Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig, receptive_field};
 use nabla::prelude::*;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {

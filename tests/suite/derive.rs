@@ -3,7 +3,7 @@
 //! the model is `scripts/derive_model_torch.py`, which wrote the expected keys below and
 //! the files in `tests/data/derive_model*.safetensors`.
 
-use nabla::nn::{read_safetensors, Buffer, Conv1d, Dropout, Linear, Lstm, Param, RecurrentOptions};
+use nabla::nn::{Buffer, Conv1d, Dropout, Linear, Lstm, Param, RecurrentOptions, read_safetensors};
 use nabla::prelude::*;
 
 #[derive(Module)]

@@ -1,8 +1,8 @@
 //! Energy-based models: inference finds known minimisers, free energies match closed forms
 //! and their limits, and gradients pass through inference.
 
-use nabla::autograd::{gradcheck, GradcheckOptions};
-use nabla::ebm::{self, infer, infer_unrolled, Inference, Method};
+use nabla::autograd::{GradcheckOptions, gradcheck};
+use nabla::ebm::{self, Inference, Method, infer, infer_unrolled};
 use nabla::prelude::*;
 
 #[test]

@@ -1,7 +1,7 @@
 //! The reverse-mode engine as a specification: sharing, deep graphs, grad mode, detach,
 //! higher order, numerical stability.
 
-use nabla::autograd::{rule, Backward};
+use nabla::autograd::{Backward, rule};
 use nabla::prelude::*;
 
 fn t(v: &[f64]) -> Tensor<f64> {
@@ -244,7 +244,7 @@ fn cube(x: &Tensor<f64>, how: &str) -> Tensor<f64> {
 /// number. An array rule once gave `d²(x³)/dx² = 0` here, silently.
 #[test]
 fn a_custom_rule_on_raw_arrays_is_refused_on_double_backward_never_a_silent_zero() {
-    use nabla::autograd::{gradcheck, GradcheckOptions};
+    use nabla::autograd::{GradcheckOptions, gradcheck};
     let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true);
     // Tensor ops: d/dx x³ = 3x², d²/dx² = 6x.
     let dy = nabla::grad(&[&cube(&x, "tensor ops").sum()], &[&x], None, true).unwrap();
@@ -273,7 +273,7 @@ fn second_derivatives_of_linear_ops_are_zero_not_refused() {
 
 #[test]
 fn gradgradcheck_names_itself() {
-    use nabla::autograd::{gradgradcheck, GradcheckOptions};
+    use nabla::autograd::{GradcheckOptions, gradgradcheck};
     let x = Tensor::<f64>::from_vec(vec![0.5, 1.5], &[2]).unwrap();
     // A first derivative that is right and a second one that is not: d/dx of 3x² is 6x,
     // but this rule's own gradient is built from a detached x.

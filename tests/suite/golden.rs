@@ -7,7 +7,7 @@
 //! the PENDING list (capabilities later issues bring) is pending; any other case that cannot
 //! be built is a failure.
 
-use nabla::nn::{functional, load_state_dict, Param, Reduction, StateDict};
+use nabla::nn::{Param, Reduction, StateDict, functional, load_state_dict};
 use nabla::nn::{Pool1d, Pool2d, PoolKind, StoredTensor};
 use nabla::ops::{Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig};
 use nabla::prelude::*;
@@ -349,11 +349,7 @@ fn run_op<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> 
         }
         let (ok, err) = compare(&to_f64(t), expected, rtol, atol);
         worst = worst.max(err);
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{label}: largest relative error {err:.3e}"))
-        }
+        if ok { Ok(()) } else { Err(format!("{label}: largest relative error {err:.3e}")) }
     };
     for (k, y) in outputs.iter().enumerate() {
         check(&format!("output.{k}"), y, &format!("output.{k}"))?;
@@ -401,11 +397,7 @@ fn check_tensor<T: Element>(
     }
     let (ok, err) = compare(&to_f64(actual), expected, rtol, atol);
     *worst = worst.max(err);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{label}: largest relative error {err:.3e}"))
-    }
+    if ok { Ok(()) } else { Err(format!("{label}: largest relative error {err:.3e}")) }
 }
 
 type Forward<T> = Box<dyn Fn(&[Tensor<T>]) -> Result<Vec<Tensor<T>>, String> + Send + Sync>;

@@ -3,10 +3,10 @@
 //! Inputs are drawn from each op's domain: positive for log/sqrt/pow, away from the kinks
 //! of relu/abs/clamp/max (the kinks have golden values in tests/golden).
 
-use nabla::autograd::{gradcheck, gradgradcheck, GradcheckOptions};
-use nabla::prelude::*;
 use nabla::Result;
-use ndarray::{arr2, ArrayD};
+use nabla::autograd::{GradcheckOptions, gradcheck, gradgradcheck};
+use nabla::prelude::*;
+use ndarray::{ArrayD, arr2};
 
 type Op = fn(&[Tensor<f64>]) -> Result<Tensor<f64>>;
 

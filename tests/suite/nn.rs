@@ -1,6 +1,6 @@
 //! Modules, losses and initialisations as specifications.
 
-use nabla::nn::functional::{cross_entropy, cross_entropy_with, log_softmax_nll, nll_loss, Reduction};
+use nabla::nn::functional::{Reduction, cross_entropy, cross_entropy_with, log_softmax_nll, nll_loss};
 use nabla::prelude::*;
 
 fn labels(v: &[usize]) -> ndarray::ArrayD<usize> {
@@ -51,7 +51,7 @@ fn cross_entropy_over_spatial_dims_and_ignore_index() {
     assert!((per_position.value()[[1, 2]] - (lse - column[0])).abs() < 1e-12);
     // ignore_index: ignored positions contribute 0 and leave the mean's denominator.
     let ignored = cross_entropy_with(&logits, &y, None, Some(2), 0.0, Reduction::Mean).unwrap().item().unwrap();
-    let kept: Vec<f64> = per_position.to_vec().into_iter().zip(y.iter()).filter(|(_, &t)| t != 2).map(|(l, _)| l).collect();
+    let kept: Vec<f64> = per_position.to_vec().into_iter().zip(y.iter()).filter(|&(_, &t)| t != 2).map(|(l, _)| l).collect();
     assert!((ignored - kept.iter().sum::<f64>() / kept.len() as f64).abs() < 1e-12);
 }
 

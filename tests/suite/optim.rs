@@ -1,6 +1,6 @@
 //! Optimisers, schedules, clipping and optimiser state.
 
-use nabla::nn::functional::{mse_loss, Reduction};
+use nabla::nn::functional::{Reduction, mse_loss};
 use nabla::optim::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
 use nabla::prelude::*;
 

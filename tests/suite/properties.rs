@@ -6,7 +6,7 @@
 //! Each property runs `CASES` random cases; a failure prints the shrunk case, and proptest
 //! stores it under `proptest-regressions/` so that it is tried first next time.
 
-use nabla::nn::{functional as F, CellKind, Module};
+use nabla::nn::{CellKind, Module, functional as F};
 use nabla::ops::{Conv1dConfig, Conv2dConfig, Pool1dConfig, Pool2dConfig};
 use nabla::prelude::*;
 use ndarray::{ArrayD, Dimension, IxDyn};

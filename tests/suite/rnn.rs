@@ -1,6 +1,6 @@
 //! Recurrent layers: finite-difference checks and a long unroll.
 
-use nabla::autograd::{gradcheck, GradcheckOptions};
+use nabla::autograd::{GradcheckOptions, gradcheck};
 use nabla::nn::{CellKind, Lstm, LstmCell, Recurrent, RecurrentCell, Rnn, TruncatedBptt};
 use nabla::prelude::*;
 

@@ -7,11 +7,11 @@
 //! `binary(..)`, `extremum(..)` or `Backward::name` in `src/` records must be in `OPS`, and
 //! every entry of `OPS` must be recorded somewhere and have a case below.
 
-use nabla::autograd::{checkpoint, GraphNode};
-use nabla::nn::{CellKind, Module, Recurrent};
-use nabla::ops::{Conv2dConfig, Pool2dConfig, OPS};
-use nabla::prelude::*;
 use nabla::Result;
+use nabla::autograd::{GraphNode, checkpoint};
+use nabla::nn::{CellKind, Module, Recurrent};
+use nabla::ops::{Conv2dConfig, OPS, Pool2dConfig};
+use nabla::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Saving and loading parameters as safetensors under PyTorch's names.
 
-use nabla::nn::{load_state_dict, read_safetensors, StateDict};
+use nabla::nn::{StateDict, load_state_dict, read_safetensors};
 use nabla::prelude::*;
 
 fn temp_path(name: &str) -> std::path::PathBuf {

@@ -1,7 +1,7 @@
 //! Threads: the public types are Send + Sync, models train on several threads at once with
 //! the results of a sequential run, and data-parallel gradients equal one big batch's.
 
-use nabla::nn::functional::{mse_loss, Reduction};
+use nabla::nn::functional::{Reduction, mse_loss};
 use nabla::prelude::*;
 use rayon::prelude::*;
 
