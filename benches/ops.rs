@@ -25,7 +25,7 @@ fn w5_gemm(c: &mut Criterion) {
     let b = Tensor::randn(&[n, n], &mut rng);
     group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
     group.bench_function(BenchmarkId::new("fwd", n), |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
-    let (a, b) = (a.requires_grad_(true), b.requires_grad_(true));
+    let (a, b) = (a.requires_grad_(true).unwrap(), b.requires_grad_(true).unwrap());
     let g = Tensor::ones(&[n, n]);
     group.throughput(Throughput::Elements(6 * (n as u64).pow(3)));
     group.bench_function(BenchmarkId::new("fwd_bwd", n), |bench| bench.iter(|| a.matmul(&b).unwrap().backward_with(&g).unwrap()));
@@ -40,7 +40,7 @@ fn w7_elementwise(c: &mut Criterion) {
     let f = |x: &Tensor| &(&x.tanh() * &x.sigmoid()) + x;
     group.throughput(Throughput::Elements(n as u64));
     group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| f(&x))));
-    let x = x.requires_grad_(true);
+    let x = x.requires_grad_(true).unwrap();
     let g = Tensor::ones(&[n]);
     group.bench_function("fwd_bwd", |bench| bench.iter(|| f(&x).backward_with(&g).unwrap()));
     group.finish();
@@ -51,7 +51,7 @@ fn per_op_overhead(c: &mut Criterion) {
     let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[4]).unwrap();
     let b = Tensor::from_vec(vec![0.5, 0.25, 0.125, 1.0], &[4]).unwrap();
     group.bench_function("add_4_no_grad", |bench| bench.iter(|| a.add(&b).unwrap()));
-    let (ga, gb) = (a.clone().requires_grad_(true), b.clone().requires_grad_(true));
+    let (ga, gb) = (a.clone().requires_grad_(true).unwrap(), b.clone().requires_grad_(true).unwrap());
     group.bench_function("add_4_recorded", |bench| bench.iter(|| ga.add(&gb).unwrap()));
     group.bench_function("add_4_fwd_bwd", |bench| bench.iter(|| ga.add(&gb).unwrap().sum().backward().unwrap()));
     group.finish();
@@ -96,7 +96,7 @@ fn w6_conv(c: &mut Criterion) {
     let k = Tensor::randn(&[64, 64, 3, 3], &mut rng) * 0.05;
     let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
     group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| x.conv2d(&k, None, pad1).unwrap())));
-    let (x, k) = (x.requires_grad_(true), k.requires_grad_(true));
+    let (x, k) = (x.requires_grad_(true).unwrap(), k.requires_grad_(true).unwrap());
     let g = Tensor::ones(&[16, 64, 32, 32]);
     group.bench_function("fwd_bwd", |bench| bench.iter(|| x.conv2d(&k, None, pad1).unwrap().backward_with(&g).unwrap()));
     group.finish();
@@ -220,7 +220,7 @@ fn cross_entropy(c: &mut Criterion) {
     use rand::Rng;
     let mut group = c.benchmark_group("cross_entropy");
     let mut rng = nabla::rng(42);
-    let x = Tensor::randn(&[1120, 100], &mut rng).requires_grad_(true);
+    let x = Tensor::randn(&[1120, 100], &mut rng).requires_grad_(true).unwrap();
     let y = ndarray::Array1::from_shape_fn(1120, |_| rng.random_range(0..100usize)).into_dyn();
     group.bench_function("fwd", |bench| bench.iter(|| nabla::no_grad(|| nn::functional::cross_entropy(&x, &y).unwrap())));
     group.bench_function("fwd_bwd", |bench| bench.iter(|| nn::functional::cross_entropy(&x, &y).unwrap().backward().unwrap()));

@@ -37,7 +37,7 @@ fn main() -> nabla::Result<()> {
     let by_hand = w.t().matmul(&(&df_dh * &dh_dz))?;
 
     // By reverse mode: record the forward pass, then one backward sweep.
-    let xg = x.clone().requires_grad_(true);
+    let xg = x.clone().requires_grad_(true)?;
     let by_nabla = f(&xg)?.backward()?.get(&xg).cloned().expect("x is a leaf that requires grad");
 
     // By central finite differences, one coordinate at a time.

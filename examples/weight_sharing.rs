@@ -32,7 +32,7 @@ fn main() -> nabla::Result<()> {
     // The tied gradient, and the two uses taken apart.
     let tied = w.tensor();
     let g_tied = loss(&tied, &tied, &x)?.backward()?.get(&tied).expect("W has a gradient").clone();
-    let (enc, dec) = (w.tensor().detach().requires_grad_(true), w.tensor().detach().requires_grad_(true));
+    let (enc, dec) = (w.tensor().detach().requires_grad_(true)?, w.tensor().detach().requires_grad_(true)?);
     let g = loss(&enc, &dec, &x)?.backward()?;
     let (g_enc, g_dec) = (g.get(&enc).expect("encoder gradient"), g.get(&dec).expect("decoder gradient"));
     let sum_diff = g_tied.sub(&g_enc.add(g_dec)?)?.abs().amax().item()?;

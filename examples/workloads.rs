@@ -60,7 +60,7 @@ fn main() -> nabla::Result<()> {
             let a = Tensor::randn(&[n, n], &mut rng);
             let b = Tensor::randn(&[n, n], &mut rng);
             report("w5", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| a.matmul(&b).unwrap()))), Some(flop));
-            let (a, b) = (a.requires_grad_(true), b.requires_grad_(true));
+            let (a, b) = (a.requires_grad_(true)?, b.requires_grad_(true)?);
             let g = Tensor::ones(&[n, n]);
             let step = || drop(a.matmul(&b).unwrap().backward_with(&g).unwrap());
             report("w5", "fwd_bwd", threads, bench(seconds, step), Some(3.0 * flop));
@@ -70,7 +70,7 @@ fn main() -> nabla::Result<()> {
             let x = Tensor::randn(&[n], &mut rng);
             let f = |x: &Tensor| &(&x.tanh() * &x.sigmoid()) + x;
             report("w7", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| f(&x)))), None);
-            let x = x.requires_grad_(true);
+            let x = x.requires_grad_(true)?;
             let g = Tensor::ones(&[n]);
             report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
         }
@@ -84,7 +84,7 @@ fn main() -> nabla::Result<()> {
             let k = Tensor::randn(&[c, c, 3, 3], &mut rng) * 0.05;
             let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
             report("w6", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| x.conv2d(&k, None, pad1).unwrap()))), Some(flop));
-            let (x, k) = (x.requires_grad_(true), k.requires_grad_(true));
+            let (x, k) = (x.requires_grad_(true)?, k.requires_grad_(true)?);
             let g = Tensor::ones(&[n, c, hw, hw]);
             report(
                 "w6",

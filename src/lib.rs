@@ -17,7 +17,7 @@
 //! use nabla::prelude::*;
 //!
 //! let mut rng = nabla::rng(42);                   // seeded: runs are reproducible
-//! let w = Tensor::randn(&[3, 2], &mut rng).requires_grad_(true);
+//! let w = Tensor::randn(&[3, 2], &mut rng).requires_grad_(true)?;
 //! let x = Tensor::randn(&[4, 3], &mut rng);
 //! let loss = x.matmul(&w)?.tanh().pow(2.0).mean();  // L = mean(tanh(xw)²)
 //! let grads = loss.backward()?;

@@ -23,7 +23,7 @@ thread_local! {
 /// ```
 /// use nabla::prelude::*;
 /// use nabla::autograd::detect_anomaly;
-/// let x = Tensor::from_vec(vec![1.0, 0.0], &[2])?.requires_grad_(true);
+/// let x = Tensor::from_vec(vec![1.0, 0.0], &[2])?.requires_grad_(true)?;
 /// let err = detect_anomaly(|| x.log().sum().backward()).unwrap_err();
 /// assert!(err.to_string().contains("log produced -inf in its forward output"), "{err}");
 /// # Ok::<(), nabla::Error>(())

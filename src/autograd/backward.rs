@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let w = Tensor::from_vec(vec![2.0], &[1])?.requires_grad_(true);
+/// let w = Tensor::from_vec(vec![2.0], &[1])?.requires_grad_(true)?;
 /// let loss = (&w * &w * 3.0).sum();        // L = 3w², dL/dw = 6w = 12
 /// let grads = loss.backward()?;
 /// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![12.0]);
@@ -113,8 +113,11 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
             if root.requires_grad() {
                 // With create_graph, a seed that requires grad makes every gradient that
                 // depends on it record its history, so a rule that cuts it off shows.
-                let seed =
-                    if create_graph && !cotangent.requires_grad() { cotangent.detach().requires_grad_(true) } else { cotangent.clone() };
+                let seed = if create_graph && !cotangent.requires_grad() {
+                    cotangent.detach().with_requires_grad(true)
+                } else {
+                    cotangent.clone()
+                };
                 accumulate(&mut cotangents, root.id(), seed, create_graph);
             }
         }
@@ -266,7 +269,7 @@ impl<T: Element> Tensor<T> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let x = Tensor::<f64>::from_vec(vec![3.0], &[1])?.requires_grad_(true);
+/// let x = Tensor::<f64>::from_vec(vec![3.0], &[1])?.requires_grad_(true)?;
 /// let y = x.pow(3.0).sum();                                        // y = x³
 /// let dy = nabla::grad(&[&y], &[&x], None, true)?;           // 3x² = 27
 /// let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false)?; // 6x = 18
@@ -314,7 +317,7 @@ mod tests {
         for (rows, cols) in [(36, 1024), (36, 8192)] {
             pool.install(|| {
                 let mut rng = crate::rng(3);
-                let x = Tensor::<f64>::randn(&[rows, cols], &mut rng).requires_grad_(true);
+                let x = Tensor::<f64>::randn(&[rows, cols], &mut rng).with_requires_grad(true);
                 let w1 = Tensor::<f64>::randn(&[34, cols], &mut rng);
                 let w2 = Tensor::<f64>::randn(&[6, cols], &mut rng);
                 let first = x.narrow(0, 1, 34).unwrap().mul(&w1).unwrap().sum();

@@ -136,8 +136,10 @@ fn recompute<T: Element>(segment: &Segment<T>, explicit: usize, inputs: &[Tensor
     // For first-order gradients the recomputed graph starts at fresh leaves standing for the
     // inputs, so the sweep below stops there; with create_graph it must reach the inputs
     // themselves, so that the gradients are functions of them.
-    let args: Vec<Tensor<T>> =
-        inputs[..explicit].iter().map(|x| if create_graph { x.clone() } else { x.detach().requires_grad_(x.requires_grad()) }).collect();
+    let args: Vec<Tensor<T>> = inputs[..explicit]
+        .iter()
+        .map(|x| if create_graph { x.clone() } else { x.detach().with_requires_grad(x.requires_grad()) })
+        .collect();
     let y = enable_grad(|| segment(&args)).expect("checkpoint: the segment failed when run again, after succeeding in the forward pass");
     let mut wanted: Vec<&Tensor<T>> = args.iter().collect();
     wanted.extend(&inputs[explicit..]);

@@ -14,7 +14,7 @@ impl<T: Element> Tensor<T> {
     ///
     /// ```
     /// use nabla::prelude::*;
-    /// let w = Tensor::ones(&[3, 2]).requires_grad_(true);
+    /// let w = Tensor::ones(&[3, 2]).requires_grad_(true)?;
     /// let x = Tensor::ones(&[4, 3]);
     /// let dot = x.matmul(&w)?.tanh().sum().to_dot();
     /// assert!(dot.starts_with("digraph"));

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
 
 fn prepare<T: Element>(x: &Tensor<T>) -> Tensor<T> {
-    x.detach().requires_grad_(true)
+    x.detach().with_requires_grad(true)
 }
 
 /// `(f(x), Jᵀv)`: the vector-Jacobian product, what backward computes. `v` has `f(x)`'s
@@ -47,7 +47,7 @@ pub fn jvp<T: Element>(f: impl Fn(&Tensor<T>) -> Result<Tensor<T>>, x: &Tensor<T
     super::enable_grad(|| {
         let x = prepare(x);
         let y = f(&x)?;
-        let u = Tensor::<T>::zeros(y.shape()).requires_grad_(true);
+        let u = Tensor::<T>::zeros(y.shape()).with_requires_grad(true);
         let jt_u = grad(&[&y], &[&x], Some(&[&u]), true)?.remove(0);
         if !jt_u.requires_grad() {
             return Ok((y.detach(), Tensor::<T>::zeros(y.shape())));

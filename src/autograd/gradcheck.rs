@@ -46,7 +46,7 @@ pub fn gradcheck<F>(f: F, inputs: &[Tensor<f64>], options: &GradcheckOptions) ->
 where
     F: Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>,
 {
-    let xs: Vec<Tensor<f64>> = inputs.iter().map(|x| x.detach().requires_grad_(true)).collect();
+    let xs: Vec<Tensor<f64>> = inputs.iter().map(|x| x.detach().with_requires_grad(true)).collect();
     let y = f(&xs)?;
     let mut rng = crate::rng(options.seed);
     let w = Tensor::<f64>::randn(y.shape(), &mut rng).add_scalar(0.5);
@@ -115,7 +115,7 @@ where
     let w = Tensor::<f64>::randn(&y_shape, &mut rng).add_scalar(0.5);
     let vs: Vec<Tensor<f64>> = inputs.iter().map(|x| Tensor::<f64>::randn(x.shape(), &mut rng)).collect();
     let first_order = |xs: &[Tensor<f64>]| -> Result<Tensor<f64>> {
-        let xs: Vec<Tensor<f64>> = xs.iter().map(|x| x.clone().requires_grad_(true)).collect();
+        let xs: Vec<Tensor<f64>> = xs.iter().map(|x| x.clone().with_requires_grad(true)).collect();
         let gs = super::enable_grad(|| grad(&[&f(&xs)?], &xs.iter().collect::<Vec<_>>(), Some(&[&w]), true))?;
         let mut s = Tensor::<f64>::scalar(0.0);
         for (g, v) in gs.iter().zip(&vs) {

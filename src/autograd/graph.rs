@@ -101,7 +101,7 @@ impl<T: Element> Drop for Core<T> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let x = Tensor::ones(&[2, 3]).requires_grad_(true);
+/// let x = Tensor::ones(&[2, 3]).requires_grad_(true)?;
 /// let y = x.exp().mul_scalar(2.0).sum();
 /// let scaled = &y.inputs()[0];
 /// assert_eq!((scaled.op_name(), scaled.shape()), (Some("mul_scalar"), &[2, 3][..]));

@@ -49,7 +49,7 @@ impl<T: Element> Tensor<T> {
     ///
     /// ```
     /// use nabla::prelude::*;
-    /// let x = Tensor::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true);
+    /// let x = Tensor::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true)?;
     /// let h = &x * 3.0;
     /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     /// let log = seen.clone();

@@ -32,9 +32,10 @@ pub fn set_grad_enabled<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let w = Tensor::ones(&[2]).requires_grad_(true);
+/// let w = Tensor::ones(&[2]).requires_grad_(true)?;
 /// let y = nabla::no_grad(|| &w * 2.0);
 /// assert!(!y.requires_grad());
+/// # Ok::<(), nabla::Error>(())
 /// ```
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     set_grad_enabled(false, f)

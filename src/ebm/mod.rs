@@ -237,7 +237,7 @@ fn keep_lower<T: Element>(ya: &Tensor<T>, ea: &Tensor<T>, yb: &Tensor<T>, eb: &T
 pub fn infer_unrolled<T: Element>(model: &impl Energy<T>, x: &Tensor<T>, y0: &Tensor<T>, steps: usize, lr: f64) -> Result<Tensor<T>> {
     let n = y0.shape().first().copied().unwrap_or(0);
     crate::autograd::enable_grad(|| {
-        let mut y = if y0.requires_grad() { y0.clone() } else { y0.detach().requires_grad_(true) };
+        let mut y = if y0.requires_grad() { y0.clone() } else { y0.detach().with_requires_grad(true) };
         for _ in 0..steps {
             let e = energies(model, x, &y, n)?.sum();
             let g = crate::grad(&[&e], &[&y], None, true)?.remove(0);

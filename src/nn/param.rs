@@ -46,7 +46,7 @@ impl<T: Element> std::fmt::Debug for Param<T> {
 impl<T: Element> Param<T> {
     /// A parameter holding `value` (as a leaf that requires grad).
     pub fn new(value: Tensor<T>) -> Self {
-        Param { cell: Arc::new(Mutex::new(value.detach().requires_grad_(true))) }
+        Param { cell: Arc::new(Mutex::new(value.detach().with_requires_grad(true))) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Tensor<T>> {
@@ -78,7 +78,7 @@ impl<T: Element> Param<T> {
             ));
         }
         let requires_grad = current.requires_grad();
-        *current = Tensor::from(value).requires_grad_(requires_grad);
+        *current = Tensor::from(value).with_requires_grad(requires_grad);
         Ok(())
     }
 
@@ -97,13 +97,13 @@ impl<T: Element> Param<T> {
     /// Stops gradients to this parameter (it gets none, so optimizers leave it alone).
     pub fn freeze(&self) {
         let mut current = self.lock();
-        *current = current.clone().requires_grad_(false);
+        *current = current.clone().with_requires_grad(false);
     }
 
     /// Undoes [`Param::freeze`].
     pub fn unfreeze(&self) {
         let mut current = self.lock();
-        *current = current.clone().requires_grad_(true);
+        *current = current.clone().with_requires_grad(true);
     }
 
     /// Whether the parameter is frozen.

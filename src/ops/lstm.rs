@@ -809,12 +809,12 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             assert_eq!(pool.install(|| unit_blocks(h, n).len() - 1), threads, "case {k} runs in {threads} blocks");
             let mut rng = crate::rng(11);
-            let xproj = Tensor::<f64>::randn(&[4 * h, t, n], &mut rng).requires_grad_(true);
-            let w = Tensor::<f64>::randn(&[4 * h, h], &mut rng).mul_scalar(0.5).requires_grad_(true);
-            let b_ih = Tensor::<f64>::randn(&[4 * h], &mut rng).requires_grad_(true);
-            let b_hh = Tensor::<f64>::randn(&[4 * h], &mut rng).requires_grad_(true);
-            let h0 = Tensor::<f64>::randn(&[n, h], &mut rng).requires_grad_(true);
-            let c0 = Tensor::<f64>::randn(&[n, h], &mut rng).requires_grad_(true);
+            let xproj = Tensor::<f64>::randn(&[4 * h, t, n], &mut rng).with_requires_grad(true);
+            let w = Tensor::<f64>::randn(&[4 * h, h], &mut rng).mul_scalar(0.5).with_requires_grad(true);
+            let b_ih = Tensor::<f64>::randn(&[4 * h], &mut rng).with_requires_grad(true);
+            let b_hh = Tensor::<f64>::randn(&[4 * h], &mut rng).with_requires_grad(true);
+            let h0 = Tensor::<f64>::randn(&[n, h], &mut rng).with_requires_grad(true);
+            let c0 = Tensor::<f64>::randn(&[n, h], &mut rng).with_requires_grad(true);
             let (b_ih, b_hh) = (with_ih.then_some(&b_ih), with_hh.then_some(&b_hh));
             let fused = pool.install(|| lstm_sequence(&xproj, &w, b_ih, b_hh, &h0, &c0, reverse));
             let composed = lstm_composed(&xproj, &w, b_ih, b_hh, &h0, &c0, reverse).unwrap();
@@ -845,13 +845,13 @@ mod tests {
         for (k, (t, n, h)) in [(5, 8, 12), (3, 8, 512), (4, 16, 257)].into_iter().enumerate() {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(k + 1).build().unwrap();
             let mut rng = crate::rng(12);
-            let xproj = Tensor::<f64>::randn(&[4 * h, t, n], &mut rng).requires_grad_(true);
-            let w = Tensor::<f64>::randn(&[4 * h, h], &mut rng).mul_scalar(0.5 / (h as f64).sqrt()).requires_grad_(true);
+            let xproj = Tensor::<f64>::randn(&[4 * h, t, n], &mut rng).with_requires_grad(true);
+            let w = Tensor::<f64>::randn(&[4 * h, h], &mut rng).mul_scalar(0.5 / (h as f64).sqrt()).with_requires_grad(true);
             let b = Tensor::<f64>::randn(&[4 * h], &mut rng);
             let h0 = Tensor::<f64>::randn(&[n, h], &mut rng);
             let c0 = Tensor::<f64>::randn(&[n, h], &mut rng);
             let composed = lstm_composed(&xproj, &w, Some(&b), None, &h0, &c0, false).unwrap();
-            let [xproj32, w32, b32, h032, c032] = [&xproj, &w, &b, &h0, &c0].map(|x| x.cast::<f32>().requires_grad_(x.requires_grad()));
+            let [xproj32, w32, b32, h032, c032] = [&xproj, &w, &b, &h0, &c0].map(|x| x.cast::<f32>().with_requires_grad(x.requires_grad()));
             let fused = pool.install(|| lstm_sequence(&xproj32, &w32, Some(&b32), None, &h032, &c032, false));
             assert!(close(&fused.cast(), &composed) < 1e-5, "values, T {t} N {n} H {h}: {}", close(&fused.cast(), &composed));
             let cot = Tensor::<f64>::randn(&[t + 1, n, h], &mut rng);

@@ -21,7 +21,7 @@
 //!     }))
 //! }
 //!
-//! let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?.requires_grad_(true);
+//! let x = Tensor::<f64>::from_vec(vec![2.0], &[1])?.requires_grad_(true)?;
 //! let dy = nabla::grad(&[&cube(&x).sum()], &[&x], None, true)?;   // 3x² = 12
 //! let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false)?;    // 6x = 12
 //! assert_eq!((dy[0].item()?, d2y[0].item()?), (12.0, 12.0));
@@ -59,8 +59,9 @@ pub(crate) mod vmath;
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let x = Tensor::<f64>::ones(&[2]).requires_grad_(true);
+/// let x = Tensor::<f64>::ones(&[2]).requires_grad_(true)?;
 /// assert!(nabla::ops::OPS.contains(&x.exp().op_name().unwrap()));
+/// # Ok::<(), nabla::Error>(())
 /// ```
 pub const OPS: &[&str] = &[
     // elementwise, one input

@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn f32_fused_backward_matches_the_rule_in_f64() {
         for (rows, width) in [(3, 5), (4, 17), (1200, 100)] {
-            let x = Tensor::<f32>::randn(&[rows, width], &mut crate::rng(7)).mul_scalar(3.0).requires_grad_(true);
+            let x = Tensor::<f32>::randn(&[rows, width], &mut crate::rng(7)).mul_scalar(3.0).with_requires_grad(true);
             let gy = Tensor::<f32>::randn(&[rows, width], &mut crate::rng(8));
             let y = x.log_softmax(-1).unwrap();
             let (yv, gv) = (y.to_vec(), gy.to_vec());

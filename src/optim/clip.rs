@@ -47,7 +47,7 @@ impl ClipNorm {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let w = Tensor::from_vec(vec![3.0, 4.0], &[2])?.requires_grad_(true);
+/// let w = Tensor::from_vec(vec![3.0, 4.0], &[2])?.requires_grad_(true)?;
 /// let mut grads = (&w * &w).sum().backward()?;     // ∇ = (6, 8), norm 10
 /// let norm = optim::clip_grad_norm(&mut grads, 1.0)?;
 /// assert_eq!(norm, 10.0);

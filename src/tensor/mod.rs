@@ -26,7 +26,7 @@ use std::sync::Arc;
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?.requires_grad_(true);
+/// let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?.requires_grad_(true)?;
 /// let y = (&x * &x).sum();                   // y = Σ x²
 /// let grads = y.backward()?;
 /// assert_eq!(grads.get(&x).unwrap().to_vec(), vec![2.0, 4.0, 6.0]); // dy/dx = 2x
@@ -97,7 +97,7 @@ impl<T: Element> Tensor<T> {
     /// use nabla::prelude::*;
     /// use nabla::autograd::rule;
     /// // y = 3x, dL/dx = 3 dL/dy
-    /// let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true);
+    /// let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true)?;
     /// let y = Tensor::from_op(x.value().mapv(|v| 3.0 * v), &[&x],
     ///     rule("triple", |_inputs, _y, gy| vec![Some(gy * 3.0)]));
     /// let g = y.sum().backward()?;
@@ -195,8 +195,36 @@ impl<T: Element> Tensor<T> {
     }
 
     /// A leaf sharing this tensor's value with `requires_grad` set to `flag`, as PyTorch's
-    /// `requires_grad_()` on a leaf. On a non-leaf it also detaches from the graph.
-    pub fn requires_grad_(self, flag: bool) -> Self {
+    /// `requires_grad_()`. Only a leaf's flag can change: on a tensor an op recorded (which
+    /// requires grad), `true` changes nothing and `false` is an `Err` naming the op, as
+    /// PyTorch raises; [`Tensor::detach`] gives its value without gradients.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true)?;
+    /// let y = (&x * 2.0).requires_grad_(true)?;          // still in the graph
+    /// assert!(!y.is_leaf());
+    /// assert_eq!((&x * 2.0).requires_grad_(false).unwrap_err().to_string(),
+    ///            "requires_grad_: only a leaf's flag can change; this tensor was made by mul_scalar (detach() gives its value without gradients)");
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn requires_grad_(self, flag: bool) -> Result<Self> {
+        match self.node.core.grad_fn.as_ref() {
+            None => Ok(self.with_requires_grad(flag)),
+            Some(_) if flag => Ok(self),
+            Some(grad_fn) => Err(crate::Error::invalid(
+                "requires_grad_",
+                format!(
+                    "only a leaf's flag can change; this tensor was made by {} (detach() gives its value without gradients)",
+                    grad_fn.rule.name()
+                ),
+            )),
+        }
+    }
+
+    /// [`Tensor::requires_grad_`] for a tensor the caller knows is a leaf (a fresh value, a
+    /// `detach()`); on a non-leaf it detaches.
+    pub(crate) fn with_requires_grad(self, flag: bool) -> Self {
         if self.is_leaf() && self.requires_grad() == flag {
             return self;
         }

@@ -6,7 +6,7 @@ use nabla::prelude::*;
 /// A model whose second layer's output goes through `log`: with these weights one unit is
 /// exactly 0 after the ReLU, and log(0) = -inf.
 fn model_with_a_log(x: &Tensor<f64>) -> nabla::Result<Tensor<f64>> {
-    let w = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2, 1])?.requires_grad_(true);
+    let w = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2, 1])?.requires_grad_(true).unwrap();
     x.matmul(&w.t())?.relu().log().sum_dims(&[1], false)
 }
 
@@ -32,7 +32,7 @@ fn log_of_zero_inside_a_model_is_named_with_its_call_site() {
 #[test]
 fn an_infinite_gradient_is_named_in_backward() {
     // sqrt(0) = 0 is finite, but its derivative 1/(2 sqrt 0) is not.
-    let x = Tensor::<f64>::from_vec(vec![4.0, 0.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![4.0, 0.0], &[2]).unwrap().requires_grad_(true).unwrap();
     let err = detect_anomaly(|| x.sqrt().sum().backward()).unwrap_err();
     match &err {
         nabla::Error::Anomaly { op, phase, value, .. } => {
@@ -49,7 +49,7 @@ fn an_infinite_gradient_is_named_in_backward() {
 
 #[test]
 fn finite_computations_pass_through_anomaly_mode_unchanged() {
-    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true).unwrap();
     let g = detect_anomaly(|| x.exp().sum().backward()).unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec(), vec![1f64.exp(), 2f64.exp()]);
     let err = detect_anomaly(|| x.reshape(&[3])).unwrap_err();
@@ -61,7 +61,7 @@ fn finite_computations_pass_through_anomaly_mode_unchanged() {
 #[test]
 fn a_nan_in_the_data_is_blamed_on_the_data() {
     let x = Tensor::<f64>::from_vec(vec![1.0, f64::NAN], &[1, 2]).unwrap();
-    let w = Tensor::<f64>::ones(&[2, 3]).requires_grad_(true);
+    let w = Tensor::<f64>::ones(&[2, 3]).requires_grad_(true).unwrap();
     let err = detect_anomaly(|| x.matmul(&w)?.sum().backward()).unwrap_err();
     match &err {
         nabla::Error::Anomaly { op, phase, .. } => {

@@ -39,7 +39,7 @@ fn check_grads(state: &StateDict, case: &str, y: &Tensor<f64>, wrt: &[(&str, Ten
 #[test]
 fn sdpa_matches_pytorch_with_a_boolean_mask() {
     let r = reference();
-    let [q, k, v] = ["q", "k", "v"].map(|n| get(&r, &format!("sdpa1.{n}")).requires_grad_(true));
+    let [q, k, v] = ["q", "k", "v"].map(|n| get(&r, &format!("sdpa1.{n}")).requires_grad_(true).unwrap());
     let allowed = flags(&r, "sdpa1.allowed");
     let y = scaled_dot_product_attention(&q, &k, &v, Some(AttnMask::Allowed(&allowed)), false, None).unwrap();
     assert_close("sdpa1 output", &y, &get(&r, "sdpa1.output"));
@@ -49,7 +49,7 @@ fn sdpa_matches_pytorch_with_a_boolean_mask() {
 #[test]
 fn sdpa_matches_pytorch_causal_with_a_scale() {
     let r = reference();
-    let [q, k, v] = ["q", "k", "v"].map(|n| get(&r, &format!("sdpa2.{n}")).requires_grad_(true));
+    let [q, k, v] = ["q", "k", "v"].map(|n| get(&r, &format!("sdpa2.{n}")).requires_grad_(true).unwrap());
     let y = scaled_dot_product_attention(&q, &k, &v, None, true, Some(0.3)).unwrap();
     assert_close("sdpa2 output", &y, &get(&r, "sdpa2.output"));
     check_grads(&r, "sdpa2", &y, &[("q", q), ("k", k), ("v", v)]);
@@ -78,7 +78,7 @@ fn multihead_attention_matches_pytorch_with_padding_and_a_blocking_mask() {
     let r = reference();
     let mha: MultiheadAttention<f64> = MultiheadAttention::new(8, 2, &mut nabla::rng(0)).unwrap();
     let params = load(&r, "mha1", &mha);
-    let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha1.{n}")).requires_grad_(true));
+    let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha1.{n}")).requires_grad_(true).unwrap());
     let (pad, blocked) = (flags(&r, "mha1.pad"), flags(&r, "mha1.blocked"));
     let out = mha.attend(&q, &k, &v, Some(&pad), Some(AttnMask::Blocked(&blocked)), false).unwrap();
     assert_close("mha1 output", &out.output, &get(&r, "mha1.output"));
@@ -95,7 +95,7 @@ fn multihead_attention_matches_pytorch_batch_first_with_kdim_vdim_and_a_float_ma
     let options = MultiheadOptions { kdim: Some(4), vdim: Some(5), batch_first: true, ..Default::default() };
     let mha: MultiheadAttention<f64> = MultiheadAttention::with_options(6, 3, options, &mut nabla::rng(0)).unwrap();
     let params = load(&r, "mha2", &mha);
-    let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha2.{n}")).requires_grad_(true));
+    let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha2.{n}")).requires_grad_(true).unwrap());
     let additive = get(&r, "mha2.additive");
     let out = mha.attend(&q, &k, &v, None, Some(AttnMask::Additive(&additive)), false).unwrap();
     assert_close("mha2 output", &out.output, &get(&r, "mha2.output"));

@@ -20,7 +20,7 @@ fn mlp_blocks(depth: usize, width: usize) -> Vec<Arc<nn::Sequential<f64>>> {
 #[test]
 fn a_checkpointed_mlp_has_the_same_gradients_bit_for_bit() {
     let blocks = mlp_blocks(6, 8);
-    let x = Tensor::<f64>::randn(&[5, 8], &mut nabla::rng(2)).requires_grad_(true);
+    let x = Tensor::<f64>::randn(&[5, 8], &mut nabla::rng(2)).requires_grad_(true).unwrap();
     let params: Vec<Tensor<f64>> = blocks.iter().flat_map(|b| b.parameters()).map(|p| p.tensor()).collect();
     let mut wrt: Vec<&Tensor<f64>> = params.iter().collect();
     wrt.push(&x);
@@ -55,7 +55,7 @@ fn a_checkpointed_mlp_has_the_same_gradients_bit_for_bit() {
 #[test]
 fn nested_checkpoints_give_the_same_gradients() {
     let blocks = mlp_blocks(4, 6);
-    let x = Tensor::<f64>::randn(&[3, 6], &mut nabla::rng(3)).requires_grad_(true);
+    let x = Tensor::<f64>::randn(&[3, 6], &mut nabla::rng(3)).requires_grad_(true).unwrap();
     let params: Vec<Tensor<f64>> = blocks.iter().flat_map(|b| b.parameters()).map(|p| p.tensor()).collect();
     let mut wrt: Vec<&Tensor<f64>> = params.iter().collect();
     wrt.push(&x);
@@ -96,7 +96,7 @@ fn a_checkpointed_lstm_has_the_same_gradients_bit_for_bit() {
         &mut rng,
     ));
     let head: nn::Linear<f64> = nn::Linear::new(5, 2, &mut rng);
-    let x = Tensor::<f64>::randn(&[4, 7, 3], &mut rng).requires_grad_(true);
+    let x = Tensor::<f64>::randn(&[4, 7, 3], &mut rng).requires_grad_(true).unwrap();
     let params: Vec<Tensor<f64>> = lstm.parameters().into_iter().chain(head.parameters()).map(|p| p.tensor()).collect();
     let mut wrt: Vec<&Tensor<f64>> = params.iter().collect();
     wrt.push(&x);
@@ -112,7 +112,7 @@ fn a_checkpointed_lstm_has_the_same_gradients_bit_for_bit() {
 fn second_derivatives_pass_through_a_checkpoint() {
     // A parameter captured by the segment and an input: second derivatives against finite
     // differences of the first.
-    let w = Tensor::<f64>::randn(&[3, 3], &mut nabla::rng(5)).requires_grad_(true);
+    let w = Tensor::<f64>::randn(&[3, 3], &mut nabla::rng(5)).requires_grad_(true).unwrap();
     let f = move |v: &[Tensor<f64>]| {
         let w = w.clone();
         checkpoint(move |u| u[0].matmul(&w)?.tanh().mul(&u[0]), &[&v[0]])?.sum_dims(&[1], false)
@@ -122,7 +122,7 @@ fn second_derivatives_pass_through_a_checkpoint() {
 
 #[test]
 fn without_grad_mode_a_checkpoint_just_runs() {
-    let x = Tensor::<f64>::ones(&[2]).requires_grad_(true);
+    let x = Tensor::<f64>::ones(&[2]).requires_grad_(true).unwrap();
     let y = nabla::no_grad(|| checkpoint(|v| Ok(v[0].exp()), &[&x])).unwrap();
     assert!(!y.requires_grad());
     assert_eq!(y.to_vec(), vec![1f64.exp(); 2]);

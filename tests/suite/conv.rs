@@ -135,8 +135,10 @@ fn receptive_field_matches_which_outputs_move() {
     };
     // Which inputs does output 0 depend on? The gradient says: exactly the receptive field
     // (with positive, distinct inputs every position of the field reaches the max).
-    let x =
-        Tensor::<f64>::from_vec((0..30).map(|i| 1.0 + (i as f64 * 0.37).sin().abs()).collect(), &[1, 1, 30]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec((0..30).map(|i| 1.0 + (i as f64 * 0.37).sin().abs()).collect(), &[1, 1, 30])
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     let y = forward(&x);
     let mut cotangent = vec![0.0; y.len()];
     cotangent[0] = 1.0;
@@ -182,7 +184,7 @@ fn max_pooling_sends_the_gradient_where_pytorch_points() {
         (&[3.0, 1.0, 3.0, 3.0], [1, 1, 1, 4], padded, &[0]),
     ];
     for (values, shape, cfg, indices) in cases {
-        let x = Tensor::<f64>::from_vec(values.to_vec(), &shape).unwrap().requires_grad_(true);
+        let x = Tensor::<f64>::from_vec(values.to_vec(), &shape).unwrap().requires_grad_(true).unwrap();
         let g = x.max_pool2d(cfg).unwrap().sum().backward().unwrap();
         let expect: Vec<f64> = (0..values.len()).map(|i| if indices.contains(&i) { 1.0 } else { 0.0 }).collect();
         assert_eq!(g.get(&x).unwrap().to_vec(), expect, "{values:?} {cfg:?}");
@@ -195,7 +197,7 @@ fn a_convolution_followed_by_relu_keeps_no_copy_of_its_output() {
     // output (which max pooling reads the shape of) and only the convolution's shape.
     let mut rng = nabla::rng(3);
     let x = Tensor::<f64>::randn(&[2, 1, 6, 6], &mut rng);
-    let w = Tensor::<f64>::randn(&[3, 1, 3, 3], &mut rng).requires_grad_(true);
+    let w = Tensor::<f64>::randn(&[3, 1, 3, 3], &mut rng).requires_grad_(true).unwrap();
     let pad1 = Conv2dConfig { padding: [1, 1], ..Default::default() };
     let y = x.conv2d(&w, None, pad1).unwrap().relu().max_pool2d(Pool2dConfig::new(2)).unwrap();
     let (mut node, mut relu) = (nabla::autograd::GraphNode::from(&y), None);
@@ -235,8 +237,8 @@ fn f32_convolutions_agree_with_f64_on_every_tail_of_the_direct_kernel() {
     ];
     for (seed, &(x_shape, w_shape, cfg)) in cases.iter().enumerate() {
         let seed = seed as u64 * 3;
-        let (x, w) = (randn(&x_shape, seed).requires_grad_(true), randn(&w_shape, seed + 1).requires_grad_(true));
-        let (x32, w32) = (x.detach().cast::<f32>().requires_grad_(true), w.detach().cast::<f32>().requires_grad_(true));
+        let (x, w) = (randn(&x_shape, seed).requires_grad_(true).unwrap(), randn(&w_shape, seed + 1).requires_grad_(true).unwrap());
+        let (x32, w32) = (x.detach().cast::<f32>().requires_grad_(true).unwrap(), w.detach().cast::<f32>().requires_grad_(true).unwrap());
         let y = x.conv2d(&w, None, cfg).unwrap();
         let y32 = x32.conv2d(&w32, None, cfg).unwrap();
         let gy = randn(y.shape(), seed + 2);

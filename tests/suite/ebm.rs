@@ -119,7 +119,7 @@ fn the_free_energy_by_descent_matches_the_exact_minimum() {
     let energy = |_: &Tensor<f64>, y: &Tensor<f64>, z: &Tensor<f64>| {
         y.sub(&z.cos())?.pow(2.0).add(&z.add_scalar(-1.0).pow(2.0).mul_scalar(0.1))?.sum_dims(&[1], false)
     };
-    let y = Tensor::<f64>::from_vec(vec![0.2, 0.9], &[2, 1]).unwrap().requires_grad_(true);
+    let y = Tensor::<f64>::from_vec(vec![0.2, 0.9], &[2, 1]).unwrap().requires_grad_(true).unwrap();
     let (f, found) =
         ebm::free_energy_min_descent(&energy, &ebm::no_x(2), &y, &Tensor::<f64>::ones(&[2, 1]), &Inference::default()).unwrap();
     let grid = Tensor::<f64>::from_vec((0..4000).map(|i| -1.0 + i as f64 * 1e-3).collect(), &[4000, 1]).unwrap();

@@ -11,7 +11,7 @@ fn t(v: &[f64]) -> Tensor<f64> {
 #[test]
 fn gradients_add_up_where_a_tensor_is_used_twice() {
     // y = x·x + 3x: dy/dx = 2x + 3 (hand computation)
-    let x = t(&[1.0, -2.0, 0.5]).requires_grad_(true);
+    let x = t(&[1.0, -2.0, 0.5]).requires_grad_(true).unwrap();
     let y = (&(&x * &x) + &(&x * 3.0)).sum();
     let g = y.backward().unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec(), vec![5.0, -1.0, 4.0]);
@@ -20,7 +20,7 @@ fn gradients_add_up_where_a_tensor_is_used_twice() {
 #[test]
 fn shared_weights_get_the_sum_of_both_uses() {
     // Weight tying: L = sum(w·a) + sum(w·b), dL/dw = a + b.
-    let w = t(&[1.0, 2.0]).requires_grad_(true);
+    let w = t(&[1.0, 2.0]).requires_grad_(true).unwrap();
     let (a, b) = (t(&[3.0, 4.0]), t(&[10.0, 20.0]));
     let loss = &(&w * &a).sum() + &(&w * &b).sum();
     assert_eq!(loss.backward().unwrap().get(&w).unwrap().to_vec(), vec![13.0, 24.0]);
@@ -28,7 +28,7 @@ fn shared_weights_get_the_sum_of_both_uses() {
 
 #[test]
 fn a_chain_of_1_000_000_ops_differentiates_and_drops_without_overflowing_the_stack() {
-    let x = Tensor::<f64>::scalar(1.0).requires_grad_(true);
+    let x = Tensor::<f64>::scalar(1.0).requires_grad_(true).unwrap();
     let mut y = x.clone();
     for _ in 0..1_000_000 {
         y = &y * 1.000001;
@@ -43,7 +43,7 @@ fn a_chain_of_1_000_000_ops_differentiates_and_drops_without_overflowing_the_sta
 
 #[test]
 fn no_grad_records_nothing_and_detach_stops_gradients() {
-    let x = t(&[2.0]).requires_grad_(true);
+    let x = t(&[2.0]).requires_grad_(true).unwrap();
     let y = nabla::no_grad(|| x.exp());
     assert!(!y.requires_grad() && y.is_leaf());
     assert!(nabla::autograd::is_grad_enabled(), "no_grad restores the mode");
@@ -54,7 +54,7 @@ fn no_grad_records_nothing_and_detach_stops_gradients() {
 
 #[test]
 fn backward_returns_only_leaf_gradients_and_grad_reaches_intermediates() {
-    let x = t(&[1.0, 2.0]).requires_grad_(true);
+    let x = t(&[1.0, 2.0]).requires_grad_(true).unwrap();
     let h = x.exp();
     let y = (&h * 2.0).sum();
     let g = y.backward().unwrap();
@@ -65,8 +65,8 @@ fn backward_returns_only_leaf_gradients_and_grad_reaches_intermediates() {
 
 #[test]
 fn grad_of_an_unused_input_is_zero() {
-    let x = t(&[1.0]).requires_grad_(true);
-    let unused = t(&[5.0, 6.0]).requires_grad_(true);
+    let x = t(&[1.0]).requires_grad_(true).unwrap();
+    let unused = t(&[5.0, 6.0]).requires_grad_(true).unwrap();
     let g = nabla::grad(&[&x.exp().sum()], &[&unused], None, false).unwrap();
     assert_eq!(g[0].to_vec(), vec![0.0, 0.0]);
 }
@@ -74,7 +74,7 @@ fn grad_of_an_unused_input_is_zero() {
 #[test]
 fn third_derivative_of_a_polynomial() {
     // f = x⁴: f' = 4x³, f'' = 12x², f''' = 24x; at x = 2: 32, 48, 48
-    let x = t(&[2.0]).requires_grad_(true);
+    let x = t(&[2.0]).requires_grad_(true).unwrap();
     let d1 = nabla::grad(&[&x.pow(4.0).sum()], &[&x], None, true).unwrap().remove(0);
     let d2 = nabla::grad(&[&d1.sum()], &[&x], None, true).unwrap().remove(0);
     let d3 = nabla::grad(&[&d2.sum()], &[&x], None, false).unwrap().remove(0);
@@ -95,7 +95,7 @@ fn a_rule_that_is_not_differentiable_refuses_double_backward() {
             false
         }
     }
-    let x = t(&[1.0]).requires_grad_(true);
+    let x = t(&[1.0]).requires_grad_(true).unwrap();
     let y = Tensor::from_op(x.to_ndarray(), &[&x], Opaque);
     assert!(nabla::grad(&[&y.sum()], &[&x], None, false).is_ok());
     let err = nabla::grad(&[&y.sum()], &[&x], None, true).unwrap_err();
@@ -104,7 +104,7 @@ fn a_rule_that_is_not_differentiable_refuses_double_backward() {
 
 #[test]
 fn softmax_and_log_softmax_stay_finite_for_huge_logits() {
-    let x = t(&[1e4, -1e4, 0.0, 1e4]).reshape(&[1, 4]).unwrap().requires_grad_(true);
+    let x = t(&[1e4, -1e4, 0.0, 1e4]).reshape(&[1, 4]).unwrap().requires_grad_(true).unwrap();
     let w = t(&[0.3, -1.0, 2.0, 0.5]).reshape(&[1, 4]).unwrap();
     for (name, y) in [("softmax", x.softmax(1).unwrap()), ("log_softmax", x.log_softmax(1).unwrap())] {
         assert!(y.to_vec().iter().all(|v| v.is_finite()), "{name} values: {y}");
@@ -129,7 +129,7 @@ fn sigmoid_is_the_two_class_softmax_with_one_logit_at_zero() {
 #[test]
 fn custom_ops_with_a_closure_rule() {
     // y = sin x, dL/dx = gy · cos x
-    let x = t(&[0.0, 1.0]).requires_grad_(true);
+    let x = t(&[0.0, 1.0]).requires_grad_(true).unwrap();
     let y = Tensor::from_op(
         x.value().mapv(f64::sin),
         &[&x],
@@ -144,7 +144,7 @@ fn custom_ops_with_a_closure_rule() {
 
 #[test]
 fn the_graph_can_be_differentiated_twice() {
-    let x = t(&[3.0]).requires_grad_(true);
+    let x = t(&[3.0]).requires_grad_(true).unwrap();
     let y = x.pow(2.0).sum();
     let first = y.backward().unwrap().get(&x).unwrap().to_vec();
     let second = y.backward().unwrap().get(&x).unwrap().to_vec();
@@ -154,8 +154,8 @@ fn the_graph_can_be_differentiated_twice() {
 
 #[test]
 fn the_graph_keeps_only_the_values_backward_reads() {
-    let x = Tensor::<f64>::from_vec(vec![-1.0, 2.0, 3.0, -4.0], &[2, 2]).unwrap().requires_grad_(true);
-    let w = t(&[1.0, -1.0, 0.5, 2.0]).reshape(&[2, 2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![-1.0, 2.0, 3.0, -4.0], &[2, 2]).unwrap().requires_grad_(true).unwrap();
+    let w = t(&[1.0, -1.0, 0.5, 2.0]).reshape(&[2, 2]).unwrap().requires_grad_(true).unwrap();
     let h = x.matmul(&w).unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
@@ -189,7 +189,7 @@ fn the_graph_keeps_only_the_values_backward_reads() {
 fn backward_writes_over_a_cotangent_only_when_nothing_else_holds_it() {
     // Elementwise rules reuse the cotangent's buffer when they alone hold it; a cotangent
     // the caller passed, one a hook kept, or one grad() returns must stay as it was.
-    let x = t(&[-1.0, 2.0]).requires_grad_(true);
+    let x = t(&[-1.0, 2.0]).requires_grad_(true).unwrap();
     let g = t(&[5.0, 7.0]);
     let grads = x.relu().backward_with(&g).unwrap();
     assert_eq!((grads.get(&x).unwrap().to_vec(), g.to_vec()), (vec![0.0, 7.0], vec![5.0, 7.0]));
@@ -245,7 +245,7 @@ fn cube(x: &Tensor<f64>, how: &str) -> Tensor<f64> {
 #[test]
 fn a_custom_rule_on_raw_arrays_is_refused_on_double_backward_never_a_silent_zero() {
     use nabla::autograd::{GradcheckOptions, gradcheck};
-    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true).unwrap();
     // Tensor ops: d/dx x³ = 3x², d²/dx² = 6x.
     let dy = nabla::grad(&[&cube(&x, "tensor ops").sum()], &[&x], None, true).unwrap();
     let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false).unwrap();
@@ -264,7 +264,7 @@ fn a_custom_rule_on_raw_arrays_is_refused_on_double_backward_never_a_silent_zero
 
 #[test]
 fn second_derivatives_of_linear_ops_are_zero_not_refused() {
-    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![2.0, -1.0], &[2]).unwrap().requires_grad_(true).unwrap();
     let dy = nabla::grad(&[&(&x * 3.0).sum()], &[&x], None, true).unwrap();
     assert_eq!(dy[0].to_vec(), vec![3.0, 3.0]);
     let d2y = nabla::grad(&[&dy[0].sum()], &[&x], None, false).unwrap();
@@ -290,4 +290,18 @@ fn gradgradcheck_names_itself() {
     };
     let err = gradgradcheck(wrong, &[x], &GradcheckOptions::default()).unwrap_err().to_string();
     assert!(err.starts_with("gradgradcheck: "), "{err}");
+}
+
+/// PyTorch keeps a non-leaf in the graph when asked for `requires_grad_(True)` and raises
+/// for `False`; here the first once made a detached leaf, so x silently got no gradient.
+#[test]
+fn requires_grad_on_a_non_leaf_keeps_the_graph_or_says_why_not() {
+    let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true).unwrap();
+    let y = (&x * 3.0).requires_grad_(true).unwrap();
+    let g = y.sum().backward().unwrap();
+    assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0, 3.0]);
+    let err = (&x * 3.0).requires_grad_(false).unwrap_err().to_string();
+    assert!(err.starts_with("requires_grad_: only a leaf's flag can change; this tensor was made by"), "{err}");
+    let frozen = x.detach().requires_grad_(false).unwrap();
+    assert!(!frozen.requires_grad() && frozen.is_leaf());
 }

@@ -335,7 +335,7 @@ fn run_op<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> 
     // Integer inputs (indices) are read by the builder itself; float inputs become tensors.
     let inputs: Vec<Tensor<T>> = (0..n_inputs)
         .filter(|i| !case.is_int(&format!("input.{i}")))
-        .map(|i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i))))
+        .map(|i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i)).unwrap()))
         .collect::<Result<_, _>>()?;
     let outputs = build_op(case, name, &inputs)?;
     if outputs.len() != n_outputs {
@@ -569,7 +569,7 @@ fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, Stri
     let float_inputs: Vec<usize> = (0..n_inputs).filter(|i| !case.is_int(&format!("input.{i}"))).collect();
     let inputs: Vec<Tensor<T>> = float_inputs
         .iter()
-        .map(|&i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i))))
+        .map(|&i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i)).unwrap()))
         .collect::<Result<_, _>>()?;
     let snapshots: Vec<Tensor<T>> = params.iter().map(|(_, p)| p.tensor()).collect();
     let outputs = forward(&inputs)?;

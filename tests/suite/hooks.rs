@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 #[test]
 fn a_hook_sees_the_summed_gradient_once_and_can_replace_it() {
     // y = h·h + 3h with h = 2x: dL/dh = 2h + 3, seen once although h is used three times.
-    let x = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2]).unwrap().requires_grad_(true);
+    let x = Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2]).unwrap().requires_grad_(true).unwrap();
     let h = &x * 2.0;
     let calls = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&calls);
@@ -28,7 +28,7 @@ fn a_hook_sees_the_summed_gradient_once_and_can_replace_it() {
 
 #[test]
 fn hooks_on_a_leaf_change_its_gradient_and_run_in_order() {
-    let w = Tensor::<f64>::from_vec(vec![3.0], &[1]).unwrap().requires_grad_(true);
+    let w = Tensor::<f64>::from_vec(vec![3.0], &[1]).unwrap().requires_grad_(true).unwrap();
     let _a = w.register_hook(|g| Some(g + 1.0));
     let _b = w.register_hook(|g| Some(g * 2.0));
     let g = (&w * &w).sum().backward().unwrap();

@@ -170,7 +170,7 @@ fn optimizer_state_saved_and_restored_continues_identically() {
 
 #[test]
 fn clipping_by_value_and_by_infinity_norm() {
-    let w = Tensor::<f64>::from_vec(vec![3.0, -4.0], &[2]).unwrap().requires_grad_(true);
+    let w = Tensor::<f64>::from_vec(vec![3.0, -4.0], &[2]).unwrap().requires_grad_(true).unwrap();
     let mut grads = (&w * &w).sum().backward().unwrap(); // (6, -8)
     optim::clip_grad_value(&mut grads, 5.0).unwrap();
     assert_eq!(grads.get(&w).unwrap().to_vec(), vec![5.0, -5.0]);
@@ -186,8 +186,8 @@ fn clipping_by_value_and_by_infinity_norm() {
 fn clip_norms_count_every_element() {
     for n in [1, 7, 8, 9, 17, 100] {
         let c: Vec<f64> = (0..n).map(|k| (k as f64 - 3.5) * 0.25).collect();
-        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true);
-        let v = Tensor::<f64>::zeros(&[2]).requires_grad_(true);
+        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true).unwrap();
+        let v = Tensor::<f64>::zeros(&[2]).requires_grad_(true).unwrap();
         let loss = (&w * &Tensor::<f64>::from_vec(c.clone(), &[n]).unwrap()).sum()
             + (&v * &Tensor::<f64>::from_vec(vec![-2.0, 0.5], &[2]).unwrap()).sum();
         let all: Vec<f64> = c.iter().copied().chain([-2.0, 0.5]).collect();
@@ -215,7 +215,7 @@ fn an_sgd_step_on_a_parameter_a_live_graph_holds_leaves_the_graph_its_old_value(
     // is dropped the next step updates in place.
     let n = 70_001;
     let w0: Vec<f32> = (0..n).map(|i| (i % 97) as f32).collect();
-    let p = nn::Param::new(Tensor::from_vec(w0.clone(), &[n]).unwrap().requires_grad_(true));
+    let p = nn::Param::new(Tensor::from_vec(w0.clone(), &[n]).unwrap().requires_grad_(true).unwrap());
     let mut opt = optim::Sgd::new(vec![p.clone()], 0.25);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     // L = Σ w_i² / 2, so g = w.
@@ -239,7 +239,7 @@ fn a_long_gradients_norm_is_exact_and_the_same_on_one_and_two_threads() {
     // multiple of 1/16 below 2^40, so exact in f64 in any order, and so is the reference.
     for n in [65_545, 100_003] {
         let c: Vec<f64> = (0..n).map(|k| ((k % 16) as f64 - 7.5) * 0.25).collect();
-        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true);
+        let w = Tensor::<f64>::zeros(&[n]).requires_grad_(true).unwrap();
         let loss = (&w * &Tensor::<f64>::from_vec(c.clone(), &[n]).unwrap()).sum();
         let l1: f64 = c.iter().map(|x| x.abs()).sum();
         let l2 = c.iter().map(|x| x * x).sum::<f64>().sqrt();

@@ -380,8 +380,8 @@ proptest! {
         // Zero-sized kernels included (the fuzzer found the stride-1 input gradient
         // underflowing on them): every gradient must equal the loop's, never panic.
         let (cin, cout) = (groups * cin_per, groups * cout_per);
-        let x = values(&[n, cin, h, w], seed).requires_grad_(true);
-        let wt = values(&[cout, cin_per, kh, kw], seed + 1).requires_grad_(true);
+        let x = values(&[n, cin, h, w], seed).requires_grad_(true).unwrap();
+        let wt = values(&[cout, cin_per, kh, kw], seed + 1).requires_grad_(true).unwrap();
         let cfg = Conv2dConfig { stride, padding, dilation, groups };
         let Ok(y) = x.conv2d(&wt, None, cfg) else { return Ok(()); };
         let r = values(y.shape(), seed + 2);
@@ -522,7 +522,7 @@ proptest! {
                     prop_assert!((s - 1.0).abs() < 1e-12);
                 }
                 // Gradients of a loss through them are finite too.
-                let xg = x.detach().requires_grad_(true);
+                let xg = x.detach().requires_grad_(true).unwrap();
                 let loss = xg.log_softmax(dim).unwrap().mul(&values(&shape, seed + 3)).unwrap().sum();
                 let g = loss.backward().unwrap();
                 prop_assert!(g.get(&xg).unwrap().to_vec().iter().all(|v| v.is_finite()));
@@ -536,7 +536,7 @@ proptest! {
 
     #[test]
     fn elementwise_functions_stay_finite(scale in prop_oneof![Just(1.0), Just(50.0), Just(800.0), Just(1e30), Just(1e300)], seed in 0u64..1000) {
-        let x = values(&[64], seed).mul_scalar(scale).requires_grad_(true);
+        let x = values(&[64], seed).mul_scalar(scale).requires_grad_(true).unwrap();
         let outputs = [
             ("sigmoid", x.sigmoid()),
             ("tanh", x.tanh()),
@@ -562,7 +562,7 @@ proptest! {
 
     #[test]
     fn losses_are_finite_and_check_their_targets(n in 0usize..5, classes in 1usize..5, bad in any::<bool>(), scale in prop_oneof![Just(1.0), Just(1e4), Just(1e300)], seed in 0u64..1000) {
-        let logits = values(&[n, classes], seed).mul_scalar(scale).requires_grad_(true);
+        let logits = values(&[n, classes], seed).mul_scalar(scale).requires_grad_(true).unwrap();
         let target = ArrayD::from_shape_fn(IxDyn(&[n]), |i| if bad && i[0] == 0 { classes } else { (i[0] * 7 + seed as usize) % classes });
         let result = F::cross_entropy(&logits, &target);
         if bad && n > 0 {

@@ -125,7 +125,7 @@ fn a_network_without_layers_or_units_is_an_error_not_its_input() {
 #[test]
 fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
     let lstm: Lstm<f64> = Lstm::new(2, 3, &mut nabla::rng(6));
-    let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true);
+    let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true).unwrap();
     let whole = lstm.forward(&seq).unwrap();
     let mut bptt = TruncatedBptt::new(4).unwrap();
     let chunks = bptt.chunks(&lstm, &seq).unwrap();

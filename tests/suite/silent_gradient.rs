@@ -170,7 +170,7 @@ fn every_op_passes_gradient_to_every_input() {
     let mut failures = Vec::new();
     for (&name, case) in &cases {
         assert!(OPS.contains(&name), "case {name} is not in nabla::ops::OPS");
-        let inputs: Vec<Tensor<f64>> = case.inputs.iter().map(|t| t.detach().requires_grad_(true)).collect();
+        let inputs: Vec<Tensor<f64>> = case.inputs.iter().map(|t| t.detach().requires_grad_(true).unwrap()).collect();
         let y = (case.f)(&inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(graph_names(&y).contains(name), "{name}: the case does not record it (graph: {:?})", graph_names(&y));
         // L = <r, y> with a fixed random cotangent r.
@@ -189,8 +189,8 @@ fn every_op_passes_gradient_to_every_input() {
             // Evaluated like the case itself, with inputs that require grad: the adjoint
             // cases (`pad`, `index_add`, …) differentiate inside `f`.
             let at = |sign: f64| {
-                let mut moved = inputs.iter().map(|t| t.detach().requires_grad_(true)).collect::<Vec<_>>();
-                moved[k] = x.detach().add(&d.mul_scalar(sign * h)).unwrap().requires_grad_(true);
+                let mut moved = inputs.iter().map(|t| t.detach().requires_grad_(true).unwrap()).collect::<Vec<_>>();
+                moved[k] = x.detach().add(&d.mul_scalar(sign * h)).unwrap().requires_grad_(true).unwrap();
                 loss(&(case.f)(&moved).unwrap()).unwrap().item().unwrap()
             };
             let fd = (at(1.0) - at(-1.0)) / (2.0 * h);

@@ -42,7 +42,7 @@ fn display_matches_pytorch() {
     assert_eq!(x.to_string(), "tensor([[ 1.0000, -2.0000],\n        [ 3.2500,  4.0000]])");
     assert_eq!(Tensor::scalar(2.5).to_string(), "tensor(2.5000)");
     assert_eq!(Tensor::<f64>::ones(&[2]).to_string(), "tensor([1.0000, 1.0000], dtype=f64)");
-    let w = Tensor::ones(&[1]).requires_grad_(true);
+    let w = Tensor::ones(&[1]).requires_grad_(true).unwrap();
     assert_eq!(w.to_string(), "tensor([1.0000], requires_grad=True)");
     assert_eq!(w.exp().to_string(), "tensor([2.7183], grad_fn=<exp>)");
     let cube = Tensor::zeros(&[2, 1, 2]);
