@@ -32,7 +32,7 @@ impl Bytes<'_> {
         let shape = self.shape();
         let n: usize = shape.iter().product();
         let values = (0..n).map(|_| (self.byte() as f32 - 128.0) / 16.0).collect();
-        Tensor::from_vec(values, &shape).expect("n values").requires_grad_(true)?
+        Tensor::from_vec(values, &shape).expect("n values").requires_grad_(true).expect("a fresh leaf")
     }
 }
 
