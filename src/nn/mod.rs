@@ -315,7 +315,7 @@ pub fn summary<T: Element>(module: &dyn Module<T>) -> String {
     }
     let total: usize = params.iter().map(|(_, p)| p.numel()).sum();
     let trainable: usize = params.iter().filter(|(_, p)| !p.is_frozen()).map(|(_, p)| p.numel()).sum();
-    let buffered: usize = rows.iter().filter(|r| r.3 == "buffer").map(|r| r.2).sum();
+    let buffered: usize = buffers.iter().map(|(_, b)| b.shape().iter().product::<usize>()).sum();
     out += &format!("{total} parameters ({trainable} trainable), {buffered} buffer elements\n");
     out
 }

@@ -206,7 +206,7 @@ struct ForwardPiece<'a, T> {
 /// it costs about as much again, at every step. Here the threads wait for each other by
 /// spinning on flags (`RAYON_NUM_THREADS=2 cargo bench --bench ops -- lstm_layer`).
 /// Waiting per part rather than per round lets a job start on its own part of the step
-/// before while the other threads finish theirs, which halves the time spent spinning.
+/// before while the other threads finish theirs, so less of the step is spent spinning.
 /// Thread `k` runs part `k` of every round, so that its rows of the
 /// weight stay in its core's cache (a variant that let any thread take any part, not kept,
 /// was slower than the hand-offs); a part nobody has taken [`STEAL_AFTER`] into a wait for

@@ -157,8 +157,8 @@ impl<T: Element> Tensor<T> {
                 if self.is_empty() {
                     return Err(Error::invalid(op, "an empty tensor has no extremum"));
                 }
-                let flat = self.value().iter().copied().collect::<ndarray::Array1<T>>().into_dyn();
-                let index = best(flat.view());
+                // A view iterates in logical order: its position is the flat index.
+                let index = best(self.value());
                 let shape = if keepdim { vec![1; self.ndim()] } else { vec![] };
                 Ok(ArrayD::from_elem(IxDyn(&shape), index))
             }

@@ -4,9 +4,9 @@
 //!
 //! A row of the last dim of a contiguous tensor (the class dim of a classifier's logits)
 //! is one pass for its maximum, one for `exp(x - max)` and their sum, one for the output,
-//! in loops the compiler vectorises: several times faster than the composition of
-//! `logsumexp`, `sub` and their rules with a scalar `exp` per element
-//! (`RAYON_NUM_THREADS=1 cargo bench --bench ops -- cross_entropy`).
+//! in loops the compiler vectorises, where the composition of `logsumexp`, `sub` and
+//! their rules made several passes with a scalar `exp` per element
+//! (`RAYON_NUM_THREADS=1 cargo bench --bench ops -- cross_entropy` times this op).
 
 use super::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
 use super::normalize_dim;
