@@ -152,3 +152,10 @@ fn recompute<T: Element>(segment: &Segment<T>, explicit: usize, inputs: &[Tensor
         crate::autograd::grad(&[&y], &targets, Some(&[gy]), create_graph).expect("checkpoint: differentiating the segment").into_iter();
     requires.into_iter().map(|r| if r { grads.next() } else { None }).collect()
 }
+
+/// This module's entry in the [op registry](crate::ops::registry()).
+pub(crate) const OPS: &[crate::ops::OpInfo] = &[crate::ops::OpInfo::new(
+    "checkpoint",
+    || vec![crate::ops::registry::randn(&[3, 4], 1), crate::ops::registry::randn(&[4, 4], 28)],
+    |v| checkpoint(|u| Ok(u[0].matmul(&u[1])?.tanh()), &[&v[0], &v[1]]),
+)];

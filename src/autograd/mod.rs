@@ -8,7 +8,7 @@
 
 pub(crate) mod anomaly;
 mod backward;
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod dot;
 mod function;
 pub mod functional;

@@ -1,6 +1,7 @@
 //! Elementwise functions of two tensors with NumPy broadcasting, `where`, and the
 //! arithmetic operators.
 
+use super::registry::{OpInfo, positive, randn, spread};
 use super::{broadcast_shape, kernel};
 use crate::autograd::rule;
 use crate::error::Result;
@@ -254,3 +255,19 @@ macro_rules! scalar_lhs_operator {
 
 scalar_lhs_operator!(f32);
 scalar_lhs_operator!(f64);
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    // Broadcasting: both inputs need their (summed) gradients.
+    OpInfo::new("add", || vec![randn(&[3, 4], 1), randn(&[4], 5)], |v| Tensor::add(&v[0], &v[1])),
+    OpInfo::new("sub", || vec![randn(&[3, 4], 1), randn(&[3, 1], 5)], |v| Tensor::sub(&v[0], &v[1])),
+    OpInfo::new("mul", || vec![randn(&[3, 4], 1), randn(&[4], 5)], |v| Tensor::mul(&v[0], &v[1])),
+    OpInfo::new("div", || vec![randn(&[3, 4], 1), positive(&[3, 1], 5)], |v| Tensor::div(&v[0], &v[1])),
+    // Offset by 0.05 so that no pair ties.
+    OpInfo::new("maximum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].maximum(&v[1])),
+    OpInfo::new("minimum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].minimum(&v[1])),
+    OpInfo::new("where", || vec![randn(&[3, 4], 1), randn(&[4], 8)], |v| {
+        let cond = <Tensor<f64> as crate::tensor::Creation<f64>>::from_vec((0..12).map(|i| (i % 3 == 0) as u8 as f64).collect(), &[3, 4])?;
+        where_(&cond, &v[0], &v[1])
+    }),
+];

@@ -12,6 +12,7 @@
 //! builds pixel-major rows instead (see `pixel_major_pays`), and in `f32` on AVX2 a direct
 //! kernel reads the padded input in place where it applies (see `forward_direct`).
 
+use super::registry::{OpInfo, randn, recorded_grad};
 use super::kernel::{ThinLhs, gemm, gemm_acc, gemm_set, transpose_into};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
@@ -794,6 +795,24 @@ pub fn receptive_field(layers: &[(usize, usize, usize)]) -> usize {
         jump *= stride;
     }
     field
+}
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("conv2d", || vec![randn(&[2, 4, 5, 6], 20), randn(&[4, 2, 3, 2], 21), randn(&[4], 22)], |v| {
+        v[0].conv2d(&v[1], Some(&v[2]), SAMPLE_CONV)
+    }),
+    // The adjoints, sampled through the gradient of a convolution with cotangent weights.
+    OpInfo::new("conv2d_input_grad", conv_grad_sample, |v| recorded_grad(&v[0], &v[2], |x| x.conv2d(&v[1], None, SAMPLE_CONV))),
+    OpInfo::new("conv2d_weight_grad", conv_grad_sample, |v| recorded_grad(&v[1], &v[2], |w| v[0].conv2d(w, None, SAMPLE_CONV))),
+];
+
+/// Strided, padded, dilated and grouped at once: every index path of the rules.
+const SAMPLE_CONV: Conv2dConfig = Conv2dConfig { stride: [2, 1], padding: [1, 1], dilation: [1, 2], groups: 2 };
+
+/// Input, weight and a cotangent of the output's shape for [`SAMPLE_CONV`].
+fn conv_grad_sample() -> Vec<Tensor<f64>> {
+    vec![randn(&[2, 4, 5, 6], 20), randn(&[4, 2, 3, 2], 21), randn(&[2, 4, 3, 6], 23)]
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Indexing by integer indices: index_select and gather, and their adjoints index_add and
 //! scatter_add (each op's rule is the other).
 
+use super::registry::{OpInfo, randn, recorded_grad, spread};
 use super::normalize_dim;
 use crate::autograd::rule;
 use crate::error::{Error, Result};
@@ -228,4 +229,28 @@ impl<T: Element> Tensor<T> {
             }))
         })
     }
+}
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("index_select", || vec![randn(&[3, 4], 1)], |v| v[0].index_select(1, &[3, 0, 0, 2])),
+    // `index_select`'s adjoint.
+    OpInfo::new("index_add", || vec![randn(&[3, 4], 1), randn(&[3, 4], 12)], |v| {
+        recorded_grad(&v[0], &v[1], |x| x.index_select(1, &[3, 0, 0, 2]))
+    }),
+    OpInfo::new("gather", || vec![randn(&[3, 4], 1)], |v| v[0].gather(1, &gather_index())),
+    // `gather`'s adjoint.
+    OpInfo::new("scatter_add", || vec![randn(&[3, 4], 1), randn(&[3, 4], 13)], |v| {
+        recorded_grad(&v[0], &v[1], |x| x.gather(1, &gather_index()))
+    }),
+    // Max pooling records these.
+    OpInfo::new("plane_gather", || vec![spread(&[1, 2, 4, 4], 14)], |v| v[0].max_pool2d(super::Pool2dConfig::new(2))),
+    OpInfo::new("plane_scatter_add", || vec![spread(&[1, 2, 4, 4], 14), randn(&[1, 2, 2, 2], 15)], |v| {
+        recorded_grad(&v[0], &v[1], |x| x.max_pool2d(super::Pool2dConfig::new(2)))
+    }),
+];
+
+/// A `[3, 4]` index into dim 1 of a `[3, 4]` tensor, with repeats.
+fn gather_index() -> ArrayD<usize> {
+    ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 2 + i[1] * 3) % 4)
 }

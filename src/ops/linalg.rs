@@ -4,6 +4,7 @@
 //! transposed view costs no copy); with its `x86-v4` feature it picks AVX-512 kernels at
 //! run time, and the build stays portable.
 
+use super::registry::{OpInfo, randn};
 use super::broadcast_shape;
 use super::kernel::{gemm, gemm_plus_row};
 use crate::autograd::rule;
@@ -171,3 +172,9 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
         }))
     })
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("matmul", || vec![randn(&[2, 3, 4], 16), randn(&[4, 5], 17)], |v| v[0].matmul(&v[1])),
+    OpInfo::new("linear", || vec![randn(&[3, 4], 1), randn(&[5, 4], 18), randn(&[5], 19)], |v| v[0].linear(&v[1], Some(&v[2]))),
+];

@@ -11,6 +11,7 @@
 //! rebuilds the layer from tensor ops ([`lstm_composed`], the fused op's test oracle) and
 //! differentiates that, so gradients of gradients stay exact.
 
+use super::registry::{OpInfo, randn};
 use super::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
@@ -725,6 +726,18 @@ impl<T: Element> Body for BackwardStep<'_, T> {
         }
     }
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    // Input, h0 and c0 vary; the weights are inputs too, fixed here by seed (the module's
+    // tests check that they receive gradients).
+    OpInfo::new("lstm", || vec![randn(&[5, 2, 3], 25), randn(&[1, 2, 4], 26), randn(&[1, 2, 4], 27)], |v| {
+        let lstm = crate::nn::Lstm::<f64>::new(3, 4, &mut crate::rng(24));
+        let out = lstm.forward_with_state(&v[0], Some((&v[1], Some(&v[2]))))?;
+        let c_n = out.c_n.expect("an LSTM returns its cell state");
+        Tensor::cat(&[out.output.reshape(&[-1])?, c_n.reshape(&[-1])?], 0)
+    }),
+];
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,30 @@
 //!   input's shape and adds up the gradients of a tensor used more than once;
 //! - reuse the output when the derivative is a function of it (`exp`: `gy * y`);
 //! - say what subgradient you chose where the function has a kink (`relu'(0) = 0`).
+//!
+//! # Adding an op to nabla itself
+//!
+//! An op of the crate lives in one family file (`unary.rs`, `index.rs`, …) with three
+//! parts: the public method (checks its arguments, computes the forward, records the rule
+//! through [`Tensor::from_op`](crate::Tensor::from_op) or the family's helper), the rule,
+//! and an entry in the family's `OPS` table, the [op registry](registry()):
+//!
+//! ```text
+//! pub(crate) const OPS: &[OpInfo] = &[
+//!     …
+//!     OpInfo::new("cube", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].cube())),
+//! ];
+//! ```
+//!
+//! The entry names what the node records and gives sample inputs (all differentiable, in
+//! the op's domain, away from its kinks: `randn`, `positive` and `spread` make them). The
+//! tests are generated from the registry, as PyTorch's are from its `OpInfo`s: every entry
+//! is gradchecked to second order in f64 (`tests/suite/gradcheck.rs`), and the
+//! silent-gradient guard (`tests/suite/silent_gradient.rs`) checks that each input gets a
+//! finite, non-zero gradient equal to a finite difference, that each entry's call records
+//! its name, and that every name recorded by the samples' graphs (and their gradients',
+//! to second order) and by the golden cases' graphs is registered. A new family file adds
+//! its `mod` line here and its table to [`registry()`].
 
 mod binary;
 mod conv;
@@ -43,91 +67,19 @@ mod linalg;
 pub(crate) mod lstm;
 mod pool;
 mod reduce;
+pub mod registry;
 pub(crate) mod shape;
 mod softmax;
 mod unary;
 pub(crate) mod vmath;
 
-/// Every name a node recorded by nabla's own ops can carry ([`Tensor::op_name`](crate::Tensor::op_name)): the
-/// crate's op list. Ops not named here (`softmax`, `mean`, `conv1d`, the pooling family,
-/// the losses, …) are compositions of these and record their parts. Ops written with
-/// [`Tensor::from_op`](crate::Tensor::from_op) add their own names.
-///
-/// `tests/suite/silent_gradient.rs` walks this list: it builds each op, checks that every
-/// differentiable input gets a finite, non-zero gradient that agrees with finite
-/// differences, and checks that the list matches the names the source records.
-///
-/// ```
-/// use nabla::prelude::*;
-/// let x = Tensor::<f64>::ones(&[2]).requires_grad_(true)?;
-/// assert!(nabla::ops::OPS.contains(&x.exp().op_name().unwrap()));
-/// # Ok::<(), nabla::Error>(())
-/// ```
-pub const OPS: &[&str] = &[
-    // elementwise, one input
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "sin",
-    "cos",
-    "abs",
-    "pow",
-    "recip",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "softplus",
-    "clamp",
-    "add_scalar",
-    "mul_scalar",
-    "div_scalar",
-    "dropout_eval",
-    // elementwise, two or three inputs, broadcasting
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "maximum",
-    "minimum",
-    "where",
-    // reductions
-    "sum",
-    "amax",
-    "amin",
-    "logsumexp",
-    "log_softmax",
-    // layout
-    "reshape",
-    "permute",
-    "expand",
-    "narrow",
-    "pad",
-    "cat",
-    // indexing (and the adjoints their gradients record)
-    "index_select",
-    "index_add",
-    "gather",
-    "scatter_add",
-    "plane_gather",
-    "plane_scatter_add",
-    // products
-    "matmul",
-    "linear",
-    "conv2d",
-    "conv2d_input_grad",
-    "conv2d_weight_grad",
-    "lstm",
-    // recomputation
-    "checkpoint",
-];
 
 use crate::error::{Error, Result};
 
 pub use binary::where_;
 pub use conv::{Conv1dConfig, Conv2dConfig, conv_output_size, receptive_field};
 pub use pool::{Pool1dConfig, Pool2dConfig};
+pub use registry::{OpInfo, registry};
 
 /// A dim in `-ndim..ndim` as an axis index.
 pub(crate) fn normalize_dim(op: &'static str, dim: isize, ndim: usize) -> Result<usize> {

@@ -1,6 +1,7 @@
 //! Reductions over a list of dims: sum, mean, amax, amin, logsumexp; and `sum_to_shape`,
 //! the reduction that undoes broadcasting.
 
+use super::registry::{OpInfo, randn, spread};
 use super::normalize_dims;
 use crate::autograd::rule;
 use crate::error::{Error, Result};
@@ -281,6 +282,14 @@ impl<T: Element> Tensor<T> {
 pub(crate) fn as_isize(dims: &[usize]) -> Vec<isize> {
     dims.iter().map(|&d| d as isize).collect()
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("sum", || vec![randn(&[3, 4], 1)], |v| v[0].sum_dims(&[1], false)),
+    OpInfo::new("amax", || vec![spread(&[3, 4], 9)], |v| v[0].amax_dims(&[0], true)),
+    OpInfo::new("amin", || vec![spread(&[3, 4], 9)], |v| v[0].amin_dims(&[1], false)),
+    OpInfo::new("logsumexp", || vec![randn(&[3, 4], 1)], |v| v[0].logsumexp_dims(&[1], false)),
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Ops that move elements without changing them: reshape, permute, transpose, expand,
 //! narrow (and its adjoint, zero padding), cat, stack, squeeze, unsqueeze, flatten.
 
+use super::registry::{OpInfo, randn, recorded_grad};
 use super::{normalize_dim, normalize_dims};
 use crate::autograd::{Backward, rule};
 use crate::error::{Error, Result};
@@ -379,6 +380,17 @@ impl<T: Element> Backward<T> for NarrowRule {
         Some((self.d, self.start))
     }
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("reshape", || vec![randn(&[3, 4], 1)], |v| v[0].reshape(&[2, 6])),
+    OpInfo::new("permute", || vec![randn(&[2, 3, 4], 1)], |v| v[0].permute(&[2, 0, 1])),
+    OpInfo::new("expand", || vec![randn(&[3, 1], 1)], |v| v[0].expand(&[2, 3, 4])),
+    OpInfo::new("narrow", || vec![randn(&[3, 4], 1)], |v| v[0].narrow(1, 1, 2)),
+    // `narrow`'s adjoint.
+    OpInfo::new("pad", || vec![randn(&[3, 4], 1), randn(&[3, 2], 10)], |v| recorded_grad(&v[0], &v[1], |x| x.narrow(1, 1, 2))),
+    OpInfo::new("cat", || vec![randn(&[3, 4], 1), randn(&[3, 2], 11)], |v| Tensor::cat(&[v[0].clone(), v[1].clone()], 1)),
+];
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 //! their rules made several passes with a scalar `exp` per element
 //! (`RAYON_NUM_THREADS=1 cargo bench --bench ops -- cross_entropy` times this op).
 
+use super::registry::{OpInfo, randn};
 use super::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
 use super::normalize_dim;
 use crate::autograd::{Backward, is_grad_enabled};
@@ -241,6 +242,12 @@ impl<T: Element> Backward<T> for LogSoftmaxRule {
         vec![Some(gy - &(&y.exp() * &total))]
     }
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    // The last dim (the fused rows) and a leading one (moved last and copied).
+    OpInfo::new("log_softmax", || vec![randn(&[3, 4], 1)], |v| v[0].log_softmax(-1)?.add(&v[0].log_softmax(0)?)),
+];
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! over memory. With `create_graph` the tensor-op form runs instead, so the gradient is
 //! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
+use super::registry::{OpInfo, positive, randn, spread};
 use super::kernel;
 use crate::autograd::{Backward, is_grad_enabled};
 use crate::tensor::{Element, Saves, Tensor};
@@ -283,3 +284,26 @@ fn sign<T: Element>(x: T) -> T {
         T::zero()
     }
 }
+
+/// This family's entries in the [op registry](super::registry()).
+pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new("neg", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].neg())),
+    OpInfo::new("exp", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].exp())),
+    OpInfo::new("log", || vec![positive(&[3, 4], 2)], |v| Ok(v[0].log())),
+    OpInfo::new("sqrt", || vec![positive(&[3, 4], 2)], |v| Ok(v[0].sqrt())),
+    OpInfo::new("sin", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].sin())),
+    OpInfo::new("cos", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].cos())),
+    OpInfo::new("abs", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].abs())),
+    OpInfo::new("pow", || vec![positive(&[3, 4], 2)], |v| Ok(v[0].pow(2.5))),
+    OpInfo::new("recip", || vec![positive(&[3, 4], 2)], |v| Ok(v[0].recip())),
+    OpInfo::new("sigmoid", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].sigmoid())),
+    OpInfo::new("tanh", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].tanh())),
+    OpInfo::new("relu", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].relu())),
+    OpInfo::new("leaky_relu", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].leaky_relu(0.1))),
+    OpInfo::new("softplus", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].softplus(2.0, 20.0))),
+    OpInfo::new("clamp", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].clamp(-0.5, 0.6))),
+    OpInfo::new("add_scalar", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].add_scalar(1.5))),
+    OpInfo::new("mul_scalar", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].mul_scalar(1.5))),
+    OpInfo::new("div_scalar", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].div_scalar(1.5))),
+    OpInfo::new("dropout_eval", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].dropout_eval())),
+];

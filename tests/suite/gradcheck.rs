@@ -1,7 +1,8 @@
 //! Finite-difference checks (f64, central differences, random non-uniform cotangents) of
 //! every op's backward rule, first and second order, on several shapes with broadcasting.
 //! Inputs are drawn from each op's domain: positive for log/sqrt/pow, away from the kinks
-//! of relu/abs/clamp/max (the kinks have golden values in tests/golden).
+//! of relu/abs/clamp/max (the kinks have golden values in tests/golden). Each op of the
+//! registry is checked on its sample; the cases below add shapes, broadcasting and options.
 
 use nabla::Result;
 use nabla::autograd::{GradcheckOptions, gradcheck, gradgradcheck};
@@ -33,6 +34,13 @@ fn check(name: &str, f: Op, inputs: &[Tensor<f64>]) {
     }
     if let Err(e) = gradgradcheck(f, inputs, &options) {
         panic!("{name}: second order: {e}");
+    }
+}
+
+#[test]
+fn every_registered_op_matches_finite_differences_to_second_order() {
+    for op in nabla::ops::registry() {
+        check(op.name, op.call, &(op.sample)());
     }
 }
 
