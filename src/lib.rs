@@ -25,12 +25,13 @@
 //! # Ok::<(), nabla::Error>(())
 //! ```
 #![deny(missing_docs)]
-// `unsafe` lives in one module, `ops::kernel`, which allows it; see its docs.
+// `unsafe` lives in one module, `array::kernel`, which allows it; see its docs.
 #![deny(unsafe_code)]
 
 // `#[derive(Module)]` writes `::nabla::…` paths; this makes them resolve inside the crate too.
 extern crate self as nabla;
 
+mod array;
 pub mod autograd;
 pub mod data;
 pub mod ebm;

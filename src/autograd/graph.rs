@@ -44,7 +44,7 @@ pub(crate) struct Value<T: Element>(pub(crate) ArcArray<T, IxDyn>);
 impl<T: Element> Drop for Value<T> {
     fn drop(&mut self) {
         super::memory::freed(self.0.len() * std::mem::size_of::<T>());
-        crate::tensor::pool::recycle(std::mem::replace(&mut self.0, ArcArray::from_elem(IxDyn(&[]), T::zero())));
+        crate::array::pool::recycle(std::mem::replace(&mut self.0, ArcArray::from_elem(IxDyn(&[]), T::zero())));
     }
 }
 

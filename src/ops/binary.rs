@@ -1,8 +1,9 @@
 //! Elementwise functions of two tensors with NumPy broadcasting, `where`, and the
 //! arithmetic operators.
 
+use super::broadcast_shape;
 use super::registry::{OpInfo, positive, randn, spread};
-use super::{broadcast_shape, kernel};
+use crate::array::kernel;
 use crate::autograd::rule;
 use crate::error::Result;
 use crate::tensor::{Element, Saves, Tensor};
@@ -266,8 +267,13 @@ pub(crate) const OPS: &[OpInfo] = &[
     // Offset by 0.05 so that no pair ties.
     OpInfo::new("maximum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].maximum(&v[1])),
     OpInfo::new("minimum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].minimum(&v[1])),
-    OpInfo::new("where", || vec![randn(&[3, 4], 1), randn(&[4], 8)], |v| {
-        let cond = <Tensor<f64> as crate::tensor::Creation<f64>>::from_vec((0..12).map(|i| (i % 3 == 0) as u8 as f64).collect(), &[3, 4])?;
-        where_(&cond, &v[0], &v[1])
-    }),
+    OpInfo::new(
+        "where",
+        || vec![randn(&[3, 4], 1), randn(&[4], 8)],
+        |v| {
+            let cond =
+                <Tensor<f64> as crate::tensor::Creation<f64>>::from_vec((0..12).map(|i| (i % 3 == 0) as u8 as f64).collect(), &[3, 4])?;
+            where_(&cond, &v[0], &v[1])
+        },
+    ),
 ];

@@ -13,7 +13,7 @@
 //! kernel reads the padded input in place where it applies (see `forward_direct`).
 
 use super::registry::{OpInfo, randn, recorded_grad};
-use super::kernel::{ThinLhs, gemm, gemm_acc, gemm_set, transpose_into};
+use crate::array::kernel::{ThinLhs, gemm, gemm_acc, gemm_set, transpose_into};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
@@ -107,9 +107,9 @@ fn im2col<T: Element>(plane: &[T], g: &Geometry, group: usize) -> Array2<T> {
     // fault per 4 KiB.
     let same_width = g.cfg.stride == [1, 1] && g.ow == g.w;
     let mut cols = if same_width {
-        crate::tensor::pool::take_overwritten::<T>(len)
+        crate::array::pool::take_overwritten::<T>(len)
     } else {
-        let mut cols = crate::tensor::pool::take::<T>(len);
+        let mut cols = crate::array::pool::take::<T>(len);
         cols.resize(len, T::zero());
         cols
     };
@@ -197,7 +197,7 @@ fn fill_cols<T: Element>(plane: &[T], g: &Geometry, group: usize, cols: &mut [T]
 
 /// Returns a column matrix's buffer to the pool.
 fn give_back<T: Element>(cols: Array2<T>) {
-    crate::tensor::pool::recycle(cols.into_dyn().into_shared());
+    crate::array::pool::recycle(cols.into_dyn().into_shared());
 }
 
 /// Adds a column matrix back into one sample's input planes: the adjoint of [`im2col`]
@@ -270,7 +270,7 @@ fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry, pixel_
     let per_sample = g.o * g.col_cols();
     let tap_major = pixel_major.then(|| tap_major_weight(&ws, &g));
     // Every element is written: each group's product fills its own output rows.
-    let mut out = crate::tensor::pool::take_overwritten::<T>(g.n * per_sample);
+    let mut out = crate::array::pool::take_overwritten::<T>(g.n * per_sample);
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, out_n)| {
         let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
         if let Some(wt) = &tap_major {
@@ -303,7 +303,7 @@ fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geometry, pixel_
 /// rows end in a mostly empty masked vector (`-- w2_cnn_step`'s 28- and 14-wide ones),
 /// hence `lanes_used`.
 fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD<T>> {
-    use crate::tensor::pool;
+    use crate::array::pool;
     // The kernel's vectors are 8 pixels of an output row: an output whose rows leave more
     // than a sixteenth of their lanes idle (14 or 28 pixels wide, say) runs slower here
     // than through the gemm crate.
@@ -364,7 +364,7 @@ fn pad_planes<T: Element>(plane: &[T], g: &Geometry) -> Vec<T> {
     let wp = g.w + 2 * pw;
     // Zeros past the last plane, so that the kernel reads its last rows a whole vector at a
     // time.
-    let mut padded = crate::tensor::pool::take_overwritten::<T>(g.c * (g.h + 2 * ph) * wp + READ_PAST);
+    let mut padded = crate::array::pool::take_overwritten::<T>(g.c * (g.h + 2 * ph) * wp + READ_PAST);
     let (padded_planes, slack) = padded.split_at_mut(g.c * (g.h + 2 * ph) * wp);
     slack.fill(T::zero());
     for (dst, src) in padded_planes.chunks_exact_mut((g.h + 2 * ph) * wp).zip(plane.chunks_exact(g.h * g.w)) {
@@ -417,7 +417,7 @@ fn tap_major_weight<T: Element>(w: &[T], g: &Geometry) -> Vec<T> {
 /// per group the rows `R (oh·ow, kh·kw·C/g)`, the product `R Wᵀ (oh·ow, O/g)` and its
 /// transpose into the sample's output planes.
 fn forward_pixel_major<T: Element>(plane: &[T], wt: &[T], g: &Geometry, out_n: &mut [T]) {
-    use crate::tensor::pool;
+    use crate::array::pool;
     use ndarray::ArrayViewMut2;
     let (hw, p, opg) = (g.h * g.w, g.col_cols(), g.o_per_group());
     let k = g.col_rows();
@@ -490,7 +490,7 @@ fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, g: Geometry
     }
     let (gys, ws) = (standard(gy), standard(w));
     let per_sample = g.c * g.h * g.w;
-    let mut out = crate::tensor::pool::take::<T>(g.n * per_sample);
+    let mut out = crate::array::pool::take::<T>(g.n * per_sample);
     out.resize(g.n * per_sample, T::zero());
     out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
         for group in 0..g.cfg.groups {
@@ -563,7 +563,7 @@ fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometr
 
 /// [`conv_weight_grad_kernel`] through pixel-major rows or through im2col's columns.
 fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry, pixel_major: bool) -> ArrayD<T> {
-    use crate::tensor::pool;
+    use crate::array::pool;
     let (xs, gys) = (standard(x), standard(gy));
     let (groups, rows, opg) = (g.cfg.groups, g.col_rows(), g.o_per_group());
     let (cg, taps, p) = (g.c_per_group(), g.kh * g.kw, g.col_cols());
@@ -799,9 +799,11 @@ pub fn receptive_field(layers: &[(usize, usize, usize)]) -> usize {
 
 /// This family's entries in the [op registry](super::registry()).
 pub(crate) const OPS: &[OpInfo] = &[
-    OpInfo::new("conv2d", || vec![randn(&[2, 4, 5, 6], 20), randn(&[4, 2, 3, 2], 21), randn(&[4], 22)], |v| {
-        v[0].conv2d(&v[1], Some(&v[2]), SAMPLE_CONV)
-    }),
+    OpInfo::new(
+        "conv2d",
+        || vec![randn(&[2, 4, 5, 6], 20), randn(&[4, 2, 3, 2], 21), randn(&[4], 22)],
+        |v| v[0].conv2d(&v[1], Some(&v[2]), SAMPLE_CONV),
+    ),
     // The adjoints, sampled through the gradient of a convolution with cotangent weights.
     OpInfo::new("conv2d_input_grad", conv_grad_sample, |v| recorded_grad(&v[0], &v[2], |x| x.conv2d(&v[1], None, SAMPLE_CONV))),
     OpInfo::new("conv2d_weight_grad", conv_grad_sample, |v| recorded_grad(&v[1], &v[2], |w| v[0].conv2d(w, None, SAMPLE_CONV))),

@@ -1,8 +1,8 @@
 //! Indexing by integer indices: index_select and gather, and their adjoints index_add and
 //! scatter_add (each op's rule is the other).
 
-use super::registry::{OpInfo, randn, recorded_grad, spread};
 use super::normalize_dim;
+use super::registry::{OpInfo, randn, recorded_grad, spread};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};
@@ -192,7 +192,7 @@ impl<T: Element> Tensor<T> {
         let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
         // Every element is written below.
-        let mut out = crate::tensor::pool::take_overwritten::<T>(planes * m);
+        let mut out = crate::array::pool::take_overwritten::<T>(planes * m);
         out.par_chunks_mut(m.max(1)).enumerate().for_each(|(p, dst)| {
             let plane = &src[p * index.plane_len..(p + 1) * index.plane_len];
             for (d, &i) in dst.iter_mut().zip(index.of_plane(p, planes)) {
@@ -215,7 +215,7 @@ impl<T: Element> Tensor<T> {
         let m = self.shape()[1];
         let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
-        let mut out = crate::tensor::pool::take::<T>(planes * index.plane_len);
+        let mut out = crate::array::pool::take::<T>(planes * index.plane_len);
         out.resize(planes * index.plane_len, T::zero());
         out.par_chunks_mut(index.plane_len.max(1)).enumerate().for_each(|(p, plane)| {
             for (&g, &i) in src[p * m..(p + 1) * m].iter().zip(index.of_plane(p, planes)) {
@@ -235,19 +235,25 @@ impl<T: Element> Tensor<T> {
 pub(crate) const OPS: &[OpInfo] = &[
     OpInfo::new("index_select", || vec![randn(&[3, 4], 1)], |v| v[0].index_select(1, &[3, 0, 0, 2])),
     // `index_select`'s adjoint.
-    OpInfo::new("index_add", || vec![randn(&[3, 4], 1), randn(&[3, 4], 12)], |v| {
-        recorded_grad(&v[0], &v[1], |x| x.index_select(1, &[3, 0, 0, 2]))
-    }),
+    OpInfo::new(
+        "index_add",
+        || vec![randn(&[3, 4], 1), randn(&[3, 4], 12)],
+        |v| recorded_grad(&v[0], &v[1], |x| x.index_select(1, &[3, 0, 0, 2])),
+    ),
     OpInfo::new("gather", || vec![randn(&[3, 4], 1)], |v| v[0].gather(1, &gather_index())),
     // `gather`'s adjoint.
-    OpInfo::new("scatter_add", || vec![randn(&[3, 4], 1), randn(&[3, 4], 13)], |v| {
-        recorded_grad(&v[0], &v[1], |x| x.gather(1, &gather_index()))
-    }),
+    OpInfo::new(
+        "scatter_add",
+        || vec![randn(&[3, 4], 1), randn(&[3, 4], 13)],
+        |v| recorded_grad(&v[0], &v[1], |x| x.gather(1, &gather_index())),
+    ),
     // Max pooling records these.
     OpInfo::new("plane_gather", || vec![spread(&[1, 2, 4, 4], 14)], |v| v[0].max_pool2d(super::Pool2dConfig::new(2))),
-    OpInfo::new("plane_scatter_add", || vec![spread(&[1, 2, 4, 4], 14), randn(&[1, 2, 2, 2], 15)], |v| {
-        recorded_grad(&v[0], &v[1], |x| x.max_pool2d(super::Pool2dConfig::new(2)))
-    }),
+    OpInfo::new(
+        "plane_scatter_add",
+        || vec![spread(&[1, 2, 4, 4], 14), randn(&[1, 2, 2, 2], 15)],
+        |v| recorded_grad(&v[0], &v[1], |x| x.max_pool2d(super::Pool2dConfig::new(2))),
+    ),
 ];
 
 /// A `[3, 4]` index into dim 1 of a `[3, 4]` tensor, with repeats.

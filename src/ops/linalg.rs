@@ -4,9 +4,9 @@
 //! transposed view costs no copy); with its `x86-v4` feature it picks AVX-512 kernels at
 //! run time, and the build stays portable.
 
-use super::registry::{OpInfo, randn};
 use super::broadcast_shape;
-use super::kernel::{gemm, gemm_plus_row};
+use super::registry::{OpInfo, randn};
+use crate::array::kernel::{gemm, gemm_plus_row};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};

@@ -12,7 +12,7 @@
 //! differentiates that, so gradients of gradients stay exact.
 
 use super::registry::{OpInfo, randn};
-use super::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
+use crate::array::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
 use crate::autograd::Backward;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3, s};
@@ -145,7 +145,7 @@ pub(crate) fn lstm_sequence<T: Element>(
 /// the rule that saves it is dropped): fresh memory costs a page fault per 4 KiB, and a
 /// recycled buffer is not zeroed first.
 fn pooled<T: Element>(shape: (usize, usize, usize)) -> Array3<T> {
-    let buffer = crate::tensor::pool::take_overwritten::<T>(shape.0 * shape.1 * shape.2);
+    let buffer = crate::array::pool::take_overwritten::<T>(shape.0 * shape.1 * shape.2);
     Array3::from_shape_vec(shape, buffer).expect("len elements")
 }
 
@@ -449,7 +449,7 @@ impl<T: Element> Drop for LstmRule<T> {
     fn drop(&mut self) {
         for saved in [&mut self.gates, &mut self.c_prev, &mut self.tanh_c] {
             let array = std::mem::replace(saved, Array3::zeros((0, 0, 0)));
-            crate::tensor::pool::recycle(array.into_dyn().into_shared());
+            crate::array::pool::recycle(array.into_dyn().into_shared());
         }
     }
 }
@@ -731,12 +731,16 @@ impl<T: Element> Body for BackwardStep<'_, T> {
 pub(crate) const OPS: &[OpInfo] = &[
     // Input, h0 and c0 vary; the weights are inputs too, fixed here by seed (the module's
     // tests check that they receive gradients).
-    OpInfo::new("lstm", || vec![randn(&[5, 2, 3], 25), randn(&[1, 2, 4], 26), randn(&[1, 2, 4], 27)], |v| {
-        let lstm = crate::nn::Lstm::<f64>::new(3, 4, &mut crate::rng(24));
-        let out = lstm.forward_with_state(&v[0], Some((&v[1], Some(&v[2]))))?;
-        let c_n = out.c_n.expect("an LSTM returns its cell state");
-        Tensor::cat(&[out.output.reshape(&[-1])?, c_n.reshape(&[-1])?], 0)
-    }),
+    OpInfo::new(
+        "lstm",
+        || vec![randn(&[5, 2, 3], 25), randn(&[1, 2, 4], 26), randn(&[1, 2, 4], 27)],
+        |v| {
+            let lstm = crate::nn::Lstm::<f64>::new(3, 4, &mut crate::rng(24));
+            let out = lstm.forward_with_state(&v[0], Some((&v[1], Some(&v[2]))))?;
+            let c_n = out.c_n.expect("an LSTM returns its cell state");
+            Tensor::cat(&[out.output.reshape(&[-1])?, c_n.reshape(&[-1])?], 0)
+        },
+    ),
 ];
 
 #[cfg(test)]

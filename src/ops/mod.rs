@@ -61,8 +61,6 @@
 mod binary;
 mod conv;
 mod index;
-#[allow(unsafe_code)] // the one module that may; each block argues its safety
-pub(crate) mod kernel;
 mod linalg;
 pub(crate) mod lstm;
 mod pool;
@@ -71,8 +69,6 @@ pub mod registry;
 pub(crate) mod shape;
 mod softmax;
 mod unary;
-pub(crate) mod vmath;
-
 
 use crate::error::{Error, Result};
 

@@ -1,8 +1,8 @@
 //! Reductions over a list of dims: sum, mean, amax, amin, logsumexp; and `sum_to_shape`,
 //! the reduction that undoes broadcasting.
 
-use super::registry::{OpInfo, randn, spread};
 use super::normalize_dims;
+use super::registry::{OpInfo, randn, spread};
 use crate::autograd::rule;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Saves, Tensor};

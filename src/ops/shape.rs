@@ -22,7 +22,7 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
         use ndarray::parallel::prelude::*;
         use rayon::prelude::ParallelSliceMut;
         // Every element is overwritten: a recycled buffer as it is, not zeroed first.
-        let mut out = crate::tensor::pool::take_overwritten::<T>(a.len());
+        let mut out = crate::array::pool::take_overwritten::<T>(a.len());
         let per = a.len() / a.shape()[0];
         out.par_chunks_mut(per).zip(a.axis_iter(Axis(0))).for_each(|(chunk, sub)| {
             for (dst, lane) in chunk.chunks_exact_mut(a.shape()[d].max(1)).zip(sub.lanes(Axis(d - 1))) {
@@ -31,7 +31,7 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
         });
         return out;
     }
-    let mut out = crate::tensor::pool::take::<T>(a.len());
+    let mut out = crate::array::pool::take::<T>(a.len());
     match a.ndim().checked_sub(1) {
         Some(d) if lanes.is_some() => {
             for lane in a.lanes(Axis(d)) {
@@ -44,7 +44,10 @@ fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
             out.resize(a.len(), T::zero());
             let (rows, cols) = (a.shape()[0], a.shape()[1]);
             let view = a.view().into_dimensionality::<Ix2>().expect("2-d");
-            super::kernel::transpose_into(view.t(), ndarray::ArrayViewMut2::from_shape((rows, cols), &mut out[..]).expect("rows · cols"));
+            crate::array::kernel::transpose_into(
+                view.t(),
+                ndarray::ArrayViewMut2::from_shape((rows, cols), &mut out[..]).expect("rows · cols"),
+            );
         }
         // Otherwise iterate with a fixed number of dims where possible: `IxDyn`'s iterator
         // clones and steps a heap index per element, which costs more than the copy.
@@ -346,7 +349,7 @@ impl<T: Element> Tensor<T> {
 /// LSTM's output read a step at a time gets one such cotangent per sequence).
 pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, slice: &ArrayViewD<'_, T>) -> ArrayD<T> {
     let len = shape.iter().product();
-    let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::tensor::pool::take_overwritten(len)).expect("len elements");
+    let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::array::pool::take_overwritten(len)).expect("len elements");
     let end = start + slice.shape()[axis];
     value.slice_axis_mut(Axis(axis), Slice::from(..start)).fill(T::zero());
     let mut inside = value.slice_axis_mut(Axis(axis), Slice::from(start..end));

@@ -8,9 +8,9 @@
 //! their rules made several passes with a scalar `exp` per element
 //! (`RAYON_NUM_THREADS=1 cargo bench --bench ops -- cross_entropy` times this op).
 
-use super::registry::{OpInfo, randn};
-use super::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
 use super::normalize_dim;
+use super::registry::{OpInfo, randn};
+use crate::array::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
 use crate::autograd::{Backward, is_grad_enabled};
 use crate::error::Result;
 use crate::tensor::{Element, Saves, Tensor};
@@ -57,7 +57,7 @@ impl<T: Element> Tensor<T> {
 /// `log Σ exp(x)` of each row of `xs` (`width` elements each), one value per row.
 pub(super) fn logsumexp_rows<T: Element>(xs: &[T], width: usize) -> Vec<T> {
     let rows = xs.len() / width;
-    let mut out = crate::tensor::pool::take_overwritten::<T>(rows);
+    let mut out = crate::array::pool::take_overwritten::<T>(rows);
     run_rows(rows, width, 1, &mut out, |first, out| {
         let xs = &xs[first * width..(first + out.len()) * width];
         run_widest(&mut LogSumExpRows { xs, out, width, exps: vec![T::zero(); width] });
@@ -83,7 +83,7 @@ fn along_rows<T: Element>(x: &ArrayViewD<'_, T>, dim: usize, f: impl FnOnce(&[T]
     let moved = x.view().permuted_axes(perm.clone());
     let rows = moved.as_standard_layout();
     let xs = rows.as_slice().expect("standard layout");
-    let mut out = crate::tensor::pool::take_overwritten::<T>(xs.len());
+    let mut out = crate::array::pool::take_overwritten::<T>(xs.len());
     f(xs, x.shape()[dim], &mut out);
     let out = ArrayD::from_shape_vec(moved.raw_dim(), out).expect("one per element");
     if dim == last {
@@ -226,7 +226,7 @@ impl<T: Element> Backward<T> for LogSoftmaxRule {
             let (yv, gv) = (y.value(), gy.value());
             if let (Some(ys), Some(gs)) = (yv.as_slice(), gv.as_slice()) {
                 let width = y.shape()[self.dim];
-                let mut out = crate::tensor::pool::take_overwritten::<T>(ys.len());
+                let mut out = crate::array::pool::take_overwritten::<T>(ys.len());
                 if let Some(rows) = ys.len().checked_div(width) {
                     run_rows(rows, width, width, &mut out, |first, out| {
                         let at = first * width..first * width + out.len();

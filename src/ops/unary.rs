@@ -7,7 +7,7 @@
 //! itself differentiable; `autograd::gradcheck` compares the two forms on every check.
 
 use super::registry::{OpInfo, positive, randn, spread};
-use super::kernel;
+use crate::array::kernel;
 use crate::autograd::{Backward, is_grad_enabled};
 use crate::tensor::{Element, Saves, Tensor};
 

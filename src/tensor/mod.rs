@@ -2,11 +2,9 @@
 
 mod creation;
 mod display;
-mod element;
-pub(crate) mod pool;
 
+pub use crate::array::Element;
 pub use creation::Creation;
-pub use element::Element;
 
 use crate::autograd::GraphNode;
 use crate::autograd::graph::{GradFn, Held, Node};
@@ -118,7 +116,7 @@ impl<T: Element> Tensor<T> {
         }
         // A copy in a buffer from the pool: a fresh one costs a page fault per 4 KiB (an
         // optimizer step copies each parameter a live graph still holds).
-        let mut buffer = pool::take::<T>(self.len());
+        let mut buffer = crate::array::pool::take::<T>(self.len());
         match self.array().as_slice() {
             Some(elements) => buffer.extend_from_slice(elements),
             None => buffer.extend(self.array().iter().copied()),
@@ -134,10 +132,10 @@ impl<T: Element> Tensor<T> {
     /// graph still holds).
     pub(crate) fn update_leaf_with(&mut self, other: &ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) {
         if let Some(value) = self.unique_leaf_value() {
-            crate::ops::kernel::zip2_in_place(&mut value.view_mut(), other, f);
+            crate::array::kernel::zip2_in_place(&mut value.view_mut(), other, f);
             return;
         }
-        let value = crate::ops::kernel::zip2(&self.array().view(), other, f);
+        let value = crate::array::kernel::zip2(&self.array().view(), other, f);
         *self = Tensor::leaf(value.into_shared(), self.requires_grad());
     }
 

@@ -35,15 +35,15 @@ impl Element for f32 {
     }
     #[inline(always)]
     fn exp_v(self) -> Self {
-        crate::ops::vmath::exp(self)
+        crate::array::vmath::exp(self)
     }
     #[inline(always)]
     fn tanh_v(self) -> Self {
-        crate::ops::vmath::tanh(self)
+        crate::array::vmath::tanh(self)
     }
     #[inline(always)]
     fn sigmoid_v(self) -> Self {
-        crate::ops::vmath::sigmoid(self)
+        crate::array::vmath::sigmoid(self)
     }
 }
 

@@ -1,0 +1,240 @@
+//! The matrix product: the real-valued gemm crates on ndarray's buffers, split across
+//! threads by us.
+
+use crate::array::Element;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use std::ops::Range;
+
+/// Products smaller than this many multiply-adds run on one thread (tiny under Miri, as
+/// above).
+pub(super) const PARALLEL_MIN_FLOPS: usize = if cfg!(miri) { 1 << 10 } else { 1 << 18 };
+
+/// The granularity of a split across threads by rows: a multiple of the row count of every
+/// gemm kernel (16 or 64 rows for f32 with AVX2 or AVX-512, 8 or 32 for f64), so that only
+/// the last block ends in a partial tile.
+pub(super) const ROW_BLOCK: usize = 64;
+/// The same for a split by columns (a multiple of every kernel's column count).
+pub(super) const COLUMN_BLOCK: usize = 64;
+
+/// A raw pointer that may cross to another thread: the code sharing it guarantees the
+/// threads touch disjoint elements.
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr<T>(*mut T);
+// SAFETY: see the type's doc; only used inside `product`'s scope.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `a @ b` for two matrices of any strides, into a fresh row-major matrix.
+pub(crate) fn gemm<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>) -> Array2<T> {
+    gemm_plus_row(a, b, None)
+}
+
+/// `a @ b + row` (the row added to every row of the product) for matrices of any strides.
+/// With a row, the output starts as copies of it and the product is accumulated into it, so
+/// a bias costs no extra pass over the output.
+pub(crate) fn gemm_plus_row<T: Element>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, row: Option<&[T]>) -> Array2<T> {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    // A recycled buffer: fresh memory would cost a page fault per 4 KiB on first touch.
+    let mut buffer = crate::array::pool::take::<T>(m * n);
+    if let Some(row) = row {
+        (0..m).for_each(|_| buffer.extend_from_slice(row));
+    } else if k == 0 {
+        buffer.resize(m * n, T::zero());
+    }
+    if m > 0 && n > 0 && k > 0 {
+        let read_dst = row.is_some();
+        let dst = if read_dst { buffer.as_mut_ptr() } else { buffer.spare_capacity_mut().as_mut_ptr().cast::<T>() };
+        // SAFETY: `dst` has room for the m x n row-major product and is a fresh allocation,
+        // distinct from `a` and `b`; it is read only when `read_dst`, and then holds the
+        // m x n elements written above.
+        unsafe { product(SendPtr(dst), [n as isize, 1], read_dst, a, b, true) };
+        if !read_dst {
+            // SAFETY: without a row, gemm wrote every one of the m x n elements (k > 0).
+            unsafe { buffer.set_len(m * n) };
+        }
+    }
+    Array2::from_shape_vec((m, n), buffer).expect("m * n elements")
+}
+
+/// `dst += a @ b` for matrices of any strides: a product accumulated in place, as a
+/// recurrent step adds `W h` to its precomputed input projection. On one thread unless
+/// `threads` (for callers that already split their work across threads).
+pub(crate) fn gemm_acc<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
+    gemm_into(dst, a, b, threads, true);
+}
+
+/// `dst = a @ b`, overwriting `dst` (no pass to zero it first); otherwise as [`gemm_acc`].
+pub(crate) fn gemm_set<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool) {
+    gemm_into(dst, a, b, threads, false);
+}
+
+fn gemm_into<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, threads: bool, accumulate: bool) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    assert_eq!((dst.dim(), b.dim().0), ((m, n), k), "internal: gemm shapes");
+    if k == 0 && !accumulate {
+        dst.fill(T::zero());
+    } else if m > 0 && n > 0 && k > 0 {
+        let strides = [dst.strides()[0], dst.strides()[1]];
+        // SAFETY: `dst` is an exclusive view of m x n initialised elements at these strides,
+        // so it cannot overlap `a` or `b` (shared borrows) nor itself (ndarray does not
+        // make mutable views with overlapping elements); without `accumulate` every
+        // element is written.
+        unsafe { product(SendPtr(dst.as_mut_ptr()), strides, accumulate, a, b, threads) };
+    }
+}
+
+/// `dst (+)= lhs @ rhs` through the real-valued crates behind `gemm` (`gemm-f32`,
+/// `gemm-f64`), with unit scales: depending on them alone skips compiling the complex-number
+/// kernels that nabla never calls (see `docs/build-time.md`).
+///
+/// # Safety
+/// As `gemm::gemm`: the pointers address `m x k`, `k x n` and `m x n` matrices with the
+/// column and row strides given, `dst` disjoint from the operands; `T` is f32 or f64.
+#[allow(clippy::too_many_arguments)]
+unsafe fn real_gemm<T: Element>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_cs: isize,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+) {
+    use std::any::TypeId;
+    let none = gemm_common::Parallelism::None;
+    // SAFETY: the caller's contract; the casts are identities, T being the type compared.
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            gemm_f32::gemm::f32::get_gemm_fn()(
+                m,
+                n,
+                k,
+                dst.cast(),
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs.cast(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast(),
+                rhs_cs,
+                rhs_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                none,
+            )
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            gemm_f64::gemm::f64::get_gemm_fn()(
+                m,
+                n,
+                k,
+                dst.cast(),
+                dst_cs,
+                dst_rs,
+                read_dst,
+                lhs.cast(),
+                lhs_cs,
+                lhs_rs,
+                rhs.cast(),
+                rhs_cs,
+                rhs_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                none,
+            )
+        } else {
+            unreachable!("Element is implemented for f32 and f64 only")
+        }
+    }
+}
+
+/// `dst (+)= a @ b` through the gemm crate, split across threads when large and
+/// `may_thread`.
+///
+/// The split is ours, not the gemm crate's (`Parallelism::Rayon`): the longer side of the
+/// output is cut into one block per thread and each block is a single-threaded product,
+/// so the threads meet once per product instead of at every step of gemm's blocking loop.
+/// `RAYON_NUM_THREADS=2 cargo bench --bench ops -- gemm_split` compares the two on a
+/// recurrent layer's weight gradient, its input gradient and `1024³`. A product with few rows (a recurrent step's batch, `W_ihᵀ dz`) is
+/// cut by columns, since a split by rows would leave it on one thread.
+///
+/// # Safety
+/// `dst` addresses `a.rows x b.cols` elements at `dst_strides` (row, column), disjoint
+/// from `a` and `b` and from one another, none accessed by anything else during the call;
+/// when `read_dst` they must be initialised. `a` and `b` are non-empty with agreeing inner
+/// dims.
+unsafe fn product<T: Element>(
+    dst: SendPtr<T>,
+    dst_strides: [isize; 2],
+    read_dst: bool,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    may_thread: bool,
+) {
+    let (m, k) = a.dim();
+    let n = b.dim().1;
+    let threads = rayon::current_num_threads();
+    let (sa, sb) = (a.strides(), b.strides());
+    let (a_ptr, b_ptr) = (SendPtr(a.as_ptr().cast_mut()), SendPtr(b.as_ptr().cast_mut()));
+    // The product of rows `rows` of `a` with columns `cols` of `b`, into that block of dst.
+    let block = |rows: Range<usize>, cols: Range<usize>| {
+        // SAFETY: the pointers address matrices of the dims and element strides given (the
+        // caller's contract for dst); blocks run concurrently only on disjoint blocks of
+        // dst; T is f32 or f64.
+        unsafe {
+            real_gemm::<T>(
+                rows.len(),
+                cols.len(),
+                k,
+                dst.get().offset(rows.start as isize * dst_strides[0] + cols.start as isize * dst_strides[1]),
+                dst_strides[1],
+                dst_strides[0],
+                read_dst,
+                a_ptr.get().offset(rows.start as isize * sa[0]),
+                sa[1],
+                sa[0],
+                b_ptr.get().offset(cols.start as isize * sb[1]),
+                sb[1],
+                sb[0],
+            )
+        }
+    };
+    let parts = if may_thread && m * n * k >= PARALLEL_MIN_FLOPS { threads } else { 1 };
+    let by_rows = m >= n && m >= 2 * ROW_BLOCK;
+    let by_columns = !by_rows && n >= 2 * COLUMN_BLOCK;
+    if parts < 2 || !(by_rows || by_columns) {
+        return block(0..m, 0..n);
+    }
+    let (len, granule) = if by_rows { (m, ROW_BLOCK) } else { (n, COLUMN_BLOCK) };
+    let per = len.div_ceil(parts).next_multiple_of(granule);
+    let cut = |start: usize| start..(start + per).min(len);
+    let run = |part: Range<usize>| if by_rows { block(part, 0..n) } else { block(0..m, part) };
+    rayon::scope(|scope| {
+        for start in (per..len).step_by(per) {
+            let run = &run;
+            scope.spawn(move |_| run(cut(start)));
+        }
+        run(cut(0));
+    });
+}

@@ -1,0 +1,239 @@
+//! Each safe wrapper against a plain loop, on the sizes that take each branch (serial
+//! and threaded, with and without a row, strided and transposed operands). Small enough
+//! for Miri.
+use super::*;
+use ndarray::{Array, Array2, ArrayView2, IxDyn, ShapeBuilder};
+
+fn naive(a: &ArrayView2<'_, f64>, b: &ArrayView2<'_, f64>) -> Array2<f64> {
+    let (m, k) = a.dim();
+    Array2::from_shape_fn((m, b.dim().1), |(i, j)| (0..k).map(|p| a[[i, p]] * b[[p, j]]).sum())
+}
+
+/// Values whose products and sums are exact in f64, so any order of summation agrees.
+fn ints(shape: (usize, usize), seed: usize) -> Array2<f64> {
+    Array2::from_shape_fn(shape, |(i, j)| ((i * 7 + j * 3 + seed) % 11) as f64 - 5.0)
+}
+
+fn two_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a pool").install(f)
+}
+
+#[test]
+fn map_and_zip2_cover_every_element_serial_and_threaded() {
+    for len in [0, 1, 17, PARALLEL_MIN_LEN + 3] {
+        let x = Array::from_shape_fn(IxDyn(&[len]), |i| i[0] as f64);
+        let y = x.mapv(|v| 2.0 * v + 1.0);
+        for out in [map(&x.view(), |v| v * v), two_threads(|| map(&x.view(), |v| v * v))] {
+            assert_eq!(out, x.mapv(|v| v * v));
+        }
+        let sum = two_threads(|| zip2(&x.view(), &y.view(), |a, b| a + b));
+        assert_eq!(sum, x.mapv(|v| 3.0 * v + 1.0));
+    }
+    // Non-contiguous operands take ndarray's path.
+    let m = Array::from_shape_fn(IxDyn(&[3, 4]), |i| (i[0] * 4 + i[1]) as f64);
+    let t = m.t();
+    assert_eq!(map(&t, |v| -v), t.mapv(|v| -v));
+    assert_eq!(zip2(&t, &t, |a, b| a * b), t.mapv(|v| v * v));
+}
+
+#[test]
+fn every_transpose_kernel_equals_the_transposed_view() {
+    // Full tiles, partial ones at either edge, no tiles, rows that are not contiguous
+    // (ndarray's path) and destinations that are column blocks of a wider array.
+    let shapes = [(0, 5), (1, 1), (16, 16), (17, 33), (48, 80), (5, 64)];
+    let mut kernels = vec![TileKernel::None];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            kernels.push(TileKernel::Avx512F32);
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            kernels.push(TileKernel::Avx2F32);
+        }
+    }
+    for kernel in kernels {
+        for (rows, cols) in shapes {
+            let a = ints((rows, 2 * cols), rows + cols);
+            let src = a.slice(ndarray::s![.., ..cols]);
+            let stepped = a.slice(ndarray::s![.., ..;2]);
+            for src in [src, stepped] {
+                let mut wide = Array2::<f64>::from_elem((cols, rows + 3), f64::NAN);
+                transpose_by(TileKernel::None, src, wide.slice_mut(ndarray::s![.., 2..rows + 2]));
+                assert_eq!(wide.slice(ndarray::s![.., 2..rows + 2]), src.t(), "f64, {rows} x {cols}");
+                assert!(wide.column(0).iter().chain(wide.column(1)).chain(wide.column(rows + 2)).all(|v| v.is_nan()));
+                let src32 = src.mapv(|v| v as f32);
+                let mut wide32 = Array2::<f32>::from_elem((cols, rows + 3), f32::NAN);
+                transpose_by(kernel, src32.view(), wide32.slice_mut(ndarray::s![.., 2..rows + 2]));
+                assert_eq!(wide32.slice(ndarray::s![.., 2..rows + 2]), src32.t(), "f32, {rows} x {cols}");
+                assert!(wide32.column(0).iter().chain(wide32.column(1)).chain(wide32.column(rows + 2)).all(|v| v.is_nan()));
+            }
+        }
+    }
+}
+
+#[test]
+fn run_widest_runs_the_body_once() {
+    struct Count(usize);
+    impl Body for Count {
+        #[inline(always)]
+        fn run(&mut self) {
+            self.0 += 1;
+        }
+    }
+    let mut c = Count(0);
+    run_widest(&mut c);
+    assert_eq!(c.0, 1);
+}
+
+#[test]
+fn shifted_products_equal_a_loop() {
+    // Rows of b at scattered offsets into one buffer; rows of a from the first panel or
+    // from the second on; widths through every block and tail; k summed in one call or
+    // in chunks. dst starts non-zero: the first call overwrites it.
+    for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (13, 700, 33), (7, 300, 40), (9, 5, 3), (6, 4, 1)] {
+        let a = ints((m, k), 1);
+        let src: Vec<f32> = (0..3 * k + n + 5).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
+        let offsets: Vec<usize> = (0..k).map(|kk| (kk * 7) % (3 * k + 5)).collect();
+        let thin = ThinLhs::rows_of(a.mapv(|v| v as f32).view(), &(0..m).collect::<Vec<_>>());
+        for rows in std::iter::once(0..m).chain((m > PANEL).then_some(PANEL..m)) {
+            let expect = Array2::from_shape_fn((rows.len(), n), |(r, x)| {
+                (0..k).map(|kk| a[[rows.start + r, kk]] * f64::from(src[offsets[kk] + x])).sum::<f64>()
+            });
+            // Written by the first chunk, added to by the others.
+            let mut out = Array2::<f32>::ones((rows.len(), n));
+            let chunk = ThinLhs::<f32>::shifted_chunk(rows.len()).min(k.div_ceil(2));
+            for ks in (0..k).step_by(chunk).map(|s| s..(s + chunk).min(k)) {
+                let ran = thin.shifted(&mut out.view_mut(), rows.clone(), ks.clone(), &src, &offsets[ks.clone()], ks.start > 0);
+                assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
+            }
+            if thin_kernel_available::<f32>() {
+                assert_eq!(out.mapv(f64::from), expect, "{m}x{k}x{n}, rows {rows:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn thin_products_equal_a_loop() {
+    // Rows not a multiple of the panel, widths that end in a 16- or 8-column block or in
+    // a masked tail, column ranges that start inside `a`, a dst whose rows are strided
+    // (gemm on the unpacked matrix), reversed rows (gemm too), split across two threads,
+    // in f32 (the packed kernel where the CPU has it) and f64, `a` gathered by rows and
+    // by transposed rows. Small integers, so that every sum is exact in either order.
+    for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12), (9, 5, 3), (600, 450, 1)] {
+        let a = ints((m, k), 1);
+        // `a` as rows of a taller matrix, picked out of order.
+        let rows: Vec<usize> = (0..m).map(|i| 2 * (m - 1 - i) + 1).collect();
+        let mut tall = ints((2 * m + 1, k), 9);
+        for (i, &r) in rows.iter().enumerate() {
+            tall.row_mut(r).assign(&a.row(i));
+        }
+        // `a` as the transpose of some rows and columns of a wider matrix: runs of
+        // consecutive picks, then single ones.
+        let picks: Vec<usize> = (0..k).map(|kk| if kk < k / 2 { kk + 2 } else { 3 * kk + 1 }).collect();
+        let mut wide = ints((3 * k + 2, m + 4), 10);
+        for (kk, &r) in picks.iter().enumerate() {
+            wide.slice_mut(ndarray::s![r, 2..m + 2]).assign(&a.column(kk));
+        }
+        let (tall32, wide32) = (tall.mapv(|v| v as f32), wide.mapv(|v| v as f32));
+        let gathered32 = [ThinLhs::rows_of(tall32.view(), &rows), ThinLhs::transposed_rows_of(wide32.view(), &picks, 2..m + 2)];
+        let gathered64 = [ThinLhs::rows_of(tall.view(), &rows), ThinLhs::transposed_rows_of(wide.view(), &picks, 2..m + 2)];
+        // The same from a column-major `w`, whose rows are not contiguous.
+        let wide32_by_columns = wide32.t().as_standard_layout().into_owned().reversed_axes();
+        let by_columns = ThinLhs::transposed_rows_of(wide32_by_columns.view(), &picks, 2..m + 2);
+        assert_eq!(by_columns.plain(), &a.mapv(|v| v as f32), "{m}x{k} gathered from columns");
+        for (thin, thin64) in gathered32.iter().zip(&gathered64) {
+            assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>(), "which path the f32 cases take");
+            assert_eq!(thin64.plain().view(), a.view(), "{m}x{k} gathered");
+            for ks in [0..k, k / 3..k] {
+                let b = ints((ks.len(), n), 2);
+                let start = ints((m, n), 3);
+                let expect = &start + &naive(&a.slice(ndarray::s![.., ks.clone()]), &b.view());
+                let b32 = b.mapv(|v| v as f32);
+                for threads in [false, true] {
+                    let mut out = start.mapv(|v| v as f32);
+                    two_threads(|| thin.acc(&mut out.view_mut(), ks.clone(), &b32.view(), threads));
+                    assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n}, columns {ks:?}, threads {threads}");
+                }
+                // Onto the rows of `start` as rows of a taller matrix, picked out of
+                // order, into a dst of NaN (whatever it held must not show).
+                let mut from = ints((2 * m + 1, n), 11);
+                for (i, &r) in rows.iter().enumerate() {
+                    from.row_mut(r).assign(&start.row(i));
+                }
+                let from32 = from.mapv(|v| v as f32);
+                for threads in [false, true] {
+                    let mut out = Array2::from_elem((m, n), f32::NAN);
+                    two_threads(|| thin.acc_onto(&mut out.view_mut(), &from32.view(), &rows, ks.clone(), &b32.view(), threads));
+                    assert_eq!(out.mapv(f64::from), expect, "f32 {m}x{k}x{n} onto picked rows, columns {ks:?}, threads {threads}");
+                }
+                let mut out = Array2::from_elem((m, n), f64::NAN);
+                thin64.acc_onto(&mut out.view_mut(), &from.view(), &rows, ks.clone(), &b.view(), false);
+                assert_eq!(out, expect, "f64 {m}x{k}x{n} onto picked rows, columns {ks:?}");
+                let mut wide_out = ints((m, 2 * n), 3);
+                let mut every_other = wide_out.slice_mut(ndarray::s![.., ..;2]);
+                every_other.assign(&start);
+                thin64.acc(&mut every_other, ks.clone(), &b.view(), false);
+                assert_eq!(every_other, expect, "f64 {m}x{k}x{n} into strided rows, columns {ks:?}");
+                let mut every_other = wide_out.mapv(|v| v as f32);
+                let mut every_other = every_other.slice_mut(ndarray::s![.., ..;2]);
+                every_other.assign(&start.mapv(|v| v as f32));
+                thin.acc(&mut every_other, ks.clone(), &b32.view(), false);
+                assert_eq!(every_other.mapv(f64::from), expect, "f32 {m}x{k}x{n} into strided rows, columns {ks:?}");
+                // Rows in reverse order (a negative row stride) in both b and dst, in f32.
+                let mut reversed = start.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                let b_reversed = b.slice(ndarray::s![..;-1, ..]).mapv(|v| v as f32);
+                let mut dst = reversed.slice_mut(ndarray::s![..;-1, ..]);
+                thin.acc(&mut dst, ks.clone(), &b_reversed.slice(ndarray::s![..;-1, ..]), false);
+                assert_eq!(dst.mapv(f64::from), expect, "f32 {m}x{k}x{n} through reversed rows, columns {ks:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_equals_a_loop_on_every_branch() {
+    // (m, k, n): empty dims, k = 0, small serial, threaded by rows, threaded by columns.
+    let big = PARALLEL_MIN_FLOPS;
+    // Both splits end in a partial block.
+    let (tall, wide) = (3 * ROW_BLOCK + 5, 2 * COLUMN_BLOCK + 5);
+    let by_rows = (tall, big.div_ceil(tall * (ROW_BLOCK + 3)), ROW_BLOCK + 3);
+    let by_columns = (2, big.div_ceil(2 * wide), wide);
+    for (m, k, n) in [(0, 3, 4), (3, 0, 4), (3, 5, 0), (3, 5, 4), by_rows, by_columns] {
+        assert!(m * k * n <= 60 || m * k * n >= big, "each case is serial or threaded");
+        let a = ints((m, k), 1);
+        let b = ints((k, n), 2);
+        let expect = naive(&a.view(), &b.view());
+        assert_eq!(gemm(&a.view(), &b.view()), expect, "{m}x{k}x{n}");
+        assert_eq!(two_threads(|| gemm(&a.view(), &b.view())), expect, "{m}x{k}x{n}, 2 threads");
+        let row: Vec<f64> = (0..n).map(|j| j as f64).collect();
+        let with_row = two_threads(|| gemm_plus_row(&a.view(), &b.view(), Some(&row)));
+        assert_eq!(with_row, &expect + &Array::from(row.clone()), "{m}x{k}x{n} + row");
+    }
+    // Accumulated in place into a strided block (a column slice of a wider matrix),
+    // serial and threaded; the columns outside the block are left alone.
+    for (m, k, n) in [(3, 5, 4), by_rows, by_columns] {
+        let (a, b) = (ints((m, k), 6), ints((k, n), 7));
+        let start = ints((m, n + 3), 8);
+        let mut expect = start.clone();
+        expect.slice_mut(ndarray::s![.., 1..n + 1]).zip_mut_with(&naive(&a.view(), &b.view()), |e, &p| *e += p);
+        let mut serial = start.clone();
+        gemm_acc(&mut serial.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view(), false);
+        assert_eq!(serial, expect, "{m}x{k}x{n} accumulated");
+        let threaded = two_threads(|| {
+            let mut out = start.clone();
+            gemm_acc(&mut out.slice_mut(ndarray::s![.., 1..n + 1]), &a.view(), &b.view(), true);
+            out
+        });
+        assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");
+    }
+    // Transposed and column-major operands are read through their strides.
+    let a = ints((6, 5), 3);
+    let b_cols = Array2::from_shape_vec((5, 7).f(), ints((5, 7), 4).t().iter().copied().collect()).unwrap();
+    assert_eq!(gemm(&a.t(), &a.view()), naive(&a.t(), &a.view()));
+    assert_eq!(gemm(&a.view(), &b_cols.view()), naive(&a.view(), &b_cols.view()));
+    // A strided slice (every other column) too.
+    let wide = ints((5, 14), 5);
+    let every_other = wide.slice(ndarray::s![.., ..;2]);
+    assert_eq!(gemm(&a.view(), &every_other), naive(&a.view(), &every_other));
+}
