@@ -13,6 +13,13 @@
 //! clipping, schedules), [`data`] (batching, the embedded digits) and [`ebm`]
 //! (energy-based models: inference as minimisation, free energies).
 //!
+//! The layers point one way. Under [`Tensor`] is a private array layer (element types,
+//! vector maths, the unsafe kernels, the buffer pool) that knows nothing of the graph. A
+//! tensor is a handle to a node of the graph, so [`tensor`] and [`autograd`] share the
+//! node's type; every op's result joins the graph at one seam in `autograd` (grad mode,
+//! anomaly mode, checkpoint capture, which values are kept). [`ops`] builds on both, and
+//! [`nn`], [`optim`], [`data`] and [`ebm`] on the ops.
+//!
 //! ```
 //! use nabla::prelude::*;
 //!

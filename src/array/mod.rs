@@ -3,6 +3,7 @@
 //! on ndarray's arrays and knows nothing of tensors or the graph: `tensor`, `autograd` and
 //! `ops` build on it, never the other way round.
 
+pub(crate) mod copy;
 mod element;
 #[allow(unsafe_code)] // the one module that may; each block argues its safety
 pub(crate) mod kernel;

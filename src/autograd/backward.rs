@@ -151,7 +151,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                             });
                             acc
                         }
-                        None => Tensor::from(crate::ops::shape::padded(input.shape(), axis, start, &gy.array().view())),
+                        None => Tensor::from(crate::array::copy::padded(input.shape(), axis, start, &gy.array().view())),
                     };
                     cotangents.insert(input.id(), acc);
                 }

@@ -16,23 +16,9 @@ pub trait Backward<T: Element>: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// `dL/dx_i` for each input, `None` where an input gets no gradient.
     fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>>;
-    /// [`Backward::backward`] given the cotangent to keep, which the engine calls: a rule
-    /// may write its result into `gy`'s buffer when nothing else holds it (an elementwise
-    /// rule's `gy · f'`), saving an output-sized allocation. The default borrows it.
-    fn backward_owned(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: Tensor<T>) -> Vec<Option<Tensor<T>>> {
-        self.backward(inputs, output, &gy)
-    }
     /// Whether the rule is itself differentiable (true when written with tensor ops).
     fn is_differentiable(&self) -> bool {
         true
-    }
-    /// `Some((axis, start))` when the op's output is the slice of its one input starting at
-    /// `start` along `axis` (as `narrow`'s is). A first-order sweep then adds the cotangent
-    /// into that slice of the input's gradient instead of running the rule, which would pad
-    /// it with zeros to the input's full shape: reading `T` slices of a `T`-step sequence
-    /// stays `O(T)`, not `O(T²)`.
-    fn reads_slice(&self) -> Option<(usize, usize)> {
-        None
     }
 }
 
@@ -75,6 +61,65 @@ where
 }
 
 impl<T, F> Backward<T> for Rule<F>
+where
+    T: Element,
+    F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        (self.vjp)(inputs, output, gy)
+    }
+    fn is_differentiable(&self) -> bool {
+        !self.first_order
+    }
+}
+
+/// A recorded op's rule as the engine runs it: [`Backward`]'s methods plus two that only
+/// the crate's own ops implement, kept out of the public trait. A user's [`Backward`] is
+/// one through [`Public`], with their defaults.
+pub(crate) trait OpRule<T: Element>: Send + Sync + 'static {
+    /// As [`Backward::name`].
+    fn name(&self) -> &'static str;
+    /// As [`Backward::backward`].
+    fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>>;
+    /// [`OpRule::backward`] given the cotangent to keep, which the engine calls: a rule may
+    /// write its result into `gy`'s buffer when nothing else holds it (an elementwise rule's
+    /// `gy · f'`), saving an output-sized allocation. The default borrows it.
+    fn backward_owned(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        self.backward(inputs, output, &gy)
+    }
+    /// As [`Backward::is_differentiable`].
+    fn is_differentiable(&self) -> bool {
+        true
+    }
+    /// `Some((axis, start))` when the op's output is the slice of its one input starting at
+    /// `start` along `axis` (as `narrow`'s is). A first-order sweep then adds the cotangent
+    /// into that slice of the input's gradient instead of running the rule, which would pad
+    /// it with zeros to the input's full shape: reading `T` slices of a `T`-step sequence
+    /// stays `O(T)`, not `O(T²)`.
+    fn reads_slice(&self) -> Option<(usize, usize)> {
+        None
+    }
+}
+
+/// A user's [`Backward`] as an [`OpRule`], with the defaults of the two crate-only methods.
+pub(crate) struct Public<B>(pub(crate) B);
+
+impl<T: Element, B: Backward<T>> OpRule<T> for Public<B> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
+        self.0.backward(inputs, output, gy)
+    }
+    fn is_differentiable(&self) -> bool {
+        self.0.is_differentiable()
+    }
+}
+
+impl<T, F> OpRule<T> for Rule<F>
 where
     T: Element,
     F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,

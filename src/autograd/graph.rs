@@ -9,7 +9,7 @@
 //! caller drops the tensor. In a CNN those are the convolutions' outputs, most of the
 //! forward pass's memory.
 
-use super::Backward;
+use super::OpRule;
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArcArray, IxDyn};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ impl<T: Element> Node<T> {
 }
 
 pub(crate) struct GradFn<T: Element> {
-    pub(crate) rule: Box<dyn Backward<T>>,
+    pub(crate) rule: Box<dyn OpRule<T>>,
     pub(crate) inputs: Vec<Tensor<T>>,
     /// Whether the rule reads its output's value: if so, consumers of the output keep it.
     pub(crate) reads_output: bool,

@@ -17,11 +17,12 @@ pub(crate) mod graph;
 mod hooks;
 pub mod memory;
 mod mode;
+mod record;
 
 pub use anomaly::detect_anomaly;
 pub use backward::{Gradients, grad};
 pub use checkpoint::checkpoint;
-pub(crate) use checkpoint::note_inputs;
+pub(crate) use function::OpRule;
 pub use function::{Backward, Rule, rule};
 pub use gradcheck::{GradcheckOptions, gradcheck, gradgradcheck};
 pub use graph::GraphNode;

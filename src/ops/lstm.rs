@@ -13,7 +13,7 @@
 
 use super::registry::{OpInfo, randn};
 use crate::array::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
-use crate::autograd::Backward;
+use crate::autograd::OpRule;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3, s};
 use std::ops::DerefMut;
@@ -454,7 +454,7 @@ impl<T: Element> Drop for LstmRule<T> {
     }
 }
 
-impl<T: Element> Backward<T> for LstmRule<T> {
+impl<T: Element> OpRule<T> for LstmRule<T> {
     fn name(&self) -> &'static str {
         "lstm"
     }

@@ -11,7 +11,7 @@
 use super::normalize_dim;
 use super::registry::{OpInfo, randn};
 use crate::array::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
-use crate::autograd::{Backward, is_grad_enabled};
+use crate::autograd::{OpRule, is_grad_enabled};
 use crate::error::Result;
 use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -215,7 +215,7 @@ struct LogSoftmaxRule {
     dim: usize,
 }
 
-impl<T: Element> Backward<T> for LogSoftmaxRule {
+impl<T: Element> OpRule<T> for LogSoftmaxRule {
     fn name(&self) -> &'static str {
         "log_softmax"
     }

@@ -8,7 +8,7 @@
 
 use super::registry::{OpInfo, positive, randn, spread};
 use crate::array::kernel;
-use crate::autograd::{Backward, is_grad_enabled};
+use crate::autograd::{OpRule, is_grad_enabled};
 use crate::tensor::{Element, Saves, Tensor};
 
 /// What the derivative of an elementwise op is a function of: reading only that array in
@@ -41,7 +41,7 @@ fn fused_at<'a, T: Element>(reads: Reads, df: &impl Fn(T) -> T, inputs: &'a [Ten
     }
 }
 
-impl<T, D, V> Backward<T> for UnaryRule<D, V>
+impl<T, D, V> OpRule<T> for UnaryRule<D, V>
 where
     T: Element,
     D: Fn(T) -> T + Sync + Send + 'static,

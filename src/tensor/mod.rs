@@ -7,7 +7,7 @@ pub use crate::array::Element;
 pub use creation::Creation;
 
 use crate::autograd::GraphNode;
-use crate::autograd::graph::{GradFn, Held, Node};
+use crate::autograd::graph::{Held, Node};
 use crate::error::{Error, Result};
 use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
 use std::sync::Arc;
@@ -44,66 +44,6 @@ impl<T: Element> Tensor<T> {
     /// A leaf that does not require grad, owning `value`.
     pub(crate) fn leaf(value: ArcArray<T, IxDyn>, requires_grad: bool) -> Self {
         Tensor { node: Arc::new(Node::new(value, requires_grad, None)) }
-    }
-
-    /// The result of an op: records `rule` and `inputs` when grad mode is on and any input
-    /// requires grad, otherwise a plain leaf (so inference and first-order backward pay for
-    /// no graph).
-    pub(crate) fn from_op_arc(
-        value: ArcArray<T, IxDyn>,
-        inputs: &[&Tensor<T>],
-        rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
-    ) -> Self {
-        Self::from_op_saving(value, inputs, Saves::ALL, rule)
-    }
-
-    /// [`Tensor::from_op_arc`] for a rule that reads only the values `saves` names: the
-    /// graph records the other inputs as shadows (see [`graph`](crate::autograd::graph)).
-    pub(crate) fn from_op_saving(
-        value: ArcArray<T, IxDyn>,
-        inputs: &[&Tensor<T>],
-        saves: Saves,
-        rule: impl FnOnce() -> Box<dyn crate::autograd::Backward<T>>,
-    ) -> Self {
-        let records = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let anomaly = crate::autograd::anomaly::enabled();
-        let rule = if anomaly {
-            let rule = rule();
-            crate::autograd::anomaly::forward(rule.name(), &value, inputs);
-            Some(rule)
-        } else if records {
-            Some(rule())
-        } else {
-            None
-        };
-        let Some(rule) = rule.filter(|_| records) else {
-            crate::autograd::note_inputs(inputs);
-            return Tensor::leaf(value, false);
-        };
-        let origin = anomaly.then(|| Box::new(std::backtrace::Backtrace::force_capture()));
-        let inputs = inputs.iter().enumerate().map(|(i, t)| if saves.reads_input(i) { (*t).clone() } else { t.shadow() }).collect();
-        let grad_fn = GradFn { rule, inputs, reads_output: saves.output, origin };
-        Tensor { node: Arc::new(Node::new(value, true, Some(grad_fn))) }
-    }
-
-    /// Makes a tensor from an op's forward `value`, its `inputs` and its backward `rule`:
-    /// the way to add an op outside the crate (see the [`ops`](crate::ops) module doc).
-    ///
-    /// The graph records the op only when grad mode is on and some input requires grad.
-    ///
-    /// ```
-    /// use nabla::prelude::*;
-    /// use nabla::autograd::rule;
-    /// // y = 3x, dL/dx = 3 dL/dy
-    /// let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], &[2])?.requires_grad_(true)?;
-    /// let y = Tensor::from_op(x.value().mapv(|v| 3.0 * v), &[&x],
-    ///     rule("triple", |_inputs, _y, gy| vec![Some(gy * 3.0)]));
-    /// let g = y.sum().backward()?;
-    /// assert_eq!(g.get(&x).unwrap().to_vec(), vec![3.0, 3.0]);
-    /// # Ok::<(), nabla::Error>(())
-    /// ```
-    pub fn from_op(value: ArrayD<T>, inputs: &[&Tensor<T>], rule: impl crate::autograd::Backward<T>) -> Self {
-        Self::from_op_arc(value.into_shared(), inputs, || Box::new(rule))
     }
 
     /// Applies `f` to the value of this leaf: in place when this handle is the only one to
@@ -254,7 +194,7 @@ impl<T: Element> Tensor<T> {
     /// This tensor as the input of an op that does not read its value: a shadow (the same
     /// core, only the shape), unless the op that made it reads its own output, which must
     /// then stay.
-    fn shadow(&self) -> Tensor<T> {
+    pub(crate) fn shadow(&self) -> Tensor<T> {
         match (&self.node.value, &self.node.core.grad_fn) {
             (Held::Shape(_), _) => self.clone(),
             (_, Some(g)) if g.reads_output => self.clone(),
@@ -316,7 +256,7 @@ impl<T: Element> Tensor<T> {
 pub(crate) struct Saves {
     /// Bit `i`: the rule reads input `i`.
     inputs: u64,
-    output: bool,
+    pub(crate) output: bool,
 }
 
 impl Saves {
@@ -338,7 +278,7 @@ impl Saves {
     /// The output only.
     pub(crate) const OUTPUT: Saves = Saves { inputs: 0, output: true };
 
-    fn reads_input(self, i: usize) -> bool {
+    pub(crate) fn reads_input(self, i: usize) -> bool {
         i >= 64 || self.inputs & (1 << i) != 0
     }
 }
