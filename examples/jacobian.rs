@@ -13,8 +13,10 @@ use nabla::prelude::*;
 
 fn main() -> nabla::Result<()> {
     let mut rng = nabla::rng(0);
-    let model: nn::Sequential<f64> =
-        nn::Sequential::new().push(nn::Linear::new(4, 6, &mut rng)).push(nn::Tanh).push(nn::Linear::new(6, 3, &mut rng));
+    let model: nn::Sequential<f64> = nn::Sequential::<f64>::new()
+        .push(nn::Linear::<f64>::new(4, 6, &mut rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::<f64>::new(6, 3, &mut rng));
     let f = |x: &Tensor<f64>| model.forward(x);
     let x = Tensor::<f64>::from_vec(vec![0.5, -1.0, 2.0, 0.1], &[4])?;
     let j = jacobian(f, &x)?; // (3, 4)

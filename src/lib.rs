@@ -112,6 +112,8 @@ pub mod prelude {
     pub use crate::autograd::{Gradients, no_grad};
     pub use crate::error::{Error, Result};
     pub use crate::nn::Module;
+    #[doc(hidden)]
+    pub use crate::nn::constructors::*;
     pub use crate::optim::Optimizer;
     pub use crate::tensor::{Creation, Element, Tensor};
     pub use crate::{data, ndarray, nn, optim};

@@ -341,7 +341,7 @@ fn latent_energies<T: Element>(model: &impl LatentEnergy<T>, x: &Tensor<T>, y: &
 /// `margin` (PyTorch's `MarginRankingLoss` with target 1 on `(F(x, ȳ), F(x, y))`).
 pub fn hinge<T: Element>(energy_observed: &Tensor<T>, energy_contrastive: &Tensor<T>, margin: f64) -> Result<Tensor<T>> {
     let ones = Tensor::<T>::ones(energy_observed.shape());
-    functional::margin_ranking_loss(energy_contrastive, energy_observed, &ones, T::of(margin), Reduction::Mean)
+    functional::margin_ranking_loss(energy_contrastive, energy_observed, &ones, margin, Reduction::Mean)
 }
 
 /// The negative log-likelihood of the Gibbs distribution `p(y|x) = exp(-β F(x, y)) / Z(x)`

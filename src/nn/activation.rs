@@ -120,10 +120,12 @@ pub struct PRelu<T: Element = f32> {
     pub weight: Param<T>,
 }
 
-impl<T: Element> PRelu<T> {
-    /// `num_parameters` slopes (1, or the number of channels), all `init`.
-    pub fn new(num_parameters: usize, init: f64) -> Self {
-        PRelu { weight: Param::new(Tensor::<T>::full(&[num_parameters], T::of(init))) }
+constructors! {
+    PRelu: PReluNew {
+        /// `num_parameters` slopes (1, or the number of channels), all `init`.
+        fn new(num_parameters: usize, init: f64) -> Self {
+            PRelu { weight: Param::new(Tensor::<T>::full(&[num_parameters], T::of(init))) }
+        }
     }
 }
 
@@ -172,7 +174,7 @@ impl RRelu {
 impl<T: Element> Module<T> for RRelu {
     fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(functional::rrelu(x, T::of(self.lower), T::of(self.upper), self.mode.is_training(), &mut *rng))
+        Ok(functional::rrelu(x, self.lower, self.upper, self.mode.is_training(), &mut *rng))
     }
     fn set_training(&self, training: bool) {
         self.mode.set(training)

@@ -2,6 +2,7 @@
 //! classes get a full softmax in the head, rare ones live in clusters reached through one
 //! head entry each, with smaller projections.
 
+use super::constructors::LinearNew;
 use super::{Linear, Module, Param, prefixed};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
@@ -49,40 +50,44 @@ pub struct AdaptiveLogSoftmaxWithLoss<T: Element = f32> {
     pub tail: Vec<(Linear<T>, Linear<T>)>,
 }
 
-impl<T: Element> AdaptiveLogSoftmaxWithLoss<T> {
-    /// Builds the layers, initialised as PyTorch's Linear layers; `Err` unless `cutoffs`
-    /// are unique, increasing and between 1 and `n_classes - 1`.
-    pub fn new(
-        in_features: usize,
-        n_classes: usize,
-        cutoffs: &[usize],
-        div_value: f64,
-        head_bias: bool,
-        rng: &mut impl Rng,
-    ) -> Result<Self> {
-        let increasing = cutoffs.windows(2).all(|w| w[0] < w[1]);
-        if cutoffs.is_empty() || !increasing || cutoffs[0] == 0 || *cutoffs.last().unwrap() >= n_classes {
-            return Err(Error::invalid(
-                "AdaptiveLogSoftmaxWithLoss",
-                format!(
-                    "cutoffs {cutoffs:?} must be unique, increasing, and between 1 and n_classes - 1 = {}",
-                    n_classes.saturating_sub(1)
-                ),
-            ));
+constructors! {
+    AdaptiveLogSoftmaxWithLoss: AdaptiveLogSoftmaxWithLossNew {
+        /// Builds the layers, initialised as PyTorch's Linear layers; `Err` unless `cutoffs`
+        /// are unique, increasing and between 1 and `n_classes - 1`.
+        fn new(
+            in_features: usize,
+            n_classes: usize,
+            cutoffs: &[usize],
+            div_value: f64,
+            head_bias: bool,
+            rng: &mut impl Rng,
+        ) -> Result<Self> {
+            let increasing = cutoffs.windows(2).all(|w| w[0] < w[1]);
+            if cutoffs.is_empty() || !increasing || cutoffs[0] == 0 || *cutoffs.last().unwrap() >= n_classes {
+                return Err(Error::invalid(
+                    "AdaptiveLogSoftmaxWithLoss",
+                    format!(
+                        "cutoffs {cutoffs:?} must be unique, increasing, and between 1 and n_classes - 1 = {}",
+                        n_classes.saturating_sub(1)
+                    ),
+                ));
+            }
+            let mut all = cutoffs.to_vec();
+            all.push(n_classes);
+            let n_clusters = all.len() - 1;
+            let head = Linear::<T>::with_bias(in_features, all[0] + n_clusters, head_bias, rng);
+            let tail = (0..n_clusters)
+                .map(|i| {
+                    let hidden = (in_features as f64 / div_value.powi(i as i32 + 1)).floor() as usize;
+                    (Linear::<T>::with_bias(in_features, hidden, false, rng), Linear::<T>::with_bias(hidden, all[i + 1] - all[i], false, rng))
+                })
+                .collect();
+            Ok(AdaptiveLogSoftmaxWithLoss { in_features, n_classes, cutoffs: all, head, tail })
         }
-        let mut all = cutoffs.to_vec();
-        all.push(n_classes);
-        let n_clusters = all.len() - 1;
-        let head = Linear::with_bias(in_features, all[0] + n_clusters, head_bias, rng);
-        let tail = (0..n_clusters)
-            .map(|i| {
-                let hidden = (in_features as f64 / div_value.powi(i as i32 + 1)).floor() as usize;
-                (Linear::with_bias(in_features, hidden, false, rng), Linear::with_bias(hidden, all[i + 1] - all[i], false, rng))
-            })
-            .collect();
-        Ok(AdaptiveLogSoftmaxWithLoss { in_features, n_classes, cutoffs: all, head, tail })
     }
+}
 
+impl<T: Element> AdaptiveLogSoftmaxWithLoss<T> {
     fn shortlist(&self) -> usize {
         self.cutoffs[0]
     }

@@ -2,6 +2,7 @@
 //! semantics, shapes and parameter names, composed from tensor ops (so every order of
 //! gradient comes from the ops' rules).
 
+use super::constructors::LinearNew;
 use super::init::xavier_uniform;
 use super::{Linear, Mode, Module, Param, functional, prefixed};
 use crate::error::{Error, Result};
@@ -178,42 +179,46 @@ pub struct MultiheadAttention<T: Element = f32> {
     rng: Mutex<StdRng>,
 }
 
+constructors! {
+    MultiheadAttention: MultiheadAttentionNew {
+        /// `torch.nn.MultiheadAttention(embed_dim, num_heads)`; `Err` unless `num_heads`
+        /// divides `embed_dim`.
+        fn new(embed_dim: usize, num_heads: usize, rng: &mut impl Rng) -> Result<Self> {
+            Self::with_options(embed_dim, num_heads, MultiheadOptions::default(), rng)
+        }
+
+        /// With every option.
+        fn with_options(embed_dim: usize, num_heads: usize, options: MultiheadOptions, rng: &mut impl Rng) -> Result<Self> {
+            let op = "MultiheadAttention";
+            if num_heads == 0 || embed_dim == 0 || !embed_dim.is_multiple_of(num_heads) {
+                return Err(Error::invalid(op, format!("embed_dim {embed_dim} must be a positive multiple of num_heads {num_heads}")));
+            }
+            if !(0.0..=1.0).contains(&options.dropout) {
+                return Err(Error::invalid(op, format!("dropout {} is not in [0, 1]", options.dropout)));
+            }
+            let e = embed_dim;
+            let (kdim, vdim) = (options.kdim.unwrap_or(e), options.vdim.unwrap_or(e));
+            let in_proj = if kdim == e && vdim == e {
+                InProjection::Packed(Param::new(xavier_uniform(&[3 * e, e], 1.0, rng)?))
+            } else {
+                InProjection::Separate([
+                    Param::new(xavier_uniform(&[e, e], 1.0, rng)?),
+                    Param::new(xavier_uniform(&[e, kdim], 1.0, rng)?),
+                    Param::new(xavier_uniform(&[e, vdim], 1.0, rng)?),
+                ])
+            };
+            let in_proj_bias = options.bias.then(|| Param::new(Tensor::<T>::zeros(&[3 * e])));
+            let out_proj = Linear::<T>::with_bias(e, e, options.bias, rng);
+            if let Some(b) = &out_proj.bias {
+                b.set(ArrayD::zeros(IxDyn(&[e])))?;
+            }
+            let rng = Mutex::new(StdRng::seed_from_u64(rng.random()));
+            Ok(MultiheadAttention { embed_dim, num_heads, options, in_proj, in_proj_bias, out_proj, mode: Mode::default(), rng })
+        }
+    }
+}
+
 impl<T: Element> MultiheadAttention<T> {
-    /// `torch.nn.MultiheadAttention(embed_dim, num_heads)`; `Err` unless `num_heads`
-    /// divides `embed_dim`.
-    pub fn new(embed_dim: usize, num_heads: usize, rng: &mut impl Rng) -> Result<Self> {
-        Self::with_options(embed_dim, num_heads, MultiheadOptions::default(), rng)
-    }
-
-    /// With every option.
-    pub fn with_options(embed_dim: usize, num_heads: usize, options: MultiheadOptions, rng: &mut impl Rng) -> Result<Self> {
-        let op = "MultiheadAttention";
-        if num_heads == 0 || embed_dim == 0 || !embed_dim.is_multiple_of(num_heads) {
-            return Err(Error::invalid(op, format!("embed_dim {embed_dim} must be a positive multiple of num_heads {num_heads}")));
-        }
-        if !(0.0..=1.0).contains(&options.dropout) {
-            return Err(Error::invalid(op, format!("dropout {} is not in [0, 1]", options.dropout)));
-        }
-        let e = embed_dim;
-        let (kdim, vdim) = (options.kdim.unwrap_or(e), options.vdim.unwrap_or(e));
-        let in_proj = if kdim == e && vdim == e {
-            InProjection::Packed(Param::new(xavier_uniform(&[3 * e, e], 1.0, rng)?))
-        } else {
-            InProjection::Separate([
-                Param::new(xavier_uniform(&[e, e], 1.0, rng)?),
-                Param::new(xavier_uniform(&[e, kdim], 1.0, rng)?),
-                Param::new(xavier_uniform(&[e, vdim], 1.0, rng)?),
-            ])
-        };
-        let in_proj_bias = options.bias.then(|| Param::new(Tensor::<T>::zeros(&[3 * e])));
-        let out_proj = Linear::with_bias(e, e, options.bias, rng);
-        if let Some(b) = &out_proj.bias {
-            b.set(ArrayD::zeros(IxDyn(&[e])))?;
-        }
-        let rng = Mutex::new(StdRng::seed_from_u64(rng.random()));
-        Ok(MultiheadAttention { embed_dim, num_heads, options, in_proj, in_proj_bias, out_proj, mode: Mode::default(), rng })
-    }
-
     /// The options it was built with.
     pub fn options(&self) -> MultiheadOptions {
         self.options

@@ -55,20 +55,22 @@ fn init_conv<T: Element>(shape: &[usize], bias: bool, rng: &mut impl Rng) -> Res
     Ok((Param::new(weight), bias))
 }
 
-impl<T: Element> Conv2d<T> {
-    /// A layer from `in_channels` to `out_channels` with a `kernel_size` window.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel_size: [usize; 2],
-        config: Conv2dConfig,
-        bias: bool,
-        rng: &mut impl Rng,
-    ) -> Result<Self> {
-        let groups = config.groups;
-        check_config("Conv2d", [in_channels, out_channels], &kernel_size, &config.stride, &config.dilation, groups)?;
-        let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size[0], kernel_size[1]], bias, rng)?;
-        Ok(Conv2d { weight, bias, config })
+constructors! {
+    Conv2d: Conv2dNew {
+        /// A layer from `in_channels` to `out_channels` with a `kernel_size` window.
+        fn new(
+            in_channels: usize,
+            out_channels: usize,
+            kernel_size: [usize; 2],
+            config: Conv2dConfig,
+            bias: bool,
+            rng: &mut impl Rng,
+        ) -> Result<Self> {
+            let groups = config.groups;
+            check_config("Conv2d", [in_channels, out_channels], &kernel_size, &config.stride, &config.dilation, groups)?;
+            let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size[0], kernel_size[1]], bias, rng)?;
+            Ok(Conv2d { weight, bias, config })
+        }
     }
 }
 
@@ -94,20 +96,22 @@ pub struct Conv1d<T: Element = f32> {
     pub config: Conv1dConfig,
 }
 
-impl<T: Element> Conv1d<T> {
-    /// A layer from `in_channels` to `out_channels` with a window of `kernel_size`.
-    pub fn new(
-        in_channels: usize,
-        out_channels: usize,
-        kernel_size: usize,
-        config: Conv1dConfig,
-        bias: bool,
-        rng: &mut impl Rng,
-    ) -> Result<Self> {
-        let groups = config.groups;
-        check_config("Conv1d", [in_channels, out_channels], &[kernel_size], &[config.stride], &[config.dilation], groups)?;
-        let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size], bias, rng)?;
-        Ok(Conv1d { weight, bias, config })
+constructors! {
+    Conv1d: Conv1dNew {
+        /// A layer from `in_channels` to `out_channels` with a window of `kernel_size`.
+        fn new(
+            in_channels: usize,
+            out_channels: usize,
+            kernel_size: usize,
+            config: Conv1dConfig,
+            bias: bool,
+            rng: &mut impl Rng,
+        ) -> Result<Self> {
+            let groups = config.groups;
+            check_config("Conv1d", [in_channels, out_channels], &[kernel_size], &[config.stride], &[config.dilation], groups)?;
+            let (weight, bias) = init_conv(&[out_channels, in_channels / groups, kernel_size], bias, rng)?;
+            Ok(Conv1d { weight, bias, config })
+        }
     }
 }
 

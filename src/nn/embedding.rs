@@ -24,12 +24,16 @@ pub struct Embedding<T: Element = f32> {
     pub weight: Param<T>,
 }
 
-impl<T: Element> Embedding<T> {
-    /// A table initialised `N(0, 1)`.
-    pub fn new(num_embeddings: usize, embedding_dim: usize, rng: &mut impl Rng) -> Self {
-        Embedding { weight: Param::new(normal(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)) }
+constructors! {
+    Embedding: EmbeddingNew {
+        /// A table initialised `N(0, 1)`.
+        fn new(num_embeddings: usize, embedding_dim: usize, rng: &mut impl Rng) -> Self {
+            Embedding { weight: Param::new(normal(&[num_embeddings, embedding_dim], 0.0, 1.0, rng)) }
+        }
     }
+}
 
+impl<T: Element> Embedding<T> {
     /// The vectors of integer `ids`; `Err` for an id outside the table. (The [`Module`]
     /// forward, for use inside a `Sequential`, takes the ids as a float tensor of whole
     /// numbers: call it as `Module::forward(&table, &ids)`.)

@@ -46,13 +46,13 @@ pub fn relu<T: Element>(x: &Tensor<T>) -> Tensor<T> {
 }
 
 /// `x` for `x > 0`, else `negative_slope · x`.
-pub fn leaky_relu<T: Element>(x: &Tensor<T>, negative_slope: T) -> Tensor<T> {
-    x.leaky_relu(negative_slope)
+pub fn leaky_relu<T: Element>(x: &Tensor<T>, negative_slope: f64) -> Tensor<T> {
+    x.leaky_relu(T::of(negative_slope))
 }
 
 /// `ln(1 + e^{βx}) / β` (linear above `threshold`).
-pub fn softplus<T: Element>(x: &Tensor<T>, beta: T, threshold: T) -> Tensor<T> {
-    x.softplus(beta, threshold)
+pub fn softplus<T: Element>(x: &Tensor<T>, beta: f64, threshold: f64) -> Tensor<T> {
+    x.softplus(T::of(beta), T::of(threshold))
 }
 
 /// `max(0, x) + a · min(0, x)` with `a` a learnable slope: one value, or one per channel
@@ -76,10 +76,11 @@ pub fn prelu<T: Element>(x: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>>
 /// Randomised leaky ReLU, as `torch.nn.functional.rrelu`: in training each non-positive
 /// element gets its own slope drawn from `U(lower, upper)`; in evaluation the slope is
 /// `(lower + upper) / 2`.
-pub fn rrelu<T: Element>(x: &Tensor<T>, lower: T, upper: T, training: bool, rng: &mut impl Rng) -> Tensor<T> {
+pub fn rrelu<T: Element>(x: &Tensor<T>, lower: f64, upper: f64, training: bool, rng: &mut impl Rng) -> Tensor<T> {
     if !training {
-        return x.leaky_relu((lower + upper) / T::of(2.0));
+        return x.leaky_relu(T::of((lower + upper) / 2.0));
     }
+    let (lower, upper) = (T::of(lower), T::of(upper));
     let slopes = Tensor::<T>::uniform(x.shape(), lower, upper, rng);
     let factor =
         Tensor::from(ndarray::Zip::from(x.array()).and(slopes.array()).map_collect(|&v, &a| if v >= T::zero() { T::one() } else { a }));
@@ -289,11 +290,11 @@ pub fn margin_ranking_loss<T: Element>(
     x1: &Tensor<T>,
     x2: &Tensor<T>,
     y: &Tensor<T>,
-    margin: T,
+    margin: f64,
     reduction: Reduction,
 ) -> Result<Tensor<T>> {
     // clamp, not relu: PyTorch passes the gradient at exactly 0 (clamp_min).
-    let losses = y.neg().mul(&x1.sub(x2)?)?.add_scalar(margin).clamp(T::zero(), T::infinity());
+    let losses = y.neg().mul(&x1.sub(x2)?)?.add_scalar(T::of(margin)).clamp(T::zero(), T::infinity());
     Ok(reduction.apply(losses))
 }
 

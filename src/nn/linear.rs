@@ -24,21 +24,25 @@ pub struct Linear<T: Element = f32> {
     pub bias: Option<Param<T>>,
 }
 
+constructors! {
+    Linear: LinearNew {
+        /// A layer with bias, initialised as PyTorch's.
+        fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
+            Self::with_bias(in_features, out_features, true, rng)
+        }
+
+        /// A layer with or without bias, initialised as PyTorch's.
+        fn with_bias(in_features: usize, out_features: usize, bias: bool, rng: &mut impl Rng) -> Self {
+            let weight = kaiming_uniform(&[out_features, in_features], 5f64.sqrt(), FanMode::FanIn, rng)
+                .unwrap_or_else(|_| uniform(&[out_features, in_features], 0.0, rng));
+            let bound = if in_features > 0 { 1.0 / (in_features as f64).sqrt() } else { 0.0 };
+            let bias = bias.then(|| Param::new(uniform(&[out_features], bound, rng)));
+            Linear { weight: Param::new(weight), bias }
+        }
+    }
+}
+
 impl<T: Element> Linear<T> {
-    /// A layer with bias, initialised as PyTorch's.
-    pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
-        Self::with_bias(in_features, out_features, true, rng)
-    }
-
-    /// A layer with or without bias, initialised as PyTorch's.
-    pub fn with_bias(in_features: usize, out_features: usize, bias: bool, rng: &mut impl Rng) -> Self {
-        let weight = kaiming_uniform(&[out_features, in_features], 5f64.sqrt(), FanMode::FanIn, rng)
-            .unwrap_or_else(|_| uniform(&[out_features, in_features], 0.0, rng));
-        let bound = if in_features > 0 { 1.0 / (in_features as f64).sqrt() } else { 0.0 };
-        let bias = bias.then(|| Param::new(uniform(&[out_features], bound, rng)));
-        Linear { weight: Param::new(weight), bias }
-    }
-
     /// A layer with the given weight `[out, in]` and bias `[out]`.
     pub fn from_tensors(weight: Tensor<T>, bias: Option<Tensor<T>>) -> Self {
         Linear { weight: Param::new(weight), bias: bias.map(Param::new) }

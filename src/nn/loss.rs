@@ -81,6 +81,6 @@ impl MarginRankingLoss {
     /// The loss for pairs `(x1, x2)` with `y = 1` where `x1` should rank higher, `-1` where
     /// `x2` should.
     pub fn forward<T: Element>(&self, x1: &Tensor<T>, x2: &Tensor<T>, y: &Tensor<T>) -> Result<Tensor<T>> {
-        functional::margin_ranking_loss(x1, x2, y, T::of(self.margin), self.reduction)
+        functional::margin_ranking_loss(x1, x2, y, self.margin, self.reduction)
     }
 }

@@ -17,6 +17,27 @@
 //! # Ok::<(), nabla::Error>(())
 //! ```
 //!
+//! # Element types
+//!
+//! Modules, like tensors, hold `f32` unless asked otherwise, PyTorch's default dtype: a
+//! plain `nn::Linear::new(..)` is a `Linear<f32>` with no annotation. For `f64` (gradient
+//! checks, golden comparisons) name the type, as `dtype=torch.float64` would:
+//!
+//! ```
+//! use nabla::prelude::*;
+//! let mut rng = nabla::rng(0);
+//! let layer = nn::Linear::new(3, 2, &mut rng);                 // f32
+//! let exact = nn::Linear::<f64>::new(3, 2, &mut rng);          // f64
+//! assert_eq!(layer.forward(&Tensor::ones(&[1, 3]))?.shape(), &[1, 2]);
+//! assert_eq!(exact.forward(&Tensor::<f64>::ones(&[1, 3]))?.shape(), &[1, 2]);
+//! # Ok::<(), nabla::Error>(())
+//! ```
+//!
+//! Hyper-parameters (rates, probabilities, slopes, margins, epsilons) are `f64` throughout
+//! `nn`, [`optim`](crate::optim) and [`ebm`](crate::ebm), whatever the element type, as
+//! PyTorch takes Python floats; the scalars of tensor ops (`x.add_scalar(..)`,
+//! `x.clamp(..)`, `x.pow(..)`) are the tensor's own element type.
+//!
 //! # Names
 //!
 //! Types follow Rust's naming conventions (the API guidelines' C-CASE: an acronym is one
@@ -43,6 +64,34 @@
 //! | `nn.CrossEntropyLoss`, `nn.MarginRankingLoss` | [`CrossEntropyLoss`], [`MarginRankingLoss`] |
 //! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
 //! | `torch.nn.init.*` | [`init`] |
+
+/// Writes a module's constructors once for every element type and makes a plain call infer
+/// `f32`, as tensors' constructors do (see [`Creation`](crate::Creation)): the bodies go in
+/// a trait implemented for `$ty<T>` (so `$ty::<f64>::new(..)` works with the prelude in
+/// scope), and each is repeated as an inherent function of `$ty<f32>`, which the compiler
+/// picks first, so `$ty::new(..)` needs no annotation.
+macro_rules! constructors {
+    (
+        $ty:ident: $tr:ident {
+            $(
+                $(#[$doc:meta])*
+                fn $f:ident($($arg:ident: $argty:ty),* $(,)?) -> $ret:ty $body:block
+            )*
+        }
+    ) => {
+        #[doc = concat!("[`", stringify!($ty), "`]'s constructors for any element type (`", stringify!($ty), "::<f64>::new`), in the prelude.")]
+        #[doc(hidden)]
+        pub trait $tr<T: Element>: Sized {
+            $( $(#[$doc])* fn $f($($arg: $argty),*) -> $ret; )*
+        }
+        impl<T: Element> $tr<T> for $ty<T> {
+            $( fn $f($($arg: $argty),*) -> $ret $body )*
+        }
+        impl $ty<f32> {
+            $( $(#[$doc])* pub fn $f($($arg: $argty),*) -> $ret { <Self as $tr<f32>>::$f($($arg),*) } )*
+        }
+    };
+}
 
 mod activation;
 mod adaptive;
@@ -78,6 +127,21 @@ pub use rnn::{
     TruncatedBptt,
 };
 pub use sequential::Sequential;
+
+/// The constructors of the modules generic over their element type, as traits (see the
+/// `constructors!` macro): `use nabla::prelude::*` brings them into scope, so that
+/// `nn::Linear::<f64>::new(..)` resolves; a plain `nn::Linear::new(..)` is `f32`.
+#[doc(hidden)]
+pub mod constructors {
+    pub use super::activation::PReluNew;
+    pub use super::adaptive::AdaptiveLogSoftmaxWithLossNew;
+    pub use super::attention::MultiheadAttentionNew;
+    pub use super::conv::{Conv1dNew, Conv2dNew};
+    pub use super::embedding::EmbeddingNew;
+    pub use super::linear::LinearNew;
+    pub use super::rnn::{GruCellNew, GruNew, LstmCellNew, LstmNew, RecurrentCellNew, RecurrentNew, RnnCellNew, RnnNew};
+    pub use super::sequential::SequentialNew;
+}
 pub use state_dict::{StateDict, StoredTensor, load_state_dict, read_safetensors, save_state_dict, save_tensors};
 
 use crate::error::Result;

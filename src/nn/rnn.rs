@@ -96,27 +96,31 @@ pub struct RecurrentOutput<T: Element = f32> {
     pub c_n: Option<Tensor<T>>,
 }
 
-impl<T: Element> Recurrent<T> {
-    /// A network of `kind` with `options` (the shared implementation of [`Rnn`], [`Gru`]
-    /// and [`Lstm`], which check their options; prefer those). PyTorch refuses
-    /// `num_layers` or `hidden_size` 0 when it builds the module; this constructor cannot
-    /// fail, so such a network has no parameters and its forward pass returns `Err`.
-    pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Self {
-        let RecurrentOptions { num_layers, bias, batch_first, bidirectional, .. } = options;
-        let directions = if bidirectional { 2 } else { 1 };
-        let layers = (0..num_layers)
-            .map(|l| {
-                let in_features = if l == 0 { input_size } else { hidden_size * directions };
-                (0..directions)
-                    .map(|d| {
-                        Direction::new(kind, in_features, hidden_size, bias, format!("_l{l}{}", if d == 1 { "_reverse" } else { "" }), rng)
-                    })
-                    .collect()
-            })
-            .collect();
-        Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, layers }
+constructors! {
+    Recurrent: RecurrentNew {
+        /// A network of `kind` with `options` (the shared implementation of [`Rnn`], [`Gru`]
+        /// and [`Lstm`], which check their options; prefer those). PyTorch refuses
+        /// `num_layers` or `hidden_size` 0 when it builds the module; this constructor cannot
+        /// fail, so such a network has no parameters and its forward pass returns `Err`.
+        fn new(kind: CellKind, input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Self {
+            let RecurrentOptions { num_layers, bias, batch_first, bidirectional, .. } = options;
+            let directions = if bidirectional { 2 } else { 1 };
+            let layers = (0..num_layers)
+                .map(|l| {
+                    let in_features = if l == 0 { input_size } else { hidden_size * directions };
+                    (0..directions)
+                        .map(|d| {
+                            Direction::new(kind, in_features, hidden_size, bias, format!("_l{l}{}", if d == 1 { "_reverse" } else { "" }), rng)
+                        })
+                        .collect()
+                })
+                .collect();
+            Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, layers }
+        }
     }
+}
 
+impl<T: Element> Recurrent<T> {
     /// Re-initialises every `weight_hh` with an orthogonal matrix times `gain` in each
     /// gate's `H×H` block (see [`init::orthogonal`](super::init::orthogonal)): the recurrent
     /// map then neither grows nor shrinks the state at initialisation, which keeps the
@@ -378,13 +382,17 @@ pub struct RecurrentCell<T: Element = f32> {
     weights: Direction<T>,
 }
 
-impl<T: Element> RecurrentCell<T> {
-    /// A cell of `kind`, with or without biases.
-    pub fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
-        let weights = Direction::new(kind, input_size, hidden_size, bias, String::new(), rng);
-        RecurrentCell { kind, input_size, hidden_size, weights }
+constructors! {
+    RecurrentCell: RecurrentCellNew {
+        /// A cell of `kind`, with or without biases.
+        fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
+            let weights = Direction::new(kind, input_size, hidden_size, bias, String::new(), rng);
+            RecurrentCell { kind, input_size, hidden_size, weights }
+        }
     }
+}
 
+impl<T: Element> RecurrentCell<T> {
     /// The cell kind.
     pub fn kind(&self) -> CellKind {
         self.kind
@@ -542,22 +550,24 @@ impl RecurrentOptions {
 /// underneath (reached through `Deref`, so `forward_with_state`, `init_orthogonal` and the
 /// rest are theirs), PyTorch's constructors on top.
 macro_rules! typed_recurrent {
-    ($(#[$doc:meta])* $name:ident, $torch:literal, $kind:expr_2021, $(#[$cell_doc:meta])* $cell:ident, $torch_cell:literal) => {
+    ($(#[$doc:meta])* $name:ident: $new:ident, $torch:literal, $kind:expr_2021, $(#[$cell_doc:meta])* $cell:ident: $cell_new:ident, $torch_cell:literal) => {
         $(#[$doc])*
         pub struct $name<T: Element = f32>(Recurrent<T>);
 
-        impl<T: Element> $name<T> {
-            #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size)`: one layer, biases, time first.")]
-            pub fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
-                $name(Recurrent::new($kind, input_size, hidden_size, RecurrentOptions::default(), rng))
-            }
+        constructors! {
+            $name: $new {
+                #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size)`: one layer, biases, time first.")]
+                fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+                    $name(Recurrent::<T>::new($kind, input_size, hidden_size, RecurrentOptions::default(), rng))
+                }
 
-            #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size, **options)`; `Err` naming the value ")]
-            /// where PyTorch refuses it (`num_layers` or `hidden_size` 0, a non-linearity
-            /// other than tanh for a GRU or an LSTM).
-            pub fn with_options(input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Result<Self> {
-                let kind = options.kind($torch, $kind, hidden_size)?;
-                Ok($name(Recurrent::new(kind, input_size, hidden_size, options, rng)))
+                #[doc = concat!("`torch.nn.", $torch, "(input_size, hidden_size, **options)`; `Err` naming the value ")]
+                /// where PyTorch refuses it (`num_layers` or `hidden_size` 0, a non-linearity
+                /// other than tanh for a GRU or an LSTM).
+                fn with_options(input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Result<Self> {
+                    let kind = options.kind($torch, $kind, hidden_size)?;
+                    Ok($name(Recurrent::<T>::new(kind, input_size, hidden_size, options, rng)))
+                }
             }
         }
 
@@ -581,15 +591,17 @@ macro_rules! typed_recurrent {
         $(#[$cell_doc])*
         pub struct $cell<T: Element = f32>(RecurrentCell<T>);
 
-        impl<T: Element> $cell<T> {
-            #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size)`.")]
-            pub fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
-                $cell(RecurrentCell::new($kind, input_size, hidden_size, true, rng))
-            }
+        constructors! {
+            $cell: $cell_new {
+                #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size)`.")]
+                fn new(input_size: usize, hidden_size: usize, rng: &mut impl Rng) -> Self {
+                    $cell(RecurrentCell::<T>::new($kind, input_size, hidden_size, true, rng))
+                }
 
-            #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size, bias)`.")]
-            pub fn with_bias(input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
-                $cell(RecurrentCell::new($kind, input_size, hidden_size, bias, rng))
+                #[doc = concat!("`torch.nn.", $torch_cell, "(input_size, hidden_size, bias)`.")]
+                fn with_bias(input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
+                    $cell(RecurrentCell::<T>::new($kind, input_size, hidden_size, bias, rng))
+                }
             }
         }
 
@@ -626,11 +638,11 @@ typed_recurrent!(
     /// assert_eq!((out.output.shape(), out.h_n.shape()), (&[7, 4, 5][..], &[2, 4, 5][..]));
     /// # Ok::<(), nabla::Error>(())
     /// ```
-    Rnn,
+    Rnn: RnnNew,
     "RNN",
     CellKind::RnnTanh,
     /// One step of an [`Rnn`], as `torch.nn.RNNCell` (tanh); see [`RecurrentCell`].
-    RnnCell,
+    RnnCell: RnnCellNew,
     "RNNCell"
 );
 
@@ -644,11 +656,11 @@ typed_recurrent!(
     /// assert_eq!(gru.forward(&Tensor::randn(&[7, 4, 3], &mut nabla::rng(1)))?.shape(), &[7, 4, 5]);
     /// # Ok::<(), nabla::Error>(())
     /// ```
-    Gru,
+    Gru: GruNew,
     "GRU",
     CellKind::Gru,
     /// One step of a [`Gru`], as `torch.nn.GRUCell`; see [`RecurrentCell`].
-    GruCell,
+    GruCell: GruCellNew,
     "GRUCell"
 );
 
@@ -668,11 +680,11 @@ typed_recurrent!(
     /// assert_eq!(err.to_string(), "LSTM: num_layers 0 and hidden_size 5: a network needs at least one layer of at least one unit");
     /// # Ok::<(), nabla::Error>(())
     /// ```
-    Lstm,
+    Lstm: LstmNew,
     "LSTM",
     CellKind::Lstm,
     /// One step of an [`Lstm`], as `torch.nn.LSTMCell`; see [`RecurrentCell`].
-    LstmCell,
+    LstmCell: LstmCellNew,
     "LSTMCell"
 );
 

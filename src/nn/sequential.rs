@@ -25,12 +25,16 @@ impl<T: Element> Default for Sequential<T> {
     }
 }
 
-impl<T: Element> Sequential<T> {
-    /// An empty sequence (the identity).
-    pub fn new() -> Self {
-        Self::default()
+constructors! {
+    Sequential: SequentialNew {
+        /// An empty sequence (the identity).
+        fn new() -> Self {
+            Self::default()
+        }
     }
+}
 
+impl<T: Element> Sequential<T> {
     /// Appends a module.
     #[allow(clippy::should_implement_trait)]
     pub fn push(mut self, layer: impl Module<T> + 'static) -> Self {

@@ -14,6 +14,7 @@
 use super::registry::{OpInfo, randn};
 use crate::array::kernel::{Body, ThinLhs, gemm, gemm_acc, prefetch_rows, run_widest, transpose_into};
 use crate::autograd::OpRule;
+use crate::nn::constructors::LstmNew as _;
 use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2, Axis, Ix2, Ix3, s};
 use std::ops::DerefMut;

@@ -76,7 +76,7 @@ fn load(r: &StateDict, case: &str, mha: &MultiheadAttention<f64>) -> Vec<(String
 #[test]
 fn multihead_attention_matches_pytorch_with_padding_and_a_blocking_mask() {
     let r = reference();
-    let mha: MultiheadAttention<f64> = MultiheadAttention::new(8, 2, &mut nabla::rng(0)).unwrap();
+    let mha: MultiheadAttention<f64> = MultiheadAttention::<f64>::new(8, 2, &mut nabla::rng(0)).unwrap();
     let params = load(&r, "mha1", &mha);
     let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha1.{n}")).requires_grad_(true).unwrap());
     let (pad, blocked) = (flags(&r, "mha1.pad"), flags(&r, "mha1.blocked"));
@@ -93,7 +93,7 @@ fn multihead_attention_matches_pytorch_with_padding_and_a_blocking_mask() {
 fn multihead_attention_matches_pytorch_batch_first_with_kdim_vdim_and_a_float_mask() {
     let r = reference();
     let options = MultiheadOptions { kdim: Some(4), vdim: Some(5), batch_first: true, ..Default::default() };
-    let mha: MultiheadAttention<f64> = MultiheadAttention::with_options(6, 3, options, &mut nabla::rng(0)).unwrap();
+    let mha: MultiheadAttention<f64> = MultiheadAttention::<f64>::with_options(6, 3, options, &mut nabla::rng(0)).unwrap();
     let params = load(&r, "mha2", &mha);
     let [q, k, v] = ["query", "key", "value"].map(|n| get(&r, &format!("mha2.{n}")).requires_grad_(true).unwrap());
     let additive = get(&r, "mha2.additive");
@@ -111,7 +111,7 @@ fn multihead_attention_equals_its_heads_computed_one_by_one() {
     // softmax(Q_i K_iᵀ/√d) V_i per head with matrices sliced by hand, concatenated, projected.
     let (e, heads, l, s) = (6, 3, 4, 5);
     let d = e / heads;
-    let mha: MultiheadAttention<f64> = MultiheadAttention::new(e, heads, &mut nabla::rng(1)).unwrap();
+    let mha: MultiheadAttention<f64> = MultiheadAttention::<f64>::new(e, heads, &mut nabla::rng(1)).unwrap();
     let x = Tensor::<f64>::randn(&[l, e], &mut nabla::rng(2));
     let mem = Tensor::<f64>::randn(&[s, e], &mut nabla::rng(3));
     let got = mha.attend(&x, &mem, &mem, None, None, false).unwrap().output;
@@ -138,7 +138,7 @@ fn attention_matches_finite_differences() {
     let causal = |v: &[Tensor<f64>]| scaled_dot_product_attention(&v[0], &v[1], &v[2], None, true, None);
     let inputs = [[2, 3, 4], [2, 5, 4], [2, 5, 3]].map(|s| Tensor::<f64>::randn(&s, &mut nabla::rng(s[1] as u64 + s[2] as u64)));
     gradcheck(causal, &inputs, &GradcheckOptions::default()).unwrap();
-    let mha: MultiheadAttention<f64> = MultiheadAttention::new(4, 2, &mut nabla::rng(5)).unwrap();
+    let mha: MultiheadAttention<f64> = MultiheadAttention::<f64>::new(4, 2, &mut nabla::rng(5)).unwrap();
     let pad = ArrayD::from_shape_fn(ndarray::IxDyn(&[2, 3]), |ix| ix[0] == 1 && ix[1] == 2);
     let inputs = [[3, 2, 4], [3, 2, 4]].map(|s| Tensor::<f64>::randn(&s, &mut nabla::rng(s[0] as u64 * 7)));
     gradcheck(|v| Ok(mha.attend(&v[0], &v[1], &v[1], Some(&pad), None, true)?.output), &inputs, &GradcheckOptions::default()).unwrap();

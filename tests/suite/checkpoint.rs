@@ -14,7 +14,7 @@ fn assert_bitwise(what: &str, a: &[Tensor<f64>], b: &[Tensor<f64>]) {
 
 fn mlp_blocks(depth: usize, width: usize) -> Vec<Arc<nn::Sequential<f64>>> {
     let mut rng = nabla::rng(1);
-    (0..depth).map(|_| Arc::new(nn::Sequential::new().push(nn::Linear::new(width, width, &mut rng)).push(nn::Tanh))).collect()
+    (0..depth).map(|_| Arc::new(nn::Sequential::<f64>::new().push(nn::Linear::<f64>::new(width, width, &mut rng)).push(nn::Tanh))).collect()
 }
 
 #[test]
@@ -88,14 +88,14 @@ fn nested_checkpoints_give_the_same_gradients() {
 #[test]
 fn a_checkpointed_lstm_has_the_same_gradients_bit_for_bit() {
     let mut rng = nabla::rng(4);
-    let lstm: Arc<nn::Recurrent<f64>> = Arc::new(nn::Recurrent::new(
+    let lstm: Arc<nn::Recurrent<f64>> = Arc::new(nn::Recurrent::<f64>::new(
         nn::CellKind::Lstm,
         3,
         5,
         nabla::nn::RecurrentOptions::default().num_layers(2).batch_first(true),
         &mut rng,
     ));
-    let head: nn::Linear<f64> = nn::Linear::new(5, 2, &mut rng);
+    let head: nn::Linear<f64> = nn::Linear::<f64>::new(5, 2, &mut rng);
     let x = Tensor::<f64>::randn(&[4, 7, 3], &mut rng).requires_grad_(true).unwrap();
     let params: Vec<Tensor<f64>> = lstm.parameters().into_iter().chain(head.parameters()).map(|p| p.tensor()).collect();
     let mut wrt: Vec<&Tensor<f64>> = params.iter().collect();

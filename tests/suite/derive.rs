@@ -242,10 +242,10 @@ fn generic_models_use_their_element_type() {
     #[module(element = f64)]
     struct Wide(nn::Linear<f64>, Param<f64>);
     let mut rng = nabla::rng(9);
-    let twin: Twin<f64> = Twin { layer: nn::Linear::new(2, 2, &mut rng), tuple: (1, 2), _extra: std::marker::PhantomData };
+    let twin: Twin<f64> = Twin { layer: nn::Linear::<f64>::new(2, 2, &mut rng), tuple: (1, 2), _extra: std::marker::PhantomData };
     assert_eq!(twin.named_parameters().len(), 2);
     assert_eq!(twin.tuple, (1, 2));
-    let wide = Wide(nn::Linear::new(2, 2, &mut rng), Param::new(Tensor::<f64>::zeros(&[1])));
+    let wide = Wide(nn::Linear::<f64>::new(2, 2, &mut rng), Param::new(Tensor::<f64>::zeros(&[1])));
     let names: Vec<String> = wide.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["1", "0.weight", "0.bias"]);
 }

@@ -317,8 +317,7 @@ fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> Result<Vec<
         )
         .map_err(s)?,
         "margin_ranking_loss" => {
-            functional::margin_ranking_loss(&x[0], &x[1], &x[2], T::of(case.cfg_f64("margin").unwrap_or(0.0)), case.reduction()?)
-                .map_err(s)?
+            functional::margin_ranking_loss(&x[0], &x[1], &x[2], case.cfg_f64("margin").unwrap_or(0.0), case.reduction()?).map_err(s)?
         }
         other => return Err(format!("op {other} is not in nabla's vocabulary")),
     };

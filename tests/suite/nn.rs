@@ -126,7 +126,7 @@ fn param_updates_in_place_only_when_no_graph_holds_the_value() {
 
 #[test]
 fn embedding_gradients_add_up_repeated_ids() {
-    let table: nn::Embedding<f64> = nn::Embedding::new(4, 2, &mut nabla::rng(0));
+    let table: nn::Embedding<f64> = nn::Embedding::<f64>::new(4, 2, &mut nabla::rng(0));
     let ids = ndarray::arr1(&[1usize, 3, 1]).into_dyn();
     let out = table.forward(&ids).unwrap();
     let g = out.sum().backward().unwrap();

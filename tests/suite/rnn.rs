@@ -7,7 +7,7 @@ use nabla::prelude::*;
 #[test]
 fn recurrent_layers_match_finite_differences() {
     for kind in [CellKind::RnnTanh, CellKind::Gru, CellKind::Lstm] {
-        let net: Recurrent<f64> = Recurrent::new(
+        let net: Recurrent<f64> = Recurrent::<f64>::new(
             kind,
             3,
             4,
@@ -58,7 +58,7 @@ fn cells_stepped_over_a_sequence_reproduce_pytorchs_layers() {
                 renamed.tensors.insert(param.trim_end_matches("_l0").to_string(), t.clone());
             }
         }
-        let cell: RecurrentCell<f64> = RecurrentCell::new(kind, 3, 4, true, &mut nabla::rng(0));
+        let cell: RecurrentCell<f64> = RecurrentCell::<f64>::new(kind, 3, 4, true, &mut nabla::rng(0));
         nabla::nn::load_state_dict(&cell.named_parameters(), &renamed).unwrap();
         let (x, expected) = (stored(&golden, "input.0"), stored(&golden, "output.0"));
         let (mut h, mut c) = (Tensor::<f64>::zeros(&[2, 4]), Tensor::<f64>::zeros(&[2, 4]));
@@ -80,7 +80,7 @@ fn cells_stepped_over_a_sequence_reproduce_pytorchs_layers() {
 #[test]
 fn cells_match_finite_differences() {
     for kind in [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Gru, CellKind::Lstm] {
-        let cell: RecurrentCell<f64> = RecurrentCell::new(kind, 3, 4, true, &mut nabla::rng(1));
+        let cell: RecurrentCell<f64> = RecurrentCell::<f64>::new(kind, 3, 4, true, &mut nabla::rng(1));
         let inputs = [2, 3, 4].map(|s| Tensor::<f64>::randn(&[2, if s == 2 { 3 } else { 4 }], &mut nabla::rng(s)));
         gradcheck(
             |v| {
@@ -124,7 +124,7 @@ fn a_network_without_layers_or_units_is_an_error_not_its_input() {
 
 #[test]
 fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
-    let lstm: Lstm<f64> = Lstm::new(2, 3, &mut nabla::rng(6));
+    let lstm: Lstm<f64> = Lstm::<f64>::new(2, 3, &mut nabla::rng(6));
     let seq = Tensor::<f64>::randn(&[10, 2, 2], &mut nabla::rng(7)).requires_grad_(true).unwrap();
     let whole = lstm.forward(&seq).unwrap();
     let mut bptt = TruncatedBptt::new(4).unwrap();
@@ -153,7 +153,8 @@ fn truncated_bptt_carries_the_state_and_cuts_the_graph() {
 
 #[test]
 fn orthogonal_recurrent_weights_preserve_norms() {
-    let lstm: Lstm<f64> = Lstm::with_options(2, 5, nabla::nn::RecurrentOptions::default().num_layers(2), &mut nabla::rng(8)).unwrap();
+    let lstm: Lstm<f64> =
+        Lstm::<f64>::with_options(2, 5, nabla::nn::RecurrentOptions::default().num_layers(2), &mut nabla::rng(8)).unwrap();
     lstm.init_orthogonal(1.0, &mut nabla::rng(9)).unwrap();
     for (name, p) in lstm.named_parameters().into_iter().filter(|(n, _)| n.starts_with("weight_hh")) {
         let w = p.tensor();
@@ -172,7 +173,7 @@ fn second_derivatives_through_a_fused_lstm_layer_match_finite_differences() {
     // composed layer. gradgradcheck compares those second derivatives with finite
     // differences of the first.
     let net: Recurrent<f64> =
-        Recurrent::new(CellKind::Lstm, 2, 3, nabla::nn::RecurrentOptions::default().bidirectional(true), &mut nabla::rng(12));
+        Recurrent::<f64>::new(CellKind::Lstm, 2, 3, nabla::nn::RecurrentOptions::default().bidirectional(true), &mut nabla::rng(12));
     let x = Tensor::<f64>::randn(&[3, 2, 2], &mut nabla::rng(13));
     nabla::autograd::gradgradcheck(|v| net.forward(&v[0])?.tanh().sum_dims(&[2], false), &[x], &GradcheckOptions::default()).unwrap();
 }
@@ -188,7 +189,7 @@ fn typed_recurrent_modules_check_their_options_by_name() {
     assert_eq!(err, "GRU: nonlinearity Relu: only an Rnn has a choice of non-linearity");
     let err = Rnn::<f32>::with_options(3, 0, RecurrentOptions::default(), &mut nabla::rng(0)).err().expect("refused").to_string();
     assert_eq!(err, "RNN: num_layers 1 and hidden_size 0: a network needs at least one layer of at least one unit");
-    let rnn: Rnn<f64> = Rnn::with_options(1, 1, relu, &mut nabla::rng(0)).unwrap();
+    let rnn: Rnn<f64> = Rnn::<f64>::with_options(1, 1, relu, &mut nabla::rng(0)).unwrap();
     assert_eq!(rnn.kind(), CellKind::RnnRelu);
     let x = Tensor::<f64>::from_vec(vec![-5.0, 5.0], &[2, 1, 1]).unwrap();
     assert!(rnn.forward(&x).unwrap().to_vec().iter().all(|&h| h >= 0.0), "ReLU states are never negative");
@@ -208,7 +209,7 @@ fn an_unbatched_sequence_is_a_batch_of_one() {
     use nabla::nn::RecurrentOptions;
     for batch_first in [false, true] {
         let options = RecurrentOptions::default().num_layers(2).bidirectional(true).batch_first(batch_first);
-        let lstm: Lstm<f64> = Lstm::with_options(3, 4, options, &mut nabla::rng(2)).unwrap();
+        let lstm: Lstm<f64> = Lstm::<f64>::with_options(3, 4, options, &mut nabla::rng(2)).unwrap();
         let x = Tensor::<f64>::randn(&[6, 3], &mut nabla::rng(3));
         let (h0, c0) = (Tensor::<f64>::randn(&[4, 4], &mut nabla::rng(4)), Tensor::<f64>::randn(&[4, 4], &mut nabla::rng(5)));
         let single = lstm.forward_with_state(&x, Some((&h0, Some(&c0)))).unwrap();
@@ -222,7 +223,7 @@ fn an_unbatched_sequence_is_a_batch_of_one() {
         assert_eq!(single.h_n.to_vec(), batched.h_n.to_vec());
         assert_eq!(single.c_n.unwrap().to_vec(), batched.c_n.unwrap().to_vec());
     }
-    let lstm: Lstm<f64> = Lstm::new(3, 4, &mut nabla::rng(2));
+    let lstm: Lstm<f64> = Lstm::<f64>::new(3, 4, &mut nabla::rng(2));
     let err = lstm.forward_with_state(&Tensor::<f64>::zeros(&[6, 3]), Some((&Tensor::<f64>::zeros(&[1, 1, 4]), None))).err().unwrap();
     assert_eq!(err.to_string(), "Recurrent: h_0 [1, 1, 4] should be (L·D, H) for an unbatched input [6, 3]");
 }

@@ -55,7 +55,7 @@ fn a_failed_load_reports_every_mismatch_and_changes_nothing() {
 fn loading_an_f64_file_into_f32_parameters_is_refused() {
     let path = temp_path("dtype.safetensors");
     let mut rng = nabla::rng(5);
-    let wide: nn::Linear<f64> = nn::Linear::new(2, 2, &mut rng);
+    let wide: nn::Linear<f64> = nn::Linear::<f64>::new(2, 2, &mut rng);
     wide.save(&path).unwrap();
     let narrow: nn::Linear = nn::Linear::new(2, 2, &mut rng);
     assert_eq!(
@@ -75,7 +75,7 @@ fn a_file_written_by_pytorch_loads_by_name() {
             state.tensors.insert(short.to_string(), t.clone());
         }
     }
-    let layer: nn::Linear<f64> = nn::Linear::new(3, 4, &mut nabla::rng(0));
+    let layer: nn::Linear<f64> = nn::Linear::<f64>::new(3, 4, &mut nabla::rng(0));
     load_state_dict(&layer.named_parameters(), &state).unwrap();
     assert_eq!(layer.weight.tensor().to_vec(), file.tensors["param.weight"].values);
     // And the loaded layer reproduces PyTorch's output.

@@ -28,8 +28,10 @@ fn the_public_types_are_send_and_sync() {
 /// Trains a small MLP for 200 steps from `seed`; its final parameters.
 fn train(seed: u64) -> Vec<Vec<f64>> {
     let mut rng = nabla::rng(seed);
-    let model: nn::Sequential<f64> =
-        nn::Sequential::new().push(nn::Linear::new(3, 8, &mut rng)).push(nn::Tanh).push(nn::Linear::new(8, 1, &mut rng));
+    let model: nn::Sequential<f64> = nn::Sequential::<f64>::new()
+        .push(nn::Linear::<f64>::new(3, 8, &mut rng))
+        .push(nn::Tanh)
+        .push(nn::Linear::<f64>::new(8, 1, &mut rng));
     let mut opt = optim::Adam::new(model.parameters(), 1e-2);
     let x = Tensor::<f64>::randn(&[16, 3], &mut rng);
     let y = x.sum_dims(&[1], true).unwrap().sin();
@@ -56,8 +58,10 @@ fn data_parallel_gradients_equal_one_big_batch() {
     // The mean loss over 64 samples = the average of 4 shard means; shards run on rayon
     // workers. Tolerance 1e-12 relative: only the order of the additions differs.
     let mut rng = nabla::rng(3);
-    let model: nn::Sequential<f64> =
-        nn::Sequential::new().push(nn::Linear::new(5, 16, &mut rng)).push(nn::Relu).push(nn::Linear::new(16, 2, &mut rng));
+    let model: nn::Sequential<f64> = nn::Sequential::<f64>::new()
+        .push(nn::Linear::<f64>::new(5, 16, &mut rng))
+        .push(nn::Relu)
+        .push(nn::Linear::<f64>::new(16, 2, &mut rng));
     let x = Tensor::<f64>::randn(&[64, 5], &mut rng);
     let y = Tensor::<f64>::randn(&[64, 2], &mut rng);
     let params: Vec<Tensor<f64>> = model.parameters().iter().map(|p| p.tensor()).collect();
