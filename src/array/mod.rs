@@ -8,6 +8,7 @@ mod element;
 #[allow(unsafe_code)] // the one module that may; each block argues its safety
 pub(crate) mod kernel;
 pub(crate) mod pool;
+pub(crate) mod rounds;
 pub(crate) mod vmath;
 
 pub use element::Element;
