@@ -1,0 +1,198 @@
+//! Module and loss cases: built from the class name and config, run forward and backward.
+
+use super::*;
+use nabla::nn::{Reduction, load_state_dict};
+use serde_json::Value;
+
+/// A module (or loss) from its class name and config: its parameters by name and its
+/// forward over the case's float inputs (integer inputs are read from the case).
+pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, training: bool) -> Result<Built<T>, String> {
+    let s = |e: nabla::Error| e.to_string();
+    let get = |k: &str| config.get(k).and_then(Value::as_f64);
+    let get_usize = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| format!("config has no {k}"));
+    let mut rng = nabla::rng(0);
+    let module: Box<dyn Module<T>> = match name {
+        "Linear" => {
+            let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
+            Box::new(nn::Linear::<T>::with_bias(get_usize("in_features")?, get_usize("out_features")?, bias, &mut rng))
+        }
+        "Embedding" => Box::new(nn::Embedding::<T>::new(get_usize("num_embeddings")?, get_usize("embedding_dim")?, &mut rng)),
+        "Flatten" => Box::new(nn::Flatten {
+            start_dim: config.get("start_dim").and_then(Value::as_i64).unwrap_or(1) as isize,
+            end_dim: config.get("end_dim").and_then(Value::as_i64).unwrap_or(-1) as isize,
+        }),
+        "Conv1d" | "Conv2d" => {
+            let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
+            let (cin, cout) = (get_usize("in_channels")?, get_usize("out_channels")?);
+            if name == "Conv1d" {
+                let k = spatial(config, "kernel_size", 1, None)?[0];
+                Box::new(nn::Conv1d::<T>::new(cin, cout, k, conv1d_config(config)?, bias, &mut rng).map_err(s)?)
+            } else {
+                let k = spatial(config, "kernel_size", 2, None)?;
+                Box::new(nn::Conv2d::<T>::new(cin, cout, [k[0], k[1]], conv2d_config(config)?, bias, &mut rng).map_err(s)?)
+            }
+        }
+        pool if pool_kind(pool, config).is_some() => pool_module::<T>(pool, config)?.expect("a pool name"),
+        "ReLU" => Box::new(nn::Relu),
+        "Sigmoid" => Box::new(nn::Sigmoid),
+        "Tanh" => Box::new(nn::Tanh),
+        "Softplus" => Box::new(nn::Softplus { beta: get("beta").unwrap_or(1.0), threshold: get("threshold").unwrap_or(20.0) }),
+        "LeakyReLU" => Box::new(nn::LeakyRelu { negative_slope: get("negative_slope").unwrap_or(0.01) }),
+        "PReLU" => Box::new(nn::PRelu::<T>::new(get_usize("num_parameters").unwrap_or(1), get("init").unwrap_or(0.25))),
+        "RReLU" => Box::new(nn::RRelu::new(get("lower").unwrap_or(1.0 / 8.0), get("upper").unwrap_or(1.0 / 3.0), &mut rng).map_err(s)?),
+        "Softmax" => Box::new(nn::Softmax { dim: case_dim(config)? }),
+        "LogSoftmax" => Box::new(nn::LogSoftmax { dim: case_dim(config)? }),
+        "MSELoss" | "NLLLoss" | "CrossEntropyLoss" | "MarginRankingLoss" => return build_loss(case, name, config),
+        "RNN" | "GRU" | "LSTM" => {
+            let kind = match (name, config.get("nonlinearity").and_then(Value::as_str)) {
+                ("GRU", _) => nn::CellKind::Gru,
+                ("LSTM", _) => nn::CellKind::Lstm,
+                (_, Some("relu")) => nn::CellKind::RnnRelu,
+                _ => nn::CellKind::RnnTanh,
+            };
+            let flag = |k: &str, d: bool| config.get(k).and_then(Value::as_bool).unwrap_or(d);
+            let net = nn::Recurrent::<T>::new(
+                kind,
+                get_usize("input_size")?,
+                get_usize("hidden_size")?,
+                nn::RecurrentOptions {
+                    num_layers: get_usize("num_layers").unwrap_or(1),
+                    bias: flag("bias", true),
+                    batch_first: flag("batch_first", false),
+                    bidirectional: flag("bidirectional", false),
+                    ..Default::default()
+                },
+                &mut rng,
+            );
+            let params = net.named_parameters();
+            let forward: Forward<T> = Box::new(move |x| {
+                let state = x.get(1).map(|h0| (h0, x.get(2)));
+                let out = net.forward_with_state(&x[0], state).map_err(|e| e.to_string())?;
+                let mut outputs = vec![out.output, out.h_n];
+                outputs.extend(out.c_n);
+                Ok(outputs)
+            });
+            return Ok((params, forward));
+        }
+        "AdaptiveLogSoftmaxWithLoss" => {
+            let cutoffs: Vec<usize> = config
+                .get("cutoffs")
+                .and_then(Value::as_array)
+                .ok_or("config has no cutoffs")?
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|c| c as usize)
+                .collect();
+            let asm = nn::AdaptiveLogSoftmaxWithLoss::<T>::new(
+                get_usize("in_features")?,
+                get_usize("n_classes")?,
+                &cutoffs,
+                get("div_value").unwrap_or(4.0),
+                config.get("head_bias").and_then(Value::as_bool).unwrap_or(false),
+                &mut rng,
+            )
+            .map_err(s)?;
+            let params = asm.named_parameters();
+            let target = case.indices("input.1")?;
+            let forward: Forward<T> = Box::new(move |x| {
+                let out = asm.forward(&x[0], &target).map_err(|e| e.to_string())?;
+                Ok(vec![out.output, out.loss])
+            });
+            return Ok((params, forward));
+        }
+        other => return Err(format!("module {other} is not in nabla's vocabulary")),
+    };
+    module.set_training(training);
+    let params = module.named_parameters();
+    let int_input = case.is_int("input.0").then(|| case.indices("input.0")).transpose()?;
+    let forward: Forward<T> = Box::new(move |x| {
+        // Integer ids (Embedding) reach the module as a float tensor of whole numbers.
+        let y = match &int_input {
+            Some(ids) if x.is_empty() => {
+                let as_float =
+                    Tensor::<T>::from_vec(ids.iter().map(|&i| T::of(i as f64)).collect(), ids.shape()).map_err(|e| e.to_string())?;
+                module.forward(&as_float)
+            }
+            _ => module.forward(&x[0]),
+        };
+        y.map(|y| vec![y]).map_err(|e| e.to_string())
+    });
+    Ok((params, forward))
+}
+
+pub(super) fn case_dim(config: &Value) -> Result<isize, String> {
+    config.get("dim").and_then(Value::as_i64).map(|d| d as isize).ok_or_else(|| "config has no dim".to_string())
+}
+
+pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) -> Result<Built<T>, String> {
+    let reduction = Reduction::parse(config.get("reduction").and_then(Value::as_str).unwrap_or("mean")).map_err(|e| e.to_string())?;
+    let margin = config.get("margin").and_then(Value::as_f64).unwrap_or(0.0);
+    let smoothing = config.get("label_smoothing").and_then(Value::as_f64).unwrap_or(0.0);
+    let ignore_index = config.get("ignore_index").and_then(Value::as_i64).and_then(|i| usize::try_from(i).ok());
+    let weight = match config.get("weight") {
+        Some(Value::Array(a)) => Some(
+            Tensor::<T>::from_vec(a.iter().map(|v| T::of(v.as_f64().unwrap_or(f64::NAN))).collect(), &[a.len()])
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let target = if case.is_int("input.1") { Some(case.indices("input.1")?) } else { None };
+    let name = name.to_string();
+    let forward: Forward<T> = Box::new(move |x| {
+        let e = |e: nabla::Error| e.to_string();
+        let y = match name.as_str() {
+            "MSELoss" => nn::MseLoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "MarginRankingLoss" => nn::MarginRankingLoss { margin, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
+            "NLLLoss" => nn::NllLoss { weight: weight.clone(), ignore_index, reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
+            _ => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
+        };
+        Ok(vec![y])
+    });
+    Ok((Vec::new(), forward))
+}
+
+/// Runs a `module` case: parameters loaded by their PyTorch names, outputs, and gradients of
+/// inputs and parameters.
+pub(super) fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
+    let name = case.meta("name")?;
+    let training = case.meta.get("mode").map(String::as_str) == Some("train");
+    let (params, forward) = build_module::<T>(case, name, &case.config, training)?;
+    load_state_dict(&params, &case.state_dict::<T>("param.")).map_err(|e| e.to_string())?;
+    let n_inputs = case.number("n_inputs")? as usize;
+    let n_outputs = case.number("n_outputs")? as usize;
+    let grad_inputs: Vec<usize> = serde_json::from_str(case.meta("grad_inputs")?).map_err(|e| e.to_string())?;
+    let float_inputs: Vec<usize> = (0..n_inputs).filter(|i| !case.is_int(&format!("input.{i}"))).collect();
+    let inputs: Vec<Tensor<T>> = float_inputs
+        .iter()
+        .map(|&i| case.float::<T>(&format!("input.{i}")).map(|t| t.requires_grad_(grad_inputs.contains(&i)).unwrap()))
+        .collect::<Result<_, _>>()?;
+    let snapshots: Vec<Tensor<T>> = params.iter().map(|(_, p)| p.tensor()).collect();
+    let outputs = forward(&inputs)?;
+    if outputs.len() != n_outputs {
+        return Err(format!("built {} outputs, the case has {n_outputs}", outputs.len()));
+    }
+    let mut worst: f64 = 0.0;
+    for (k, y) in outputs.iter().enumerate() {
+        check_tensor(case, &format!("output.{k}"), y, &format!("output.{k}"), rtol, atol, &mut worst)?;
+    }
+    let cotangents = (0..n_outputs).map(|k| case.float::<T>(&format!("cotangent.{k}"))).collect::<Result<Vec<_>, _>>()?;
+    let mut wrt: Vec<&Tensor<T>> =
+        grad_inputs.iter().map(|&i| &inputs[float_inputs.iter().position(|&f| f == i).expect("float input")]).collect();
+    wrt.extend(snapshots.iter());
+    let grads = nabla::grad(&outputs.iter().collect::<Vec<_>>(), &wrt, Some(&cotangents.iter().collect::<Vec<_>>()), false)
+        .map_err(|e| e.to_string())?;
+    for (g, &i) in grads.iter().zip(&grad_inputs) {
+        check_tensor(case, &format!("grad.input.{i}"), g, &format!("grad.input.{i}"), rtol, atol, &mut worst)?;
+    }
+    for (g, (pname, _)) in grads[grad_inputs.len()..].iter().zip(&params) {
+        let key = format!("grad.param.{pname}");
+        if case.tensors.contains_key(&key) {
+            check_tensor(case, &key, g, &key, rtol, atol, &mut worst)?;
+        }
+    }
+    Ok(worst)
+}
