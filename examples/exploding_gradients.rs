@@ -57,7 +57,7 @@ impl Model {
 /// √MEMORY (variance 1).
 fn batch(rng: &mut impl rand::Rng) -> nabla::Result<(Tensor, Tensor)> {
     let x = Tensor::randn(&[STEPS, BATCH, 1], rng);
-    let y = x.narrow(0, STEPS - MEMORY, MEMORY)?.sum_dims(&[0], false)? * (1.0 / (MEMORY as f32).sqrt());
+    let y = x.narrow(0, STEPS - MEMORY, MEMORY)?.sum_dims(&[0], false)? * (1.0 / (MEMORY as f64).sqrt());
     Ok((x, y))
 }
 

@@ -50,8 +50,28 @@ impl<F> Rule<F> {
 /// cotangent, so only a zero one may be): an `Err` naming the op, not a silent zero
 /// second derivative.
 ///
-/// In a rule generic over `T`, scalars are `T::of(1.0)` (`&x + T::of(1.0)`, `x.mul_scalar(T::of(2.0))`):
-/// a bare `1.0` is an `f64`, not a `T`.
+/// Scalars read the same in a rule generic over `T` as in `f32` or `f64` code: the
+/// operators take an `f64` and convert it (`&x + 1.0`, `gy * &(x * 2.0)`, `1.0 - &y`); a
+/// scalar held in the element type goes through `x.mul_scalar(c)`.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::autograd::{GradcheckOptions, gradcheck, rule};
+///
+/// /// y = x² + 1, for any element type.
+/// fn square_plus_one<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+///     let value = x.value().mapv(|v| v * v + T::one());
+///     Tensor::from_op(value, &[x], rule("square_plus_one", |inputs, _y, gy| {
+///         vec![Some(gy * &(&inputs[0] * 2.0))]
+///     }))
+/// }
+///
+/// let x = Tensor::<f64>::randn(&[3], &mut nabla::rng(0));
+/// gradcheck(|v| Ok(square_plus_one(&v[0])), &[x], &GradcheckOptions::default())?;
+/// let y = square_plus_one(&Tensor::from_vec(vec![2.0], &[1])?);    // f32
+/// assert_eq!(y.to_vec(), vec![5.0]);
+/// # Ok::<(), nabla::Error>(())
+/// ```
 pub fn rule<T, F>(name: &'static str, vjp: F) -> Rule<F>
 where
     T: Element,

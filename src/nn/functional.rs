@@ -280,8 +280,7 @@ pub fn cross_entropy_with<T: Element>(
             smooth.sum().div(&denominator)?
         }
     };
-    let eps = T::of(label_smoothing);
-    Ok(&nll * (T::one() - eps) + &smooth * (eps / T::of(classes as f64)))
+    Ok(&nll * (1.0 - label_smoothing) + &smooth * (label_smoothing / classes as f64))
 }
 
 /// `max(0, -y·(x1 - x2) + margin)` with `y ∈ {1, -1}` saying which input should rank

@@ -128,7 +128,7 @@ impl<T: Element> Recurrent<T> {
     ///
     /// ```
     /// use nabla::prelude::*;
-    /// let rnn: nn::Rnn<f64> = nn::Rnn::new(2, 4, &mut nabla::rng(0));
+    /// let rnn = nn::Rnn::<f64>::new(2, 4, &mut nabla::rng(0));
     /// rnn.init_orthogonal(1.0, &mut nabla::rng(1))?;
     /// let w = rnn.named_parameters()[1].1.tensor();          // weight_hh_l0
     /// let wtw = w.t().matmul(&w)?;

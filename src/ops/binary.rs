@@ -77,7 +77,7 @@ impl<T: Element> Tensor<T> {
             true,
             |a, b, _, gy| {
                 let to_a = share_of_first(a, b, |x, y| x > y);
-                (gy * &to_a, gy * &(-&to_a + T::one()))
+                (gy * &to_a, gy * &(-&to_a + 1.0))
             },
         )
     }
@@ -92,7 +92,7 @@ impl<T: Element> Tensor<T> {
             true,
             |a, b, _, gy| {
                 let to_a = share_of_first(a, b, |x, y| x < y);
-                (gy * &to_a, gy * &(-&to_a + T::one()))
+                (gy * &to_a, gy * &(-&to_a + 1.0))
             },
         )
     }
@@ -131,7 +131,7 @@ pub fn where_<T: Element>(condition: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -
     let mask: ArrayD<T> =
         condition.array().broadcast(IxDyn(&shape)).expect("checked broadcast").mapv(|c| if c > T::zero() { T::one() } else { T::zero() });
     let mask = Tensor::from(mask);
-    let not_mask = -&mask + T::one();
+    let not_mask = -&mask + 1.0;
     // a·m + b·(1-m) would turn inf·0 into NaN, so select instead and keep the masks for
     // the rule.
     let av = a.array().broadcast(IxDyn(&shape)).expect("checked broadcast");
@@ -186,19 +186,25 @@ tensor_operator!(Mul, mul, mul);
 tensor_operator!(Div, div, div);
 
 /// `tensor ∘ scalar` for owned and borrowed tensors: `&x * 3.0 - 1.0`.
+///
+/// The scalar is an `f64` for every element type, converted to it (as PyTorch converts a
+/// Python float to the tensor's dtype), so a literal reads the same in a rule generic over
+/// `T` as in `f32` or `f64` code: `gy * &(x * 2.0)` needs no `T::of(2.0)`. A scalar held in
+/// the element type (an `f32` variable, a generic `T`) goes through the named methods,
+/// `x.mul_scalar(c)`, which take the element type.
 macro_rules! scalar_operator {
     ($trait:ident, $method:ident, |$x:ident, $c:ident| $body:expr_2021) => {
-        impl<T: Element> $trait<T> for &Tensor<T> {
+        impl<T: Element> $trait<f64> for &Tensor<T> {
             type Output = Tensor<T>;
-            fn $method(self, $c: T) -> Tensor<T> {
-                let $x = self;
+            fn $method(self, c: f64) -> Tensor<T> {
+                let ($x, $c) = (self, T::of(c));
                 $body
             }
         }
-        impl<T: Element> $trait<T> for Tensor<T> {
+        impl<T: Element> $trait<f64> for Tensor<T> {
             type Output = Tensor<T>;
-            fn $method(self, $c: T) -> Tensor<T> {
-                let $x = &self;
+            fn $method(self, c: f64) -> Tensor<T> {
+                let ($x, $c) = (&self, T::of(c));
                 $body
             }
         }
@@ -224,38 +230,35 @@ impl<T: Element> Neg for Tensor<T> {
     }
 }
 
-/// `scalar ∘ tensor` for the two element types: `1.0 - &x`, `2.0 / &x`.
-macro_rules! scalar_lhs_operator {
-    ($t:ty) => {
-        impl Add<&Tensor<$t>> for $t {
-            type Output = Tensor<$t>;
-            fn add(self, x: &Tensor<$t>) -> Tensor<$t> {
-                x.add_scalar(self)
-            }
-        }
-        impl Sub<&Tensor<$t>> for $t {
-            type Output = Tensor<$t>;
-            fn sub(self, x: &Tensor<$t>) -> Tensor<$t> {
-                x.neg().add_scalar(self)
-            }
-        }
-        impl Mul<&Tensor<$t>> for $t {
-            type Output = Tensor<$t>;
-            fn mul(self, x: &Tensor<$t>) -> Tensor<$t> {
-                x.mul_scalar(self)
-            }
-        }
-        impl Div<&Tensor<$t>> for $t {
-            type Output = Tensor<$t>;
-            fn div(self, x: &Tensor<$t>) -> Tensor<$t> {
-                x.recip().mul_scalar(self)
-            }
-        }
-    };
+/// `scalar ∘ tensor`: `1.0 - &x`, `2.0 / &x`, an `f64` scalar for every element type (as
+/// above).
+impl<T: Element> Add<&Tensor<T>> for f64 {
+    type Output = Tensor<T>;
+    fn add(self, x: &Tensor<T>) -> Tensor<T> {
+        x.add_scalar(T::of(self))
+    }
 }
 
-scalar_lhs_operator!(f32);
-scalar_lhs_operator!(f64);
+impl<T: Element> Sub<&Tensor<T>> for f64 {
+    type Output = Tensor<T>;
+    fn sub(self, x: &Tensor<T>) -> Tensor<T> {
+        x.neg().add_scalar(T::of(self))
+    }
+}
+
+impl<T: Element> Mul<&Tensor<T>> for f64 {
+    type Output = Tensor<T>;
+    fn mul(self, x: &Tensor<T>) -> Tensor<T> {
+        x.mul_scalar(T::of(self))
+    }
+}
+
+impl<T: Element> Div<&Tensor<T>> for f64 {
+    type Output = Tensor<T>;
+    fn div(self, x: &Tensor<T>) -> Tensor<T> {
+        x.recip().mul_scalar(T::of(self))
+    }
+}
 
 /// This family's entries in the [op registry](super::registry()).
 pub(crate) const OPS: &[OpInfo] = &[

@@ -130,7 +130,7 @@ impl<T: Element> Tensor<T> {
 
     /// `y = √x`; `dL/dx = gy / (2y)`.
     pub fn sqrt(&self) -> Tensor<T> {
-        self.unary("sqrt", |x| x.sqrt(), Reads::Output, |y| (y + y).recip(), |_, y, gy| gy / &(y * T::of(2.0)))
+        self.unary("sqrt", |x| x.sqrt(), Reads::Output, |y| (y + y).recip(), |_, y, gy| gy / &(y * 2.0))
     }
 
     /// `y = sin x`; `dL/dx = gy · cos x`.
@@ -163,7 +163,7 @@ impl<T: Element> Tensor<T> {
             move |x| x.powf(p),
             Reads::Input,
             move |x| if p == T::zero() { T::zero() } else { p * x.powf(p - T::one()) },
-            move |x, _, gy| if p == T::zero() { gy * T::zero() } else { gy * &x.pow(p - T::one()) * p },
+            move |x, _, gy| if p == T::zero() { gy * 0.0 } else { (gy * &x.pow(p - T::one())).mul_scalar(p) },
         )
     }
 
@@ -174,12 +174,12 @@ impl<T: Element> Tensor<T> {
 
     /// `y = σ(x) = 1 / (1 + e⁻ˣ)`; `dL/dx = gy · y · (1 - y)`. No overflow for large `|x|`.
     pub fn sigmoid(&self) -> Tensor<T> {
-        self.unary("sigmoid", T::sigmoid_v, Reads::Output, |y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + T::one())))
+        self.unary("sigmoid", T::sigmoid_v, Reads::Output, |y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + 1.0)))
     }
 
     /// `y = tanh x`; `dL/dx = gy · (1 - y²)`.
     pub fn tanh(&self) -> Tensor<T> {
-        self.unary("tanh", T::tanh_v, Reads::Output, |y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + T::one()))
+        self.unary("tanh", T::tanh_v, Reads::Output, |y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + 1.0))
     }
 
     /// `y = max(0, x)`; `dL/dx = gy · 1[x > 0]` (the subgradient at 0 is 0, as PyTorch).
@@ -221,7 +221,7 @@ impl<T: Element> Tensor<T> {
             move |x| if linear(x) { T::one() } else { (x * beta).sigmoid_v() },
             move |x, _, gy| {
                 let above = x.constant_map(|v| if linear(v) { T::one() } else { T::zero() });
-                let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&above + T::one())) + &above;
+                let slope = &(&x.mul_scalar(beta).sigmoid() * &(-&above + 1.0)) + &above;
                 gy * &slope
             },
         )

@@ -53,7 +53,7 @@ impl ClipNorm {
 /// assert_eq!(norm, 10.0);
 /// let g = grads.get(&w).unwrap().to_vec();
 /// assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
-/// let mut grads = (&w * f32::INFINITY).sum().backward()?;
+/// let mut grads = (&w * f64::INFINITY).sum().backward()?;
 /// let strict = optim::ClipNorm::default().error_if_nonfinite(true);
 /// assert!(optim::clip_grad_norm_with(&mut grads, 1.0, strict).is_err());
 /// assert_eq!(grads.get(&w).unwrap().to_vec(), vec![f32::INFINITY, f32::INFINITY]); // unchanged
