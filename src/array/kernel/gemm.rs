@@ -92,12 +92,13 @@ fn gemm_into<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, 
     }
 }
 
-/// `dst (+)= lhs @ rhs` through the real-valued crates behind `gemm` (`gemm-f32`,
-/// `gemm-f64`), with unit scales: depending on them alone skips compiling the complex-number
-/// kernels that nabla never calls (see `docs/build-time.md`).
+/// `dst (+)= lhs @ rhs` with unit scales: `f32` through `gemm-f32`, the real-valued crate
+/// behind `gemm` (depending on it alone skips compiling the complex-number kernels nabla
+/// never calls), and `f64`, the type of checks rather than of training, through
+/// `matrixmultiply`, which ndarray already builds (see `docs/build-time.md`).
 ///
 /// # Safety
-/// As `gemm::gemm`: the pointers address `m x k`, `k x n` and `m x n` matrices with the
+/// As `gemm::gemm`'s and `matrixmultiply::dgemm`'s: the pointers address `m x k`, `k x n` and `m x n` matrices with the
 /// column and row strides given, `dst` disjoint from the operands; `T` is f32 or f64.
 #[allow(clippy::too_many_arguments)]
 unsafe fn real_gemm<T: Element>(
@@ -142,27 +143,9 @@ unsafe fn real_gemm<T: Element>(
                 none,
             )
         } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-            gemm_f64::gemm::f64::get_gemm_fn()(
-                m,
-                n,
-                k,
-                dst.cast(),
-                dst_cs,
-                dst_rs,
-                read_dst,
-                lhs.cast(),
-                lhs_cs,
-                lhs_rs,
-                rhs.cast(),
-                rhs_cs,
-                rhs_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                none,
-            )
+            // C = A B + βC, β = 0 overwriting C without reading it.
+            let beta = if read_dst { 1.0 } else { 0.0 };
+            matrixmultiply::dgemm(m, k, n, 1.0, lhs.cast(), lhs_rs, lhs_cs, rhs.cast(), rhs_rs, rhs_cs, beta, dst.cast(), dst_rs, dst_cs)
         } else {
             unreachable!("Element is implemented for f32 and f64 only")
         }
