@@ -139,18 +139,18 @@ impl<T: Element, B: Backward<T>> OpRule<T> for Public<B> {
     }
 }
 
-impl<T, F> OpRule<T> for Rule<F>
+/// The crate's own ops record closure rules directly, with the defaults above.
+impl<T: Element, F> OpRule<T> for Rule<F>
 where
-    T: Element,
-    F: Fn(&[Tensor<T>], &Tensor<T>, &Tensor<T>) -> Vec<Option<Tensor<T>>> + Send + Sync + 'static,
+    Rule<F>: Backward<T>,
 {
     fn name(&self) -> &'static str {
-        self.name
+        Backward::name(self)
     }
     fn backward(&self, inputs: &[Tensor<T>], output: &Tensor<T>, gy: &Tensor<T>) -> Vec<Option<Tensor<T>>> {
-        (self.vjp)(inputs, output, gy)
+        Backward::backward(self, inputs, output, gy)
     }
     fn is_differentiable(&self) -> bool {
-        !self.first_order
+        Backward::is_differentiable(self)
     }
 }
