@@ -103,7 +103,7 @@ fn w6_conv(c: &mut Criterion) {
 }
 
 /// The per-sample matrix products of W6's convolution (64 → 64 channels, 3 × 3, 32 × 32),
-/// in the layouts `src/ops/conv.rs` gives the `gemm` crate: the forward `W cols` and, with
+/// in the layouts `src/ops/conv/` gives the `gemm` crate: the forward `W cols` and, with
 /// pixel-major rows, `R Wᵀ`; the input gradient `Wᵀ gy`; the weight gradient `cols gyᵀ`
 /// (few channels), beside its transpose `gy colsᵀ`, and `gy R` (many channels), beside
 /// `Rᵀ gyᵀ` (both operands read transposed). Throughput is in FLOP (2mnk), so criterion's elem/s read as FLOP/s.
@@ -136,7 +136,7 @@ fn conv_gemm_shapes(c: &mut Criterion) {
 
 /// Products split across threads (`gemm_split`): `nabla_*` is `matmul`, whose product cuts
 /// the output's longer side into one single-threaded block per thread
-/// (`src/ops/kernel.rs`, `product`), `gemm_rayon_*` the gemm crate's own split
+/// (`src/array/kernel/gemm.rs`, `product`), `gemm_rayon_*` the gemm crate's own split
 /// (`Parallelism::Rayon`) of the same row-major product. Shapes: W3's recurrent weight
 /// gradient `1024×1120 · 1120×256`, its input-projection gradient `64×1024 · 1024×1120`
 /// (few rows: cut by columns), and W5's `1024³`. Run it with `RAYON_NUM_THREADS=2`.
