@@ -68,14 +68,16 @@ pub fn prelu<T: Element>(x: &Tensor<T>, weight: &Tensor<T>) -> Result<Tensor<T>>
         }
         n => return Err(Error::shape("prelu", format!("{n} slopes for an input of shape {:?} ({channels} channels)", x.shape()))),
     };
-    // min(0, x) = x - relu(x); the derivative in x is 1 above 0 and a at or below 0.
-    let positive = x.relu();
-    positive.add(&(x - &positive).mul(&a)?)
+    // y = x · (m + (1 - m) a) with the constant mask m = 1[x > 0]: the derivative in x is 1
+    // above 0 and a elsewhere, NaN included, as PyTorch's `x > 0 ? g : a g`.
+    let above = x.constant_map(|v| if v > T::zero() { T::one() } else { T::zero() });
+    let slope = (1.0 - &above).mul(&a)?.add(&above)?;
+    x.mul(&slope)
 }
 
 /// Randomised leaky ReLU, as `torch.nn.functional.rrelu`: in training each non-positive
-/// element gets its own slope drawn from `U(lower, upper)`; in evaluation the slope is
-/// `(lower + upper) / 2`.
+/// element (0 included, NaN not, as PyTorch's `input <= 0`) gets its own slope drawn from
+/// `U(lower, upper)`; in evaluation the slope is `(lower + upper) / 2`.
 pub fn rrelu<T: Element>(x: &Tensor<T>, lower: f64, upper: f64, training: bool, rng: &mut impl Rng) -> Tensor<T> {
     if !training {
         return x.leaky_relu(T::of((lower + upper) / 2.0));
@@ -83,7 +85,7 @@ pub fn rrelu<T: Element>(x: &Tensor<T>, lower: f64, upper: f64, training: bool, 
     let (lower, upper) = (T::of(lower), T::of(upper));
     let slopes = Tensor::<T>::uniform(x.shape(), lower, upper, rng);
     let factor =
-        Tensor::from(ndarray::Zip::from(x.array()).and(slopes.array()).map_collect(|&v, &a| if v >= T::zero() { T::one() } else { a }));
+        Tensor::from(ndarray::Zip::from(x.array()).and(slopes.array()).map_collect(|&v, &a| if v <= T::zero() { a } else { T::one() }));
     x * &factor
 }
 

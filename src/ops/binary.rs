@@ -68,50 +68,46 @@ impl<T: Element> Tensor<T> {
     }
 
     /// `y = max(a, b)`, broadcasting; the gradient goes to the larger input, and is split
-    /// half and half where they are equal (PyTorch's choice).
+    /// half and half where they are equal (PyTorch's choice). A NaN on either side is the
+    /// result and both inputs get the whole gradient there, as in PyTorch.
     pub fn maximum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(
             other,
             "maximum",
             |a, b| if a >= b || a.is_nan() { a } else { b },
             true,
-            |a, b, _, gy| {
-                let to_a = share_of_first(a, b, |x, y| x > y);
-                (gy * &to_a, gy * &(-&to_a + 1.0))
-            },
+            |a, b, _, gy| (gy * &share(a, b, |x, y| x < y), gy * &share(b, a, |x, y| x < y)),
         )
     }
 
     /// `y = min(a, b)`, broadcasting; the gradient goes to the smaller input, split half and
-    /// half at ties.
+    /// half at ties; NaN as in [`Tensor::maximum`].
     pub fn minimum(&self, other: &Tensor<T>) -> Result<Tensor<T>> {
         self.binary(
             other,
             "minimum",
             |a, b| if a <= b || a.is_nan() { a } else { b },
             true,
-            |a, b, _, gy| {
-                let to_a = share_of_first(a, b, |x, y| x < y);
-                (gy * &to_a, gy * &(-&to_a + 1.0))
-            },
+            |a, b, _, gy| (gy * &share(a, b, |x, y| x > y), gy * &share(b, a, |x, y| x > y)),
         )
     }
 }
 
-/// The constant share of the gradient that goes to `a` in max/min: 1 where `a` wins, ½ at a
-/// tie, 0 where `b` wins (broadcast to both shapes).
-fn share_of_first<T: Element>(a: &Tensor<T>, b: &Tensor<T>, wins: fn(T, T) -> bool) -> Tensor<T> {
+/// The constant share of the gradient that goes to `a` in max/min, as PyTorch's rule: ½ at
+/// a tie, 0 where `a` loses to `b`, 1 otherwise (broadcast to both shapes). A NaN on either
+/// side loses nothing, so both inputs get the whole gradient there, as in PyTorch.
+fn share<T: Element>(a: &Tensor<T>, b: &Tensor<T>, loses: fn(T, T) -> bool) -> Tensor<T> {
     let shape = broadcast_shape("maximum", a.shape(), b.shape()).expect("internal: shapes broadcast");
     let av = a.array().broadcast(IxDyn(&shape)).expect("broadcast");
     let bv = b.array().broadcast(IxDyn(&shape)).expect("broadcast");
     let half = T::of(0.5);
     Tensor::from(Zip::from(&av).and(&bv).map_collect(|&x, &y| {
-        if wins(x, y) {
-            T::one()
-        } else if x == y {
+        if x == y {
             half
-        } else {
+        } else if loses(x, y) {
             T::zero()
+        } else {
+            T::one()
         }
     }))
 }

@@ -86,7 +86,8 @@ impl<T: Element> Tensor<T> {
     }
 
     /// `y[i][j][k] = x[i][index[i][j][k]][k]` for `dim = 1` (and likewise for any dim), as
-    /// `torch.gather`; `index` has this tensor's number of dims and is no larger outside
+    /// `torch.gather`; `index` has this tensor's number of dims (a 0-d input or index counts
+    /// as 1-d, and an empty index may have any, as in PyTorch) and is no larger outside
     /// `dim`. `dL/dx` scatter-adds `gy` back.
     ///
     /// ```
@@ -99,16 +100,20 @@ impl<T: Element> Tensor<T> {
     /// ```
     pub fn gather(&self, dim: isize, index: &ArrayD<usize>) -> Result<Tensor<T>> {
         let d = normalize_dim("gather", dim, self.ndim())?;
-        if self.ndim() == 0 && index.ndim() == 0 {
-            // A 0-d tensor is gathered as the one element of a 1-d one, as PyTorch does.
-            let index = index.clone().into_shape_with_order(IxDyn(&[1])).expect("one element");
-            return self.reshape_to(&[1]).gather(0, &index).map(|y| y.reshape_to(&[]));
+        // As PyTorch: an empty index of any rank gives an empty result of its shape, and a
+        // 0-d input or index counts as 1-d with one element.
+        if index.is_empty() {
+            return Ok(self.gather_unchecked(d, Arc::new(index.clone())));
         }
-        if index.ndim() != self.ndim() {
+        if self.ndim().max(1) != index.ndim().max(1) {
             return Err(Error::shape(
                 "gather",
                 format!("index has {} dims, the input {:?} has {}", index.ndim(), self.shape(), self.ndim()),
             ));
+        }
+        if self.ndim() == 0 || index.ndim() == 0 {
+            let flat = index.clone().into_shape_with_order(IxDyn(&[index.len()])).expect("0-d or 1-d");
+            return self.reshape_to(&[self.len()]).gather(0, &flat).map(|y| y.reshape_to(index.shape()));
         }
         for (i, (&n, &m)) in index.shape().iter().zip(self.shape()).enumerate() {
             if i != d && n > m {

@@ -213,11 +213,11 @@ impl<T: Element> Tensor<T> {
                 let x = &inputs[0];
                 let y_full = Tensor::unreduce(&y.detach(), x.shape(), &dims);
                 let is_extremum = Tensor::from(
-                    ndarray::Zip::from(x.array())
-                        .and(y_full.array())
-                        .map_collect(|&a, &b| if a == b || (a.is_nan() && b.is_nan()) { T::one() } else { T::zero() }),
+                    ndarray::Zip::from(x.array()).and(y_full.array()).map_collect(|&a, &b| if a == b { T::one() } else { T::zero() }),
                 );
                 let ties = Tensor::unreduce(&is_extremum.sum_dims(&as_isize(&dims), true).expect("valid dims"), x.shape(), &dims);
+                // PyTorch's `grad / mask.sum() * mask`: a NaN extremum equals no element, so
+                // its slice shares 0/0 and every element gets NaN, as in PyTorch.
                 let share = Tensor::from(ndarray::Zip::from(is_extremum.array()).and(ties.array()).map_collect(|&m, &n| m / n));
                 vec![Some(&Tensor::unreduce(gy, x.shape(), &dims) * &share)]
             }))

@@ -237,7 +237,9 @@ impl<T: Element> Tensor<T> {
     }
 
     /// Joins tensors along an existing `dim`; all other dims must agree. `dL/dx_i` is the
-    /// matching slice of `gy`.
+    /// matching slice of `gy`. As PyTorch's legacy rule, a 1-d tensor with no elements is
+    /// skipped whatever the others' rank (its gradient is empty); only such tensors give
+    /// an empty 1-d result.
     ///
     /// ```
     /// use nabla::prelude::*;
@@ -247,29 +249,44 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn cat(tensors: &[Tensor<T>], dim: isize) -> Result<Tensor<T>> {
-        let first = tensors.first().ok_or_else(|| Error::invalid("cat", "needs at least one tensor, got an empty list"))?;
+        if tensors.is_empty() {
+            return Err(Error::invalid("cat", "needs at least one tensor, got an empty list"));
+        }
+        let skipped = |t: &Tensor<T>| t.ndim() == 1 && t.is_empty();
+        let Some(first) = tensors.iter().find(|t| !skipped(t)) else {
+            normalize_dim("cat", dim, 1)?;
+            let inputs: Vec<&Tensor<T>> = tensors.iter().collect();
+            return Ok(Tensor::from_op_saving(ArrayD::zeros(IxDyn(&[0])).into_shared(), &inputs, Saves::NOTHING, move || {
+                Box::new(rule("cat", |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| vec![Some(gy.clone()); inputs.len()]))
+            }));
+        };
         if first.ndim() == 0 {
             return Err(Error::shape("cat", "a 0-d tensor cannot be concatenated (stack it, or unsqueeze it first)"));
         }
         let d = normalize_dim("cat", dim, first.ndim())?;
-        for t in tensors {
+        for t in tensors.iter().filter(|t| !skipped(t)) {
             let same = t.ndim() == first.ndim() && t.shape().iter().zip(first.shape()).enumerate().all(|(i, (a, b))| i == d || a == b);
             if !same {
                 return Err(Error::shape("cat", format!("{:?} and {:?} differ outside dim {d}", first.shape(), t.shape())));
             }
         }
-        let views: Vec<_> = tensors.iter().map(|t| t.array().view()).collect();
+        let views: Vec<_> = tensors.iter().filter(|t| !skipped(t)).map(|t| t.array().view()).collect();
         let value = ndarray::concatenate(Axis(d), &views).expect("checked shapes");
-        let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
+        // Each input's extent along `dim`, `None` for a skipped one.
+        let sizes: Vec<Option<usize>> = tensors.iter().map(|t| (!skipped(t)).then(|| t.shape()[d])).collect();
         let inputs: Vec<&Tensor<T>> = tensors.iter().collect();
         Ok(Tensor::from_op_saving(value.into_shared(), &inputs, Saves::NOTHING, move || {
             Box::new(rule("cat", move |_: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
                 let mut start = 0;
                 sizes
                     .iter()
-                    .map(|&n| {
-                        start += n;
-                        Some(gy.narrow_axis(d, start - n, n))
+                    .map(|&n| match n {
+                        Some(n) => {
+                            start += n;
+                            Some(gy.narrow_axis(d, start - n, n))
+                        }
+                        // The empty slice of gy along dim 0, reshaped: linear in gy.
+                        None => Some(gy.reshape_to(&[gy.len()]).narrow_axis(0, 0, 0)),
                     })
                     .collect()
             }))

@@ -183,7 +183,7 @@ impl<T: Element> Tensor<T> {
     }
 
     /// `y = max(0, x)`; `dL/dx = gy · 1[x > 0]` (the subgradient at 0 is 0, as PyTorch).
-    /// `NaN` stays `NaN`.
+    /// `NaN` stays `NaN` and passes the gradient, as PyTorch's `0 if y <= 0 else gy`.
     pub fn relu(&self) -> Tensor<T> {
         self.unary(
             "relu",
@@ -228,19 +228,17 @@ impl<T: Element> Tensor<T> {
     }
 
     /// `y = min(max(x, min), max)`; `dL/dx = gy · 1[min ≤ x ≤ max]` (PyTorch passes the
-    /// gradient at the bounds). `NaN` stays `NaN`.
+    /// gradient at the bounds). `NaN` stays `NaN` with gradient 0; with `min > max` every
+    /// element is `max` with gradient 0, as in PyTorch.
     pub fn clamp(&self, min: T, max: T) -> Tensor<T> {
         let inside = move |x: T| if x >= min && x <= max { T::one() } else { T::zero() };
         self.unary(
             "clamp",
+            // min(max(x, min), max), as PyTorch: every element is `max` when `min > max`;
+            // a NaN stays NaN.
             move |x| {
-                if x < min {
-                    min
-                } else if x > max {
-                    max
-                } else {
-                    x
-                }
+                let above = if x < min { min } else { x };
+                if above > max { max } else { above }
             },
             Reads::Input,
             inside,
@@ -271,7 +269,8 @@ impl<T: Element> Tensor<T> {
 
 /// `1[x > 0]`.
 fn step<T: Element>(x: T) -> T {
-    if x > T::zero() { T::one() } else { T::zero() }
+    // Written as PyTorch's threshold_backward (`y <= 0 ? 0 : g`): a NaN passes the gradient.
+    if x <= T::zero() { T::zero() } else { T::one() }
 }
 
 /// `sign(x)` with `sign(0) = 0`.

@@ -21,6 +21,7 @@ mod hooks;
 mod nn;
 mod optim;
 mod properties;
+mod pytorch_edges;
 mod rnn;
 mod silent_gradient;
 mod state_dict;
