@@ -26,6 +26,8 @@ pub trait Element: Float + FromPrimitive + ScalarOperand + LinalgScalar + Debug 
     fn tanh_v(self) -> Self;
     /// `σ(x) = 1 / (1 + e⁻ˣ)`, vectorisable like [`Element::exp_v`], without overflow.
     fn sigmoid_v(self) -> Self;
+    /// The error function `erf x = 2/√π ∫₀ˣ e^{-t²} dt` (`libm`'s, as C's `erf`/`erff`).
+    fn erf(self) -> Self;
 }
 
 impl Element for f32 {
@@ -44,6 +46,9 @@ impl Element for f32 {
     #[inline(always)]
     fn sigmoid_v(self) -> Self {
         crate::array::vmath::sigmoid(self)
+    }
+    fn erf(self) -> Self {
+        libm::erff(self)
     }
 }
 
@@ -67,5 +72,8 @@ impl Element for f64 {
             let e = self.exp();
             e / (1.0 + e)
         }
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }

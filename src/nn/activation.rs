@@ -1,5 +1,5 @@
-//! Activations and dropout as modules: Relu, RRelu, PRelu, Softplus, LeakyRelu, Sigmoid,
-//! Tanh, Softmax, LogSoftmax, Dropout.
+//! Activations and dropout as modules: PyTorch's activations (the table in [`nn`](super)),
+//! Softmax, LogSoftmax, Dropout.
 
 use super::{Mode, Module, Param, functional};
 use crate::error::{Error, Result};
@@ -218,5 +218,226 @@ impl<T: Element> Module<T> for Dropout {
     }
     fn set_training(&self, training: bool) {
         self.mode.set(training)
+    }
+}
+
+stateless_activation!(
+    /// `scale · elu(x, α)` with PyTorch's constants, as `torch.nn.SELU`.
+    Selu,
+    |x| functional::selu(x)
+);
+stateless_activation!(
+    /// `x σ(x)`, as `torch.nn.SiLU`.
+    Silu,
+    |x| functional::silu(x)
+);
+stateless_activation!(
+    /// `x tanh(softplus(x))`, as `torch.nn.Mish`.
+    Mish,
+    |x| functional::mish(x)
+);
+stateless_activation!(
+    /// `min(max(0, x), 6)`, as `torch.nn.ReLU6`.
+    Relu6,
+    |x| functional::relu6(x)
+);
+stateless_activation!(
+    /// `0`, `x/6 + 1/2`, `1` below -3, between, above 3, as `torch.nn.Hardsigmoid`.
+    Hardsigmoid,
+    |x| functional::hardsigmoid(x)
+);
+stateless_activation!(
+    /// `0`, `x (x + 3) / 6`, `x` below -3, between, above 3, as `torch.nn.Hardswish`.
+    Hardswish,
+    |x| functional::hardswish(x)
+);
+stateless_activation!(
+    /// `log σ(x)`, as `torch.nn.LogSigmoid`.
+    LogSigmoid,
+    |x| functional::logsigmoid(x)
+);
+stateless_activation!(
+    /// `x / (1 + |x|)`, as `torch.nn.Softsign`.
+    Softsign,
+    |x| functional::softsign(x)
+);
+stateless_activation!(
+    /// `x - tanh x`, as `torch.nn.Tanhshrink`.
+    Tanhshrink,
+    |x| functional::tanhshrink(x)
+);
+
+/// `x` where `x > 0`, else `α(eˣ - 1)`, as `torch.nn.ELU` (α = 1 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Elu {
+    /// α, the value `-α` the function tends to below 0.
+    pub alpha: f64,
+}
+
+impl Default for Elu {
+    fn default() -> Self {
+        Elu { alpha: 1.0 }
+    }
+}
+
+impl<T: Element> Module<T> for Elu {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(functional::elu(x, self.alpha))
+    }
+}
+
+/// `max(0, x) + min(0, α(e^{x/α} - 1))`, as `torch.nn.CELU` (α = 1 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Celu {
+    /// α (not 0).
+    pub alpha: f64,
+}
+
+impl Default for Celu {
+    fn default() -> Self {
+        Celu { alpha: 1.0 }
+    }
+}
+
+impl<T: Element> Module<T> for Celu {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::celu(x, self.alpha)
+    }
+}
+
+/// The Gaussian error linear unit, as `torch.nn.GELU` (exact by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gelu {
+    /// Exact (`erf`) or the tanh approximation.
+    pub approximate: functional::GeluApproximate,
+}
+
+impl<T: Element> Module<T> for Gelu {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(functional::gelu(x, self.approximate))
+    }
+}
+
+/// `x` clamped to `[min_val, max_val]`, as `torch.nn.Hardtanh` (default `[-1, 1]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Hardtanh {
+    /// The lower bound.
+    pub min_val: f64,
+    /// The upper bound.
+    pub max_val: f64,
+}
+
+impl Default for Hardtanh {
+    fn default() -> Self {
+        Hardtanh { min_val: -1.0, max_val: 1.0 }
+    }
+}
+
+impl<T: Element> Module<T> for Hardtanh {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        if self.min_val > self.max_val {
+            return Err(Error::invalid("Hardtanh", format!("min_val {} is above max_val {}", self.min_val, self.max_val)));
+        }
+        Ok(functional::hardtanh(x, self.min_val, self.max_val))
+    }
+}
+
+/// `x ∓ λ` beyond `±λ`, 0 between, as `torch.nn.Softshrink` (λ = 0.5 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Softshrink {
+    /// λ ≥ 0.
+    pub lambd: f64,
+}
+
+impl Default for Softshrink {
+    fn default() -> Self {
+        Softshrink { lambd: 0.5 }
+    }
+}
+
+impl<T: Element> Module<T> for Softshrink {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::softshrink(x, self.lambd)
+    }
+}
+
+/// `x` beyond `±λ`, 0 between, as `torch.nn.Hardshrink` (λ = 0.5 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Hardshrink {
+    /// λ.
+    pub lambd: f64,
+}
+
+impl Default for Hardshrink {
+    fn default() -> Self {
+        Hardshrink { lambd: 0.5 }
+    }
+}
+
+impl<T: Element> Module<T> for Hardshrink {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(functional::hardshrink(x, self.lambd))
+    }
+}
+
+/// `x` where `x > threshold`, else `value`, as `torch.nn.Threshold(threshold, value)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Threshold {
+    /// The bound `x` must exceed to pass.
+    pub threshold: f64,
+    /// What replaces the others.
+    pub value: f64,
+}
+
+impl<T: Element> Module<T> for Threshold {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        Ok(functional::threshold(x, self.threshold, self.value))
+    }
+}
+
+/// The gated linear unit `a ⊙ σ(b)` over the halves of `dim`, as `torch.nn.GLU` (dim -1 by
+/// default).
+#[derive(Debug, Clone, Copy)]
+pub struct Glu {
+    /// The dim split in two.
+    pub dim: isize,
+}
+
+impl Default for Glu {
+    fn default() -> Self {
+        Glu { dim: -1 }
+    }
+}
+
+impl<T: Element> Module<T> for Glu {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::glu(x, self.dim)
+    }
+}
+
+/// `softmax(-x)` along `dim`, as `torch.nn.Softmin`.
+#[derive(Debug, Clone, Copy)]
+pub struct Softmin {
+    /// The dim that sums to 1.
+    pub dim: isize,
+}
+
+impl<T: Element> Module<T> for Softmin {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::softmin(x, self.dim)
+    }
+}
+
+/// Softmax over the channels of every pixel (dim -3), as `torch.nn.Softmax2d`: input
+/// `(C, H, W)` or `(N, C, H, W)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Softmax2d;
+
+impl<T: Element> Module<T> for Softmax2d {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        if !(3..=4).contains(&x.ndim()) {
+            return Err(Error::shape("Softmax2d", format!("input of shape {:?}: expected (C, H, W) or (N, C, H, W)", x.shape())));
+        }
+        x.softmax(-3)
     }
 }

@@ -304,3 +304,190 @@ pub fn margin_ranking_loss<T: Element>(
 pub fn log_softmax_nll<T: Element>(logits: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
     nll_loss(&logits.log_softmax(1)?, target, None, None, Reduction::Mean)
 }
+
+/// A constant mask `1[pred(x)]` of `x`'s values: the piecewise activations below are
+/// products of `x` with such masks, so every order of gradient comes from the ops (a mask's
+/// derivative is zero almost everywhere). A NaN fails every comparison.
+fn mask<T: Element>(x: &Tensor<T>, pred: impl Fn(T) -> bool + Sync + Send) -> Tensor<T> {
+    x.constant_map(move |v| if pred(v) { T::one() } else { T::zero() })
+}
+
+/// `x` where `x > 0` (or NaN), else `α(e^{x/s} - 1)`: ELU with `s = 1`, CELU with `s = α`.
+fn exponential_linear<T: Element>(x: &Tensor<T>, alpha: f64, s: f64) -> Tensor<T> {
+    // As PyTorch's `x <= 0 ? negative : x`: a NaN takes the linear side and its gradient 1.
+    let linear = mask(x, |v| v > T::zero() || v.is_nan());
+    // The exponential of the non-positive side only, so the unused side never overflows.
+    let below = crate::ops::where_(&linear, &Tensor::<T>::zeros(x.shape()), x).expect("one shape");
+    let negative = ((below / s).exp() - 1.0) * alpha;
+    crate::ops::where_(&linear, x, &negative).expect("one shape")
+}
+
+/// `x` where `x > 0`, else `α(eˣ - 1)`, as `torch.nn.functional.elu` (α = 1 by default).
+pub fn elu<T: Element>(x: &Tensor<T>, alpha: f64) -> Tensor<T> {
+    exponential_linear(x, alpha, 1.0)
+}
+
+/// `scale · elu(x, α)` with PyTorch's constants (α ≈ 1.6733, scale ≈ 1.0507), as
+/// `torch.nn.functional.selu`.
+pub fn selu<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    const ALPHA: f64 = 1.673_263_242_354_377_3;
+    const SCALE: f64 = 1.050_700_987_355_480_5;
+    elu(x, ALPHA) * SCALE
+}
+
+/// `max(0, x) + min(0, α(e^{x/α} - 1))`, as `torch.nn.functional.celu`; `Err` for α = 0.
+pub fn celu<T: Element>(x: &Tensor<T>, alpha: f64) -> Result<Tensor<T>> {
+    if alpha == 0.0 {
+        return Err(Error::invalid("celu", "alpha 0: celu divides by alpha"));
+    }
+    Ok(exponential_linear(x, alpha, alpha))
+}
+
+/// GELU's two forms, as PyTorch's `approximate` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GeluApproximate {
+    /// `x Φ(x) = x (1 + erf(x/√2)) / 2` (`"none"`, the default).
+    #[default]
+    None,
+    /// `x (1 + tanh(√(2/π) (x + 0.044715 x³))) / 2` (`"tanh"`).
+    Tanh,
+}
+
+/// The Gaussian error linear unit, as `torch.nn.functional.gelu`.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{gelu, GeluApproximate};
+/// let x = Tensor::<f64>::from_vec(vec![-1.0, 0.0, 1.0], &[3])?;
+/// let exact = gelu(&x, GeluApproximate::None).to_vec();        // x Φ(x)
+/// assert!((exact[2] - 0.841_344_746_068_542_9).abs() < 1e-12);
+/// let approx = gelu(&x, GeluApproximate::Tanh).to_vec();
+/// assert!((approx[2] - exact[2]).abs() < 1e-3);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn gelu<T: Element>(x: &Tensor<T>, approximate: GeluApproximate) -> Tensor<T> {
+    let inner = match approximate {
+        GeluApproximate::None => (x * std::f64::consts::FRAC_1_SQRT_2).erf(),
+        GeluApproximate::Tanh => {
+            let cube = x.mul(x).and_then(|s| s.mul(x)).expect("one shape");
+            ((x + &(cube * 0.044_715)) * (2.0 / std::f64::consts::PI).sqrt()).tanh()
+        }
+    };
+    x.mul(&((inner + 1.0) * 0.5)).expect("one shape")
+}
+
+/// `x σ(x)`, as `torch.nn.functional.silu`.
+pub fn silu<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.mul(&x.sigmoid()).expect("one shape")
+}
+
+/// `x tanh(softplus(x))`, as `torch.nn.functional.mish`.
+pub fn mish<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.mul(&x.softplus(T::one(), T::of(20.0)).tanh()).expect("one shape")
+}
+
+/// `x` clamped to `[min_val, max_val]`, as `torch.nn.functional.hardtanh`: the gradient is 0
+/// at and beyond the bounds and passes through a NaN, as PyTorch's.
+pub fn hardtanh<T: Element>(x: &Tensor<T>, min_val: f64, max_val: f64) -> Tensor<T> {
+    let (lo, hi) = (T::of(min_val), T::of(max_val));
+    let inside = mask(x, move |v| (v > lo && v < hi) || v.is_nan());
+    let outside = x.constant_map(move |v| {
+        if v <= lo {
+            lo
+        } else if v >= hi {
+            hi
+        } else {
+            T::zero()
+        }
+    });
+    &x.mul(&inside).expect("one shape") + &outside
+}
+
+/// `min(max(0, x), 6)`, as `torch.nn.functional.relu6`.
+pub fn relu6<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    hardtanh(x, 0.0, 6.0)
+}
+
+/// `0` below -3, `1` above 3, `x/6 + 1/2` between, as `torch.nn.functional.hardsigmoid`.
+pub fn hardsigmoid<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    let (lo, hi) = (T::of(-3.0), T::of(3.0));
+    let inside = mask(x, move |v| v > lo && v < hi);
+    let above = mask(x, move |v| v >= hi);
+    &((x / 6.0 + 0.5).mul(&inside).expect("one shape")) + &above
+}
+
+/// `0` below -3, `x` above 3, `x (x + 3) / 6` between, as `torch.nn.functional.hardswish`.
+pub fn hardswish<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    let (lo, hi) = (T::of(-3.0), T::of(3.0));
+    let inside = mask(x, move |v| v >= lo && v <= hi);
+    let above = mask(x, move |v| v > hi);
+    let middle = x.mul(&(x + 3.0)).expect("one shape") / 6.0;
+    &middle.mul(&inside).expect("one shape") + &x.mul(&above).expect("one shape")
+}
+
+/// `log σ(x) = -softplus(-x)`, as `torch.nn.functional.logsigmoid`, stable for large `|x|`.
+pub fn logsigmoid<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.neg().softplus(T::one(), T::of(20.0)).neg()
+}
+
+/// `x / (1 + |x|)`, as `torch.nn.functional.softsign`.
+pub fn softsign<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x.div(&(x.abs() + 1.0)).expect("one shape")
+}
+
+/// `x - tanh x`, as `torch.nn.functional.tanhshrink`.
+pub fn tanhshrink<T: Element>(x: &Tensor<T>) -> Tensor<T> {
+    x - &x.tanh()
+}
+
+/// `x - λ` above λ, `x + λ` below -λ, 0 between, as `torch.nn.functional.softshrink`;
+/// `Err` for a negative λ.
+pub fn softshrink<T: Element>(x: &Tensor<T>, lambd: f64) -> Result<Tensor<T>> {
+    if lambd < 0.0 {
+        return Err(Error::invalid("softshrink", format!("lambd {lambd} must be at least 0")));
+    }
+    let l = T::of(lambd);
+    let outside = mask(x, move |v| v > l || v < -l);
+    let shift = x.constant_map(move |v| {
+        if v > l {
+            -l
+        } else if v < -l {
+            l
+        } else {
+            T::zero()
+        }
+    });
+    Ok(&x.mul(&outside)? + &shift)
+}
+
+/// `x` where `|x| > λ`, else 0, as `torch.nn.functional.hardshrink`.
+pub fn hardshrink<T: Element>(x: &Tensor<T>, lambd: f64) -> Tensor<T> {
+    let l = T::of(lambd);
+    x.mul(&mask(x, move |v| v > l || v < -l)).expect("one shape")
+}
+
+/// `x` where `x > threshold`, else `value`, as `torch.nn.functional.threshold`.
+pub fn threshold<T: Element>(x: &Tensor<T>, threshold: f64, value: f64) -> Tensor<T> {
+    let (t, v) = (T::of(threshold), T::of(value));
+    let above = mask(x, move |u| u > t);
+    let fill = x.constant_map(move |u| if u > t { T::zero() } else { v });
+    &x.mul(&above).expect("one shape") + &fill
+}
+
+/// The gated linear unit `a ⊙ σ(b)`, `a` and `b` the two halves of `x` along `dim`, as
+/// `torch.nn.functional.glu`; `Err` unless that dim's size is even.
+pub fn glu<T: Element>(x: &Tensor<T>, dim: isize) -> Result<Tensor<T>> {
+    let d = crate::ops::normalize_dim("glu", dim, x.ndim())?;
+    let n = x.shape().get(d).copied().unwrap_or(1);
+    if x.ndim() == 0 || n % 2 != 0 {
+        return Err(Error::shape("glu", format!("dim {dim} of a tensor of shape {:?} must have an even size", x.shape())));
+    }
+    let a = x.narrow(d as isize, 0, n / 2)?;
+    let b = x.narrow(d as isize, n / 2, n / 2)?;
+    a.mul(&b.sigmoid())
+}
+
+/// `softmax(-x)` along `dim`, as `torch.nn.functional.softmin`.
+pub fn softmin<T: Element>(x: &Tensor<T>, dim: isize) -> Result<Tensor<T>> {
+    x.neg().softmax(dim)
+}

@@ -60,6 +60,11 @@
 //! | `nn.ReLU`, `nn.LeakyReLU`, `nn.PReLU`, `nn.RReLU` | [`Relu`], [`LeakyRelu`], [`PRelu`], [`RRelu`] |
 //! | `nn.Sigmoid`, `nn.Tanh`, `nn.Softplus` | [`Sigmoid`], [`Tanh`], [`Softplus`] |
 //! | `nn.Softmax`, `nn.LogSoftmax`, `nn.Dropout` | [`Softmax`], [`LogSoftmax`], [`Dropout`] |
+//! | `nn.ELU`, `nn.SELU`, `nn.CELU`, `nn.GELU`, `nn.SiLU`, `nn.Mish` | [`Elu`], [`Selu`], [`Celu`], [`Gelu`], [`Silu`], [`Mish`] |
+//! | `nn.Hardtanh`, `nn.ReLU6`, `nn.Hardsigmoid`, `nn.Hardswish` | [`Hardtanh`], [`Relu6`], [`Hardsigmoid`], [`Hardswish`] |
+//! | `nn.LogSigmoid`, `nn.Softsign`, `nn.Tanhshrink` | [`LogSigmoid`], [`Softsign`], [`Tanhshrink`] |
+//! | `nn.Softshrink`, `nn.Hardshrink`, `nn.Threshold` | [`Softshrink`], [`Hardshrink`], [`Threshold`] |
+//! | `nn.GLU`, `nn.Softmin`, `nn.Softmax2d` | [`Glu`], [`Softmin`], [`Softmax2d`] |
 //! | `nn.MSELoss`, `nn.NLLLoss` | [`MseLoss`], [`NllLoss`] |
 //! | `nn.CrossEntropyLoss`, `nn.MarginRankingLoss` | [`CrossEntropyLoss`], [`MarginRankingLoss`] |
 //! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
@@ -109,7 +114,10 @@ mod rnn;
 mod sequential;
 mod state_dict;
 
-pub use activation::{Dropout, LeakyRelu, LogSoftmax, PRelu, RRelu, Relu, Sigmoid, Softmax, Softplus, Tanh};
+pub use activation::{
+    Celu, Dropout, Elu, Gelu, Glu, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, LogSigmoid, LogSoftmax, Mish, PRelu, RRelu,
+    Relu, Relu6, Selu, Sigmoid, Silu, Softmax, Softmax2d, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold,
+};
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
 pub use attention::{AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions, scaled_dot_product_attention};
 pub use buffer::Buffer;

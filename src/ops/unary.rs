@@ -177,6 +177,18 @@ impl<T: Element> Tensor<T> {
         self.unary("sigmoid", T::sigmoid_v, Reads::Output, |y| y * (T::one() - y), |_, y, gy| gy * &(y * &(-y + 1.0)))
     }
 
+    /// `y = erf x`; `dL/dx = gy · 2/√π · e^{-x²}`, as `torch.erf`.
+    pub fn erf(&self) -> Tensor<T> {
+        let scale = 2.0 / std::f64::consts::PI.sqrt();
+        self.unary(
+            "erf",
+            T::erf,
+            Reads::Input,
+            move |x| T::of(scale) * (-(x * x)).exp(),
+            move |x, _, gy| gy * &(x * x).neg().exp().mul_scalar(T::of(scale)),
+        )
+    }
+
     /// `y = tanh x`; `dL/dx = gy · (1 - y²)`.
     pub fn tanh(&self) -> Tensor<T> {
         self.unary("tanh", T::tanh_v, Reads::Output, |y| T::one() - y * y, |_, y, gy| gy * &(-(y * y) + 1.0))
@@ -297,6 +309,7 @@ pub(crate) const OPS: &[OpInfo] = &[
     OpInfo::new("recip", || vec![positive(&[3, 4], 2)], |v| Ok(v[0].recip())),
     OpInfo::new("sigmoid", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].sigmoid())),
     OpInfo::new("tanh", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].tanh())),
+    OpInfo::new("erf", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].erf())),
     OpInfo::new("relu", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].relu())),
     OpInfo::new("leaky_relu", || vec![spread(&[3, 4], 3)], |v| Ok(v[0].leaky_relu(0.1))),
     OpInfo::new("softplus", || vec![randn(&[3, 4], 1)], |v| Ok(v[0].softplus(2.0, 20.0))),

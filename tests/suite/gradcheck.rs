@@ -209,3 +209,42 @@ fn linear_matches_its_composition() {
         assert!((a - c).abs() < 1e-14);
     }
 }
+
+/// `n` values spread over [-4.5, 4.5], none within 0.05 of the kinks the activations have
+/// (0, ±0.5, ±1, ±3, 6): finite differences there would straddle them.
+fn away_from_kinks(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let kinks = [0.0, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 6.0, 0.3];
+    let x = Tensor::<f64>::uniform(shape, -4.5, 4.5, &mut nabla::rng(seed)).to_vec();
+    let moved = x.into_iter().map(|v| if kinks.iter().any(|k| (v - k).abs() < 0.05) { v + 0.1 } else { v }).collect();
+    Tensor::<f64>::from_vec(moved, shape).unwrap()
+}
+
+#[test]
+fn activations_match_finite_differences_to_second_order() {
+    use nabla::nn::functional::{self as F, GeluApproximate};
+    let cases: &[(&str, Op)] = &[
+        ("elu", |x| Ok(F::elu(&x[0], 1.3))),
+        ("selu", |x| Ok(F::selu(&x[0]))),
+        ("celu", |x| F::celu(&x[0], 0.7)),
+        ("gelu", |x| Ok(F::gelu(&x[0], GeluApproximate::None))),
+        ("gelu tanh", |x| Ok(F::gelu(&x[0], GeluApproximate::Tanh))),
+        ("silu", |x| Ok(F::silu(&x[0]))),
+        ("mish", |x| Ok(F::mish(&x[0]))),
+        ("hardtanh", |x| Ok(F::hardtanh(&x[0], -1.0, 1.0))),
+        ("relu6", |x| Ok(F::relu6(&x[0]))),
+        ("hardsigmoid", |x| Ok(F::hardsigmoid(&x[0]))),
+        ("hardswish", |x| Ok(F::hardswish(&x[0]))),
+        ("logsigmoid", |x| Ok(F::logsigmoid(&x[0]))),
+        ("softsign", |x| Ok(F::softsign(&x[0]))),
+        ("tanhshrink", |x| Ok(F::tanhshrink(&x[0]))),
+        ("softshrink", |x| F::softshrink(&x[0], 0.5)),
+        ("hardshrink", |x| Ok(F::hardshrink(&x[0], 0.5))),
+        ("threshold", |x| Ok(F::threshold(&x[0], 0.3, -2.0))),
+        ("glu", |x| F::glu(&x[0], 1)),
+        ("softmin", |x| F::softmin(&x[0], 0)),
+        ("erf", |x| Ok(x[0].erf())),
+    ];
+    for (name, f) in cases {
+        check(name, *f, &[away_from_kinks(&[3, 4], 40)]);
+    }
+}
