@@ -67,6 +67,37 @@ impl<T: Element> Tensor<T> {
         self.binary(other, "div", |a, b| a / b, true, |a, b, _, gy| (gy / b, (&(gy * a) / &(b * b)).neg()))
     }
 
+    /// `y = aᵇ` elementwise with a tensor exponent, broadcasting, as `torch.pow(a, b)`;
+    /// `dL/da = gy · b · aᵇ⁻¹` (0 where `b = 0`) and `dL/db = gy · aᵇ · ln a` (0 where `a = 0`
+    /// and `b ≥ 0`), PyTorch's rules.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let a = Tensor::<f64>::from_vec(vec![2.0, 3.0], &[2])?;
+    /// let b = Tensor::<f64>::from_vec(vec![3.0, 0.5], &[2])?;
+    /// assert_eq!(a.pow_tensor(&b)?.to_vec(), vec![8.0, 3f64.sqrt()]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn pow_tensor(&self, exponent: &Tensor<T>) -> Result<Tensor<T>> {
+        self.binary(
+            exponent,
+            "pow_tensor",
+            |a, b| a.powf(b),
+            true,
+            |a, b, _, gy| {
+                // Every operand is in (or broadcasts to) gy's shape: the operators cannot fail.
+                let zeros = <Tensor<T> as crate::tensor::Creation<T>>::zeros(gy.shape());
+                let exponent_zero = pair_mask(a, b, |_, e| e == T::zero());
+                let to_base = &(gy * b) * &a.pow_tensor(&(b - 1.0)).expect("shapes broadcast");
+                let ga = where_(&exponent_zero, &zeros, &to_base).expect("shapes broadcast");
+                let base_zero = pair_mask(a, b, |x, e| x == T::zero() && e >= T::zero());
+                let to_exponent = &(gy * &a.pow_tensor(b).expect("shapes broadcast")) * &a.log();
+                let gb = where_(&base_zero, &zeros, &to_exponent).expect("shapes broadcast");
+                (ga, gb)
+            },
+        )
+    }
+
     /// `y = max(a, b)`, broadcasting; the gradient goes to the larger input, and is split
     /// half and half where they are equal (PyTorch's choice). A NaN on either side is the
     /// result and both inputs get the whole gradient there, as in PyTorch.
@@ -91,6 +122,14 @@ impl<T: Element> Tensor<T> {
             |a, b, _, gy| (gy * &share(a, b, |x, y| x > y), gy * &share(b, a, |x, y| x > y)),
         )
     }
+}
+
+/// A constant mask `1[pred(a, b)]` in the broadcast shape of `a` and `b`.
+fn pair_mask<T: Element>(a: &Tensor<T>, b: &Tensor<T>, pred: fn(T, T) -> bool) -> Tensor<T> {
+    let shape = broadcast_shape("pow_tensor", a.shape(), b.shape()).expect("internal: shapes broadcast");
+    let av = a.array().broadcast(IxDyn(&shape)).expect("broadcast");
+    let bv = b.array().broadcast(IxDyn(&shape)).expect("broadcast");
+    Tensor::from(Zip::from(&av).and(&bv).map_collect(|&x, &y| if pred(x, y) { T::one() } else { T::zero() }))
 }
 
 /// The constant share of the gradient that goes to `a` in max/min, as PyTorch's rule: ½ at
@@ -265,6 +304,7 @@ pub(crate) const OPS: &[OpInfo] = &[
     OpInfo::new("div", || vec![randn(&[3, 4], 1), positive(&[3, 1], 5)], |v| Tensor::div(&v[0], &v[1])),
     // Offset by 0.05 so that no pair ties.
     OpInfo::new("maximum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].maximum(&v[1])),
+    OpInfo::new("pow_tensor", || vec![positive(&[3, 4], 2), randn(&[4], 5)], |v| v[0].pow_tensor(&v[1])),
     OpInfo::new("minimum", || vec![spread(&[3, 4], 6), spread(&[3, 4], 7).add_scalar(0.05)], |v| v[0].minimum(&v[1])),
     OpInfo::new(
         "where",

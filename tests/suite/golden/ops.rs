@@ -18,6 +18,7 @@ pub(super) fn build_op<T: Element>(case: &Case, name: &str, x: &[Tensor<T>]) -> 
         "tanh" => x[0].tanh(),
         "relu" => x[0].relu(),
         "dropout_eval" => x[0].dropout_eval(),
+        "pow" if x.len() == 2 => x[0].pow_tensor(&x[1]).map_err(s)?,
         "pow" => x[0].pow(T::of(case.cfg_f64("exponent").ok_or("config has no exponent")?)),
         "softplus" => x[0].softplus(T::of(case.cfg_f64("beta").unwrap_or(1.0)), T::of(case.cfg_f64("threshold").unwrap_or(20.0))),
         "leaky_relu" => x[0].leaky_relu(T::of(case.cfg_f64("negative_slope").unwrap_or(0.01))),
