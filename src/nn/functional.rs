@@ -8,6 +8,11 @@ use crate::tensor::{Creation, Element, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 
+pub use super::regression_losses::{
+    KlReduction, binary_cross_entropy, binary_cross_entropy_with_logits, gaussian_nll_loss, hinge_embedding_loss, huber_loss, kl_div,
+    l1_loss, poisson_nll_loss, smooth_l1_loss, soft_margin_loss,
+};
+
 /// How a loss combines its per-element values, as PyTorch's `reduction`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reduction {
@@ -31,7 +36,7 @@ impl Reduction {
         }
     }
 
-    fn apply<T: Element>(self, losses: Tensor<T>) -> Tensor<T> {
+    pub(crate) fn apply<T: Element>(self, losses: Tensor<T>) -> Tensor<T> {
         match self {
             Reduction::None => losses,
             Reduction::Mean => losses.mean(),

@@ -1,5 +1,5 @@
-//! Losses as modules: MseLoss, NllLoss, CrossEntropyLoss, MarginRankingLoss. Each holds its
-//! configuration and calls the function of the same name in [`super::functional`].
+//! Losses as modules (the table in [`nn`](super)). Each holds its configuration and calls
+//! the function of the same name in [`super::functional`].
 
 use super::functional::{self, Reduction};
 use crate::error::Result;
@@ -82,5 +82,204 @@ impl MarginRankingLoss {
     /// `x2` should.
     pub fn forward<T: Element>(&self, x1: &Tensor<T>, x2: &Tensor<T>, y: &Tensor<T>) -> Result<Tensor<T>> {
         functional::margin_ranking_loss(x1, x2, y, self.margin, self.reduction)
+    }
+}
+
+/// Mean absolute error, as `torch.nn.L1Loss`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct L1Loss {
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl L1Loss {
+    /// The loss of `input` against `target` (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::l1_loss(input, target, self.reduction)
+    }
+}
+
+/// Quadratic below `beta`, linear above, as `torch.nn.SmoothL1Loss` (β = 1 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct SmoothL1Loss {
+    /// Where the loss turns linear (0: the L1 loss).
+    pub beta: f64,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for SmoothL1Loss {
+    fn default() -> Self {
+        SmoothL1Loss { beta: 1.0, reduction: Reduction::Mean }
+    }
+}
+
+impl SmoothL1Loss {
+    /// The loss of `input` against `target` (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::smooth_l1_loss(input, target, self.beta, self.reduction)
+    }
+}
+
+/// Quadratic below `delta`, linear with slope `delta` above, as `torch.nn.HuberLoss`
+/// (δ = 1 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct HuberLoss {
+    /// Where the loss turns linear.
+    pub delta: f64,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for HuberLoss {
+    fn default() -> Self {
+        HuberLoss { delta: 1.0, reduction: Reduction::Mean }
+    }
+}
+
+impl HuberLoss {
+    /// The loss of `input` against `target` (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::huber_loss(input, target, self.delta, self.reduction)
+    }
+}
+
+/// Binary cross-entropy of probabilities, as `torch.nn.BCELoss`.
+#[derive(Debug, Clone, Default)]
+pub struct BceLoss<T: Element = f32> {
+    /// Weights broadcast against the input.
+    pub weight: Option<Tensor<T>>,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl<T: Element> BceLoss<T> {
+    /// The loss of probabilities `input` against targets in `[0, 1]` (same shape).
+    pub fn forward(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::binary_cross_entropy(input, target, self.weight.as_ref(), self.reduction)
+    }
+}
+
+/// Binary cross-entropy of logits, as `torch.nn.BCEWithLogitsLoss`.
+#[derive(Debug, Clone, Default)]
+pub struct BceWithLogitsLoss<T: Element = f32> {
+    /// Weights broadcast against the input.
+    pub weight: Option<Tensor<T>>,
+    /// Weights of the positive term, along the last dim.
+    pub pos_weight: Option<Tensor<T>>,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl<T: Element> BceWithLogitsLoss<T> {
+    /// The loss of logits `input` against targets in `[0, 1]` (same shape).
+    pub fn forward(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::binary_cross_entropy_with_logits(input, target, self.weight.as_ref(), self.pos_weight.as_ref(), self.reduction)
+    }
+}
+
+/// `ln(1 + e^{-y x})` for labels ±1, as `torch.nn.SoftMarginLoss`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SoftMarginLoss {
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl SoftMarginLoss {
+    /// The loss of `input` against labels ±1 (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::soft_margin_loss(input, target, self.reduction)
+    }
+}
+
+/// `x` for `y = 1`, `max(0, margin - x)` for `y = -1`, as `torch.nn.HingeEmbeddingLoss`
+/// (margin 1 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct HingeEmbeddingLoss {
+    /// The margin.
+    pub margin: f64,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for HingeEmbeddingLoss {
+    fn default() -> Self {
+        HingeEmbeddingLoss { margin: 1.0, reduction: Reduction::Mean }
+    }
+}
+
+impl HingeEmbeddingLoss {
+    /// The loss of distances `input` against labels ±1 (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::hinge_embedding_loss(input, target, self.margin, self.reduction)
+    }
+}
+
+/// The Kullback–Leibler divergence, as `torch.nn.KLDivLoss`; the input holds
+/// log-probabilities.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KlDivLoss {
+    /// How terms combine (`BatchMean` is the divergence per sample).
+    pub reduction: functional::KlReduction,
+    /// Whether the target holds log-probabilities too.
+    pub log_target: bool,
+}
+
+impl KlDivLoss {
+    /// The divergence of `input` from `target` (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::kl_div(input, target, self.reduction, self.log_target)
+    }
+}
+
+/// The Poisson negative log-likelihood, as `torch.nn.PoissonNLLLoss` (`log_input` true,
+/// `full` false, `eps` 1e-8 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct PoissonNllLoss {
+    /// Whether the input is the log of the rate.
+    pub log_input: bool,
+    /// Whether to add Stirling's approximation of `ln y!`.
+    pub full: bool,
+    /// Added to the rate before its log when `log_input` is false.
+    pub eps: f64,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for PoissonNllLoss {
+    fn default() -> Self {
+        PoissonNllLoss { log_input: true, full: false, eps: 1e-8, reduction: Reduction::Mean }
+    }
+}
+
+impl PoissonNllLoss {
+    /// The loss of rates `input` against counts `target` (same shape).
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::poisson_nll_loss(input, target, self.log_input, self.full, self.eps, self.reduction)
+    }
+}
+
+/// The Gaussian negative log-likelihood, as `torch.nn.GaussianNLLLoss` (`full` false,
+/// `eps` 1e-6 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct GaussianNllLoss {
+    /// Whether to add the constant `ln(2π)/2`.
+    pub full: bool,
+    /// The variance's floor.
+    pub eps: f64,
+    /// How per-element losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for GaussianNllLoss {
+    fn default() -> Self {
+        GaussianNllLoss { full: false, eps: 1e-6, reduction: Reduction::Mean }
+    }
+}
+
+impl GaussianNllLoss {
+    /// The loss of means `input` against `target`, with variances `var`.
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &Tensor<T>, var: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
     }
 }

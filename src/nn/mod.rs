@@ -67,6 +67,10 @@
 //! | `nn.GLU`, `nn.Softmin`, `nn.Softmax2d` | [`Glu`], [`Softmin`], [`Softmax2d`] |
 //! | `nn.MSELoss`, `nn.NLLLoss` | [`MseLoss`], [`NllLoss`] |
 //! | `nn.CrossEntropyLoss`, `nn.MarginRankingLoss` | [`CrossEntropyLoss`], [`MarginRankingLoss`] |
+//! | `nn.L1Loss`, `nn.SmoothL1Loss`, `nn.HuberLoss` | [`L1Loss`], [`SmoothL1Loss`], [`HuberLoss`] |
+//! | `nn.BCELoss`, `nn.BCEWithLogitsLoss`, `nn.KLDivLoss` | [`BceLoss`], [`BceWithLogitsLoss`], [`KlDivLoss`] |
+//! | `nn.SoftMarginLoss`, `nn.HingeEmbeddingLoss` | [`SoftMarginLoss`], [`HingeEmbeddingLoss`] |
+//! | `nn.PoissonNLLLoss`, `nn.GaussianNLLLoss` | [`PoissonNllLoss`], [`GaussianNllLoss`] |
 //! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
 //! | `torch.nn.init.*` | [`init`] |
 
@@ -110,6 +114,7 @@ mod linear;
 mod loss;
 mod param;
 mod pool;
+mod regression_losses;
 mod rnn;
 mod sequential;
 mod state_dict;
@@ -125,7 +130,10 @@ pub use conv::{Conv1d, Conv2d};
 pub use embedding::Embedding;
 pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
-pub use loss::{CrossEntropyLoss, MarginRankingLoss, MseLoss, NllLoss};
+pub use loss::{
+    BceLoss, BceWithLogitsLoss, CrossEntropyLoss, GaussianNllLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, L1Loss, MarginRankingLoss,
+    MseLoss, NllLoss, PoissonNllLoss, SmoothL1Loss, SoftMarginLoss,
+};
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;
 pub use param::Param;

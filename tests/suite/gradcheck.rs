@@ -248,3 +248,56 @@ fn activations_match_finite_differences_to_second_order() {
         check(name, *f, &[away_from_kinks(&[3, 4], 40)]);
     }
 }
+
+#[test]
+fn regression_and_binary_losses_match_finite_differences_to_second_order() {
+    use nabla::nn::functional::{self as F, KlReduction, Reduction};
+    let (x, y) = (away_from_kinks(&[3, 4], 41), away_from_kinks(&[3, 4], 42));
+    let probabilities = positive(&[3, 4], 43).mul_scalar(0.4);
+    let labels = Tensor::<f64>::from_vec((0..12).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect(), &[3, 4]).unwrap();
+    let pos_weight = Tensor::<f64>::from_vec(vec![1.0, 3.0, 0.5, 2.0], &[4]).unwrap();
+    check("l1", |v| F::l1_loss(&v[0], &v[1], Reduction::Mean), &[x.clone(), y.clone()]);
+    check("smooth_l1", |v| F::smooth_l1_loss(&v[0], &v[1], 0.7, Reduction::Sum), &[x.clone(), y.clone()]);
+    check("huber", |v| F::huber_loss(&v[0], &v[1], 1.5, Reduction::Mean), &[x.clone(), y.clone()]);
+    check(
+        "bce",
+        |v| F::binary_cross_entropy(&v[0], &v[1], None, Reduction::Mean),
+        &[probabilities.clone(), positive(&[3, 4], 44).mul_scalar(0.4)],
+    );
+    let w = pos_weight.clone();
+    let bce_logits = move |v: &[Tensor<f64>]| F::binary_cross_entropy_with_logits(&v[0], &v[1], None, Some(&w), Reduction::Mean);
+    gradcheck(&bce_logits, &[x.clone(), probabilities.clone()], &GradcheckOptions::default()).unwrap();
+    gradgradcheck(&bce_logits, &[x.clone(), probabilities.clone()], &GradcheckOptions::default()).unwrap();
+    let l = labels.clone();
+    let soft_margin = move |v: &[Tensor<f64>]| F::soft_margin_loss(&v[0], &l, Reduction::Mean);
+    gradgradcheck(&soft_margin, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    let l = labels.clone();
+    let hinge = move |v: &[Tensor<f64>]| F::hinge_embedding_loss(&v[0], &l, 1.0, Reduction::Mean);
+    gradcheck(&hinge, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    check("kl_div", |v| F::kl_div(&v[0], &v[1], KlReduction::BatchMean, false), &[x.clone(), probabilities.clone()]);
+    check("kl_div log_target", |v| F::kl_div(&v[0], &v[1], KlReduction::Sum, true), &[x.clone(), y.clone()]);
+    check("poisson_nll", |v| F::poisson_nll_loss(&v[0], &v[1], true, false, 1e-8, Reduction::Mean), &[x.clone(), positive(&[3, 4], 45)]);
+    check(
+        "poisson_nll full",
+        |v| F::poisson_nll_loss(&v[0], &v[1], false, true, 1e-8, Reduction::Sum),
+        &[positive(&[3, 4], 46), positive(&[3, 4], 47).mul_scalar(2.0)],
+    );
+    check("gaussian_nll", |v| F::gaussian_nll_loss(&v[0], &v[1], &v[2], true, 1e-6, Reduction::Mean), &[x, y, positive(&[3], 48)]);
+}
+
+#[test]
+fn bce_with_logits_equals_bce_of_the_sigmoid_and_stays_finite_where_it_overflows() {
+    use nabla::nn::functional::{Reduction, binary_cross_entropy, binary_cross_entropy_with_logits};
+    let logits = Tensor::<f64>::from_vec(vec![-8.0, -1.5, 0.0, 0.3, 2.0, 9.0], &[6]).unwrap();
+    let target = Tensor::<f64>::from_vec(vec![0.0, 1.0, 0.5, 0.2, 1.0, 0.0], &[6]).unwrap();
+    let stable = binary_cross_entropy_with_logits(&logits, &target, None, None, Reduction::None).unwrap().to_vec();
+    let direct = binary_cross_entropy(&logits.sigmoid(), &target, None, Reduction::None).unwrap().to_vec();
+    for (a, b) in stable.iter().zip(&direct) {
+        assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+    // σ(800) rounds to 1, so BCE of the sigmoid hits its clamp (100); the logits form is exact.
+    let far = Tensor::<f64>::from_vec(vec![800.0, -800.0], &[2]).unwrap();
+    let zero = Tensor::<f64>::zeros(&[2]);
+    assert_eq!(binary_cross_entropy_with_logits(&far, &zero, None, None, Reduction::None).unwrap().to_vec(), vec![800.0, 0.0]);
+    assert_eq!(binary_cross_entropy(&far.sigmoid(), &zero, None, Reduction::None).unwrap().to_vec()[0], 100.0);
+}

@@ -70,7 +70,7 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
         "GLU" => Box::new(nn::Glu { dim: config.get("dim").and_then(Value::as_i64).unwrap_or(-1) as isize }),
         "Softmin" => Box::new(nn::Softmin { dim: case_dim(config)? }),
         "Softmax2d" => Box::new(nn::Softmax2d),
-        "MSELoss" | "NLLLoss" | "CrossEntropyLoss" | "MarginRankingLoss" => return build_loss(case, name, config),
+        name if name.ends_with("Loss") && name != "AdaptiveLogSoftmaxWithLoss" => return build_loss(case, name, config),
         "RNN" | "GRU" | "LSTM" => {
             let kind = match (name, config.get("nonlinearity").and_then(Value::as_str)) {
                 ("GRU", _) => nn::CellKind::Gru,
@@ -153,7 +153,10 @@ pub(super) fn case_dim(config: &Value) -> Result<isize, String> {
 }
 
 pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) -> Result<Built<T>, String> {
-    let reduction = Reduction::parse(config.get("reduction").and_then(Value::as_str).unwrap_or("mean")).map_err(|e| e.to_string())?;
+    let reduction = match config.get("reduction").and_then(Value::as_str).unwrap_or("mean") {
+        "batchmean" => Reduction::Mean,
+        other => Reduction::parse(other).map_err(|e| e.to_string())?,
+    };
     let margin = config.get("margin").and_then(Value::as_f64).unwrap_or(0.0);
     let smoothing = config.get("label_smoothing").and_then(Value::as_f64).unwrap_or(0.0);
     let ignore_index = config.get("ignore_index").and_then(Value::as_i64).and_then(|i| usize::try_from(i).ok());
@@ -165,18 +168,50 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
         _ => None,
     };
     let target = if case.is_int("input.1") { Some(case.indices("input.1")?) } else { None };
+    let pos_weight = match config.get("pos_weight") {
+        Some(Value::Array(a)) => Some(
+            Tensor::<T>::from_vec(a.iter().map(|v| T::of(v.as_f64().unwrap_or(f64::NAN))).collect(), &[a.len()])
+                .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let f = |key: &str, default: f64| config.get(key).and_then(Value::as_f64).unwrap_or(default);
+    let flag = |key: &str, default: bool| config.get(key).and_then(Value::as_bool).unwrap_or(default);
+    let (beta, delta, full, log_input, log_target) =
+        (f("beta", 1.0), f("delta", 1.0), flag("full", false), flag("log_input", true), flag("log_target", false));
+    let hinge_margin = f("margin", 1.0);
+    let (poisson_eps, gaussian_eps) = (f("eps", 1e-8), f("eps", 1e-6));
+    let kl_reduction = match config.get("reduction").and_then(Value::as_str).unwrap_or("mean") {
+        "batchmean" => nn::functional::KlReduction::BatchMean,
+        "sum" => nn::functional::KlReduction::Sum,
+        "none" => nn::functional::KlReduction::None,
+        _ => nn::functional::KlReduction::Mean,
+    };
     let name = name.to_string();
     let forward: Forward<T> = Box::new(move |x| {
         let e = |e: nabla::Error| e.to_string();
         let y = match name.as_str() {
             "MSELoss" => nn::MseLoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
             "MarginRankingLoss" => nn::MarginRankingLoss { margin, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
+            "L1Loss" => nn::L1Loss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "SmoothL1Loss" => nn::SmoothL1Loss { beta, reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "HuberLoss" => nn::HuberLoss { delta, reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "BCELoss" => nn::BceLoss { weight: weight.clone(), reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "BCEWithLogitsLoss" => nn::BceWithLogitsLoss { weight: weight.clone(), pos_weight: pos_weight.clone(), reduction }
+                .forward(&x[0], &x[1])
+                .map_err(e)?,
+            "SoftMarginLoss" => nn::SoftMarginLoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "HingeEmbeddingLoss" => nn::HingeEmbeddingLoss { margin: hinge_margin, reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "KLDivLoss" => nn::KlDivLoss { reduction: kl_reduction, log_target }.forward(&x[0], &x[1]).map_err(e)?,
+            "PoissonNLLLoss" => nn::PoissonNllLoss { log_input, full, eps: poisson_eps, reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "GaussianNLLLoss" => nn::GaussianNllLoss { full, eps: gaussian_eps, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
+            "CrossEntropyLoss" => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
             "NLLLoss" => nn::NllLoss { weight: weight.clone(), ignore_index, reduction }
                 .forward(&x[0], target.as_ref().ok_or("no target")?)
                 .map_err(e)?,
-            _ => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }
-                .forward(&x[0], target.as_ref().ok_or("no target")?)
-                .map_err(e)?,
+            other => return Err(format!("no loss {other}")),
         };
         Ok(vec![y])
     });
