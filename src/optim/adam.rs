@@ -20,6 +20,7 @@ pub struct Adam<T: Element = f32> {
     weight_decay: f64,
     amsgrad: bool,
     decoupled: bool,
+    maximize: bool,
     buffers: Buffers<T>,
     step: Vec<u64>,
 }
@@ -62,6 +63,10 @@ impl<T: Element> AdamW<T> {
     pub fn amsgrad(self, amsgrad: bool) -> Self {
         AdamW(self.0.amsgrad(amsgrad))
     }
+    /// Ascend the objective instead of descending it (PyTorch's `maximize`).
+    pub fn maximize(self, maximize: bool) -> Self {
+        AdamW(self.0.maximize(maximize))
+    }
 }
 
 impl<T: Element> Optimizer<T> for AdamW<T> {
@@ -94,6 +99,7 @@ impl<T: Element> Adam<T> {
             weight_decay: 0.0,
             amsgrad: false,
             decoupled: false,
+            maximize: false,
             buffers: Buffers::new(&["exp_avg", "exp_avg_sq", "max_exp_avg_sq"], n),
             step: vec![0; n],
         }
@@ -118,6 +124,11 @@ impl<T: Element> Adam<T> {
         self.amsgrad = amsgrad;
         self
     }
+    /// Ascend the objective instead of descending it (PyTorch's `maximize`).
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
 }
 
 impl<T: Element> Optimizer<T> for Adam<T> {
@@ -126,7 +137,7 @@ impl<T: Element> Optimizer<T> for Adam<T> {
         let (lr, eps, wd) = (T::of(self.lr), T::of(self.eps), T::of(self.weight_decay));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
             let Some(g) = g else { continue };
-            let mut g = g.to_ndarray();
+            let mut g = if self.maximize { g.neg().to_ndarray() } else { g.to_ndarray() };
             let param = self.params[i].clone();
             self.step[i] += 1;
             let t = self.step[i] as i32;

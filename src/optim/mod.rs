@@ -29,18 +29,22 @@
 //! | `optim.SGD` | [`Sgd`] |
 //! | `optim.Adam`, `optim.AdamW` | [`Adam`], [`AdamW`] |
 //! | `optim.RMSprop` | [`RmsProp`] |
+//! | `optim.Adagrad`, `optim.Adadelta`, `optim.Adamax` | [`Adagrad`], [`Adadelta`], [`Adamax`] |
+//! | `optim.NAdam`, `optim.RAdam` | [`NAdam`], [`RAdam`] |
 //! | `lr_scheduler.StepLR`, `ExponentialLR`, `CosineAnnealingLR` | [`StepLr`], [`ExponentialLr`], [`CosineAnnealingLr`] |
 //! | `lr_scheduler.LinearLR`, `LambdaLR`, `SequentialLR` | [`LinearLr`], [`LambdaLr`], [`SequentialLr`] |
 //! | a scheduler object (`scheduler.step()`) | [`Schedule`] driving any [`LrScheduler`] |
 //! | `nn.utils.clip_grad_norm_`, `clip_grad_value_` | [`clip_grad_norm`], [`clip_grad_norm_with`] (`norm_type`, `error_if_nonfinite` in [`ClipNorm`]), [`clip_grad_value`] |
 
 mod adam;
+mod adaptive;
 mod clip;
 mod rmsprop;
 mod scheduler;
 mod sgd;
 
 pub use adam::{Adam, AdamW};
+pub use adaptive::{Adadelta, Adagrad, Adamax, NAdam, RAdam};
 pub use clip::{ClipNorm, clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use rmsprop::RmsProp;
 pub use scheduler::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};

@@ -20,6 +20,7 @@ pub struct RmsProp<T: Element = f32> {
     weight_decay: f64,
     momentum: f64,
     centered: bool,
+    maximize: bool,
     buffers: Buffers<T>,
     step: Vec<u64>,
 }
@@ -36,6 +37,7 @@ impl<T: Element> RmsProp<T> {
             weight_decay: 0.0,
             momentum: 0.0,
             centered: false,
+            maximize: false,
             buffers: Buffers::new(&["square_avg", "grad_avg", "momentum_buffer"], n),
             step: vec![0; n],
         }
@@ -65,6 +67,11 @@ impl<T: Element> RmsProp<T> {
         self.centered = centered;
         self
     }
+    /// Ascend the objective instead of descending it (PyTorch's `maximize`).
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
 }
 
 impl<T: Element> Optimizer<T> for RmsProp<T> {
@@ -72,7 +79,7 @@ impl<T: Element> Optimizer<T> for RmsProp<T> {
         let (lr, alpha, eps, wd, mu) = (T::of(self.lr), T::of(self.alpha), T::of(self.eps), T::of(self.weight_decay), T::of(self.momentum));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
             let Some(g) = g else { continue };
-            let mut g = g.to_ndarray();
+            let mut g = if self.maximize { g.neg().to_ndarray() } else { g.to_ndarray() };
             let param = self.params[i].clone();
             self.step[i] += 1;
             if self.weight_decay != 0.0 {

@@ -27,6 +27,7 @@ pub struct Sgd<T: Element = f32> {
     dampening: f64,
     weight_decay: f64,
     nesterov: bool,
+    maximize: bool,
     buffers: Buffers<T>,
     step: Vec<u64>,
 }
@@ -42,6 +43,7 @@ impl<T: Element> Sgd<T> {
             dampening: 0.0,
             weight_decay: 0.0,
             nesterov: false,
+            maximize: false,
             buffers: Buffers::new(&["momentum_buffer"], n),
             step: vec![0; n],
         }
@@ -66,6 +68,11 @@ impl<T: Element> Sgd<T> {
         self.nesterov = nesterov;
         self
     }
+    /// Ascend the objective instead of descending it (PyTorch's `maximize`).
+    pub fn maximize(mut self, maximize: bool) -> Self {
+        self.maximize = maximize;
+        self
+    }
 }
 
 impl<T: Element> Optimizer<T> for Sgd<T> {
@@ -79,6 +86,7 @@ impl<T: Element> Optimizer<T> for Sgd<T> {
         let (lr, mu, damp, wd) = (T::of(self.lr), T::of(self.momentum), T::of(self.dampening), T::of(self.weight_decay));
         for (i, g) in gradients_of(&self.params, grads).into_iter().enumerate() {
             let Some(g) = g else { continue };
+            let g = if self.maximize { g.neg() } else { g };
             let param = &self.params[i];
             if self.weight_decay == 0.0 && self.momentum == 0.0 {
                 // Plain SGD reads the gradient where it lies: no copy.

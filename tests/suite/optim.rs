@@ -253,3 +253,67 @@ fn a_long_gradients_norm_is_exact_and_the_same_on_one_and_two_threads() {
         }
     }
 }
+
+#[test]
+fn every_adaptive_optimizer_saved_and_restored_continues_identically() {
+    type Make = fn(nn::Param<f64>) -> Box<dyn Optimizer<f64>>;
+    let makers: &[(&str, Make)] = &[
+        ("Adagrad", |w| Box::new(optim::Adagrad::new(vec![w], 0.1).lr_decay(0.01))),
+        ("Adadelta", |w| Box::new(optim::Adadelta::new(vec![w], 1.0))),
+        ("Adamax", |w| Box::new(optim::Adamax::new(vec![w], 0.05))),
+        ("NAdam", |w| Box::new(optim::NAdam::new(vec![w], 0.05))),
+        ("RAdam", |w| Box::new(optim::RAdam::new(vec![w], 0.05).weight_decay(0.1).decoupled_weight_decay(true))),
+    ];
+    let target = Tensor::<f64>::from_vec(vec![1.0, -1.0, 2.0], &[3]).unwrap();
+    for (name, make) in makers {
+        let run = |interrupt: bool| -> Vec<f64> {
+            let w = nn::Param::new(Tensor::<f64>::zeros(&[3]));
+            let mut opt = make(w.clone());
+            for k in 0..8 {
+                if interrupt && k == 3 {
+                    let state = opt.state_dict();
+                    opt = make(w.clone());
+                    opt.load_state_dict(&state).unwrap();
+                }
+                let loss = (&w.tensor() - &target).pow(2.0).sum();
+                opt.step(&loss.backward().unwrap()).unwrap();
+            }
+            w.tensor().to_vec()
+        };
+        let (a, b) = (run(true), run(false));
+        assert_eq!(a, b, "{name}");
+        let loss: f64 = a.iter().zip(target.to_vec()).map(|(w, t)| (w - t) * (w - t)).sum();
+        assert!(loss < 6.0, "{name} did not move towards the target (loss 6 at the start): {a:?}");
+    }
+}
+
+#[test]
+fn maximize_ascends_as_descending_the_negated_loss_does() {
+    // PyTorch's `maximize` negates the gradient: the same steps as minimising -f.
+    type Make = fn(nn::Param<f64>, bool) -> Box<dyn Optimizer<f64>>;
+    let makers: &[Make] = &[
+        |w, m| Box::new(optim::Sgd::new(vec![w], 0.1).momentum(0.9).maximize(m)),
+        |w, m| Box::new(optim::Adam::new(vec![w], 0.1).maximize(m)),
+        |w, m| Box::new(optim::AdamW::new(vec![w], 0.1).maximize(m)),
+        |w, m| Box::new(optim::RmsProp::new(vec![w], 0.01).maximize(m)),
+        |w, m| Box::new(optim::Adagrad::new(vec![w], 0.1).maximize(m)),
+        |w, m| Box::new(optim::Adadelta::new(vec![w], 1.0).maximize(m)),
+        |w, m| Box::new(optim::Adamax::new(vec![w], 0.1).maximize(m)),
+        |w, m| Box::new(optim::NAdam::new(vec![w], 0.1).maximize(m)),
+        |w, m| Box::new(optim::RAdam::new(vec![w], 0.1).maximize(m)),
+    ];
+    let target = Tensor::<f64>::from_vec(vec![1.0, -1.0, 2.0], &[3]).unwrap();
+    for (k, make) in makers.iter().enumerate() {
+        let run = |maximize: bool| -> Vec<f64> {
+            let w = nn::Param::new(Tensor::<f64>::zeros(&[3]));
+            let mut opt = make(w.clone(), maximize);
+            for _ in 0..6 {
+                let f = (&w.tensor() - &target).pow(2.0).sum();
+                let objective = if maximize { f.neg() } else { f };
+                opt.step(&objective.backward().unwrap()).unwrap();
+            }
+            w.tensor().to_vec()
+        };
+        assert_eq!(run(true), run(false), "optimizer {k}");
+    }
+}

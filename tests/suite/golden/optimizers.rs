@@ -18,14 +18,16 @@ pub(super) fn build_optimizer<T: Element>(name: &str, config: &Value, params: Ve
                 .momentum(get("momentum", 0.0))
                 .dampening(get("dampening", 0.0))
                 .weight_decay(get("weight_decay", 0.0))
-                .nesterov(flag("nesterov")),
+                .nesterov(flag("nesterov"))
+                .maximize(flag("maximize")),
         ),
         "Adam" => Box::new(
             optim::Adam::new(params, get("lr", 1e-3))
                 .betas(betas.0, betas.1)
                 .eps(get("eps", 1e-8))
                 .weight_decay(get("weight_decay", 0.0))
-                .amsgrad(flag("amsgrad")),
+                .amsgrad(flag("amsgrad"))
+                .maximize(flag("maximize")),
         ),
         "AdamW" => Box::new(
             optim::AdamW::new(params, get("lr", 1e-3))
@@ -40,7 +42,47 @@ pub(super) fn build_optimizer<T: Element>(name: &str, config: &Value, params: Ve
                 .eps(get("eps", 1e-8))
                 .weight_decay(get("weight_decay", 0.0))
                 .momentum(get("momentum", 0.0))
-                .centered(flag("centered")),
+                .centered(flag("centered"))
+                .maximize(flag("maximize")),
+        ),
+        "Adagrad" => Box::new(
+            optim::Adagrad::new(params, get("lr", 1e-2))
+                .lr_decay(get("lr_decay", 0.0))
+                .weight_decay(get("weight_decay", 0.0))
+                .initial_accumulator_value(get("initial_accumulator_value", 0.0))
+                .eps(get("eps", 1e-10))
+                .maximize(flag("maximize")),
+        ),
+        "Adadelta" => Box::new(
+            optim::Adadelta::new(params, get("lr", 1.0))
+                .rho(get("rho", 0.9))
+                .eps(get("eps", 1e-6))
+                .weight_decay(get("weight_decay", 0.0))
+                .maximize(flag("maximize")),
+        ),
+        "Adamax" => Box::new(
+            optim::Adamax::new(params, get("lr", 2e-3))
+                .betas(betas.0, betas.1)
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.0))
+                .maximize(flag("maximize")),
+        ),
+        "NAdam" => Box::new(
+            optim::NAdam::new(params, get("lr", 2e-3))
+                .betas(betas.0, betas.1)
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.0))
+                .momentum_decay(get("momentum_decay", 4e-3))
+                .decoupled_weight_decay(flag("decoupled_weight_decay"))
+                .maximize(flag("maximize")),
+        ),
+        "RAdam" => Box::new(
+            optim::RAdam::new(params, get("lr", 1e-3))
+                .betas(betas.0, betas.1)
+                .eps(get("eps", 1e-8))
+                .weight_decay(get("weight_decay", 0.0))
+                .decoupled_weight_decay(flag("decoupled_weight_decay"))
+                .maximize(flag("maximize")),
         ),
         other => return Err(format!("optimizer {other} is not in nabla's vocabulary")),
     })
