@@ -33,6 +33,9 @@
 //! | `optim.NAdam`, `optim.RAdam` | [`NAdam`], [`RAdam`] |
 //! | `lr_scheduler.StepLR`, `ExponentialLR`, `CosineAnnealingLR` | [`StepLr`], [`ExponentialLr`], [`CosineAnnealingLr`] |
 //! | `lr_scheduler.LinearLR`, `LambdaLR`, `SequentialLR` | [`LinearLr`], [`LambdaLr`], [`SequentialLr`] |
+//! | `lr_scheduler.MultiStepLR`, `ConstantLR`, `PolynomialLR` | [`MultiStepLr`], [`ConstantLr`], [`PolynomialLr`] |
+//! | `lr_scheduler.OneCycleLR`, `CyclicLR`, `CosineAnnealingWarmRestarts` | [`OneCycleLr`], [`CyclicLr`], [`CosineAnnealingWarmRestarts`] |
+//! | `lr_scheduler.ReduceLROnPlateau` | [`ReduceLrOnPlateau`], fed the metric |
 //! | a scheduler object (`scheduler.step()`) | [`Schedule`] driving any [`LrScheduler`] |
 //! | `nn.utils.clip_grad_norm_`, `clip_grad_value_` | [`clip_grad_norm`], [`clip_grad_norm_with`] (`norm_type`, `error_if_nonfinite` in [`ClipNorm`]), [`clip_grad_value`] |
 
@@ -47,7 +50,10 @@ pub use adam::{Adam, AdamW};
 pub use adaptive::{Adadelta, Adagrad, Adamax, NAdam, RAdam};
 pub use clip::{ClipNorm, clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use rmsprop::RmsProp;
-pub use scheduler::{CosineAnnealingLr, ExponentialLr, LambdaLr, LinearLr, LrScheduler, Schedule, SequentialLr, StepLr};
+pub use scheduler::{
+    Anneal, ConstantLr, CosineAnnealingLr, CosineAnnealingWarmRestarts, CyclicLr, CyclicMode, ExponentialLr, LambdaLr, LinearLr,
+    LrScheduler, MultiStepLr, OneCycleLr, PlateauMode, PolynomialLr, ReduceLrOnPlateau, Schedule, SequentialLr, StepLr,
+};
 pub use sgd::Sgd;
 
 use crate::autograd::Gradients;

@@ -21,12 +21,14 @@ mod configs;
 mod modules;
 mod ops;
 mod optimizers;
+mod schedules;
 mod train;
 
 use configs::*;
 use modules::*;
 use ops::*;
 use optimizers::*;
+use schedules::*;
 use train::*;
 
 /// (kind, name) pairs not built yet; `*` stands for every name of a kind.
@@ -233,6 +235,7 @@ fn run_case<T: Element>(case: &Case) -> Result<f64, String> {
         "optim" => run_optim::<T>(case, rtol, atol),
         "clip" => run_clip::<T>(case, rtol, atol),
         "train" => run_train::<T>(case, rtol, atol),
+        "schedule" => run_schedule(case, rtol, atol),
         other => Err(format!("kind {other} is not supported")),
     }
 }
@@ -276,9 +279,9 @@ fn golden_cases_match_pytorch() {
             }
             continue;
         }
-        // Every case must pass in f64; train cases are f64 only (FORMAT.md).
+        // Every case must pass in f64; train and schedule cases are f64 only (FORMAT.md).
         let mut dtypes: Vec<(&str, Result<f64, String>)> = vec![("f64", run_case::<f64>(&case))];
-        if kind != "train" {
+        if kind != "train" && kind != "schedule" {
             dtypes.push(("f32", run_case::<f32>(&case)));
         }
         let mut case_ok = true;
