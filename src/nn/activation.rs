@@ -441,3 +441,32 @@ impl<T: Element> Module<T> for Softmax2d {
         x.softmax(-3)
     }
 }
+
+/// Alpha dropout, as `torch.nn.AlphaDropout`: keeps a SELU network's self-normalisation
+/// (see [`functional::alpha_dropout`]); the identity in evaluation mode.
+pub struct AlphaDropout {
+    /// The probability of dropping an element.
+    pub p: f64,
+    mode: Mode,
+    rng: Mutex<StdRng>,
+}
+
+impl AlphaDropout {
+    /// Alpha dropout with probability `p`; `Err` unless `p` is in `[0, 1]`.
+    pub fn new(p: f64, rng: &mut impl Rng) -> Result<Self> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::invalid("AlphaDropout", format!("probability {p} is not in [0, 1]")));
+        }
+        Ok(AlphaDropout { p, mode: Mode::default(), rng: Mutex::new(StdRng::seed_from_u64(rng.random())) })
+    }
+}
+
+impl<T: Element> Module<T> for AlphaDropout {
+    fn forward(&self, x: &Tensor<T>) -> Result<Tensor<T>> {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        functional::alpha_dropout(x, self.p, self.mode.is_training(), &mut *rng)
+    }
+    fn set_training(&self, training: bool) {
+        self.mode.set(training)
+    }
+}

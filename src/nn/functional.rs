@@ -108,6 +108,30 @@ pub fn dropout<T: Element>(x: &Tensor<T>, p: f64, training: bool, rng: &mut impl
     x.mul(&Tensor::from(mask))
 }
 
+/// Alpha dropout, as `torch.nn.functional.alpha_dropout`, for SELU networks: in training,
+/// each element is kept with probability `1 - p` or set to SELU's negative saturation
+/// `α' = -scale·α`, and the result is scaled by `a` and shifted by `b` so that a zero-mean,
+/// unit-variance input keeps its mean and variance (`a = ((1-p)(1 + p α'²))^{-1/2}`,
+/// `b = -a α' p`); in evaluation, or for `p = 0`, the identity; `p = 1` gives zeros.
+pub fn alpha_dropout<T: Element>(x: &Tensor<T>, p: f64, training: bool, rng: &mut impl Rng) -> Result<Tensor<T>> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::invalid("alpha_dropout", format!("probability {p} is not in [0, 1]")));
+    }
+    if !training || p == 0.0 {
+        return Ok(x.clone());
+    }
+    if p == 1.0 {
+        return Ok(x * 0.0);
+    }
+    const SATURATION: f64 = -1.758_099_340_847_376_6;
+    let a = ((1.0 - p) * (1.0 + p * SATURATION * SATURATION)).powf(-0.5);
+    let b = -a * SATURATION * p;
+    let keep = ArrayD::from_shape_simple_fn(IxDyn(x.shape()), || if rng.random::<f64>() >= p { T::one() } else { T::zero() });
+    let keep = Tensor::from(keep);
+    let dropped = (1.0 - &keep) * SATURATION;
+    Ok((x.mul(&keep)? + dropped) * a + b)
+}
+
 /// Mean squared error `(input - target)²`, reduced; shapes must match.
 ///
 /// ```

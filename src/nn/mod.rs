@@ -59,7 +59,7 @@
 //! | `nn.AdaptiveLogSoftmaxWithLoss` | [`AdaptiveLogSoftmaxWithLoss`] |
 //! | `nn.ReLU`, `nn.LeakyReLU`, `nn.PReLU`, `nn.RReLU` | [`Relu`], [`LeakyRelu`], [`PRelu`], [`RRelu`] |
 //! | `nn.Sigmoid`, `nn.Tanh`, `nn.Softplus` | [`Sigmoid`], [`Tanh`], [`Softplus`] |
-//! | `nn.Softmax`, `nn.LogSoftmax`, `nn.Dropout` | [`Softmax`], [`LogSoftmax`], [`Dropout`] |
+//! | `nn.Softmax`, `nn.LogSoftmax`, `nn.Dropout`, `nn.AlphaDropout` | [`Softmax`], [`LogSoftmax`], [`Dropout`], [`AlphaDropout`] |
 //! | `nn.ELU`, `nn.SELU`, `nn.CELU`, `nn.GELU`, `nn.SiLU`, `nn.Mish` | [`Elu`], [`Selu`], [`Celu`], [`Gelu`], [`Silu`], [`Mish`] |
 //! | `nn.Hardtanh`, `nn.ReLU6`, `nn.Hardsigmoid`, `nn.Hardswish` | [`Hardtanh`], [`Relu6`], [`Hardsigmoid`], [`Hardswish`] |
 //! | `nn.LogSigmoid`, `nn.Softsign`, `nn.Tanhshrink` | [`LogSigmoid`], [`Softsign`], [`Tanhshrink`] |
@@ -120,8 +120,9 @@ mod sequential;
 mod state_dict;
 
 pub use activation::{
-    Celu, Dropout, Elu, Gelu, Glu, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, LogSigmoid, LogSoftmax, Mish, PRelu, RRelu,
-    Relu, Relu6, Selu, Sigmoid, Silu, Softmax, Softmax2d, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold,
+    AlphaDropout, Celu, Dropout, Elu, Gelu, Glu, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, LeakyRelu, LogSigmoid, LogSoftmax, Mish,
+    PRelu, RRelu, Relu, Relu6, Selu, Sigmoid, Silu, Softmax, Softmax2d, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink,
+    Threshold,
 };
 pub use adaptive::{AdaptiveLogSoftmaxWithLoss, AdaptiveOutput};
 pub use attention::{AttentionOutput, AttnMask, MultiheadAttention, MultiheadOptions, scaled_dot_product_attention};

@@ -58,3 +58,18 @@ fn jvp_of_a_constant_function_is_zero() {
     let (_, t) = jvp(|_| Ok(Tensor::<f64>::ones(&[3])), &x, &x).unwrap();
     assert_eq!(t.to_vec(), vec![0.0; 3]);
 }
+
+#[test]
+fn alpha_dropout_keeps_zero_mean_and_unit_variance_in_training() {
+    // The law alpha dropout is built for: N(0, 1) in, mean 0 and variance 1 out.
+    let x = Tensor::<f64>::randn(&[200_000], &mut nabla::rng(3));
+    let y = nabla::nn::functional::alpha_dropout(&x, 0.2, true, &mut nabla::rng(4)).unwrap().to_vec();
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let var = y.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "mean {mean}, variance {var}");
+    // Evaluation is the identity; p = 1 drops everything.
+    assert_eq!(nabla::nn::functional::alpha_dropout(&x, 0.2, false, &mut nabla::rng(4)).unwrap().to_vec(), x.to_vec());
+    assert!(nabla::nn::functional::alpha_dropout(&x, 1.0, true, &mut nabla::rng(4)).unwrap().to_vec().iter().all(|&v| v == 0.0));
+    assert!(nabla::nn::functional::alpha_dropout(&x, 1.5, true, &mut nabla::rng(4)).is_err());
+}

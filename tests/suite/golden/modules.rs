@@ -16,7 +16,13 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
             let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
             Box::new(nn::Linear::<T>::with_bias(get_usize("in_features")?, get_usize("out_features")?, bias, &mut rng))
         }
-        "Embedding" => Box::new(nn::Embedding::<T>::new(get_usize("num_embeddings")?, get_usize("embedding_dim")?, &mut rng)),
+        "Embedding" => {
+            let table = nn::Embedding::<T>::new(get_usize("num_embeddings")?, get_usize("embedding_dim")?, &mut rng);
+            match config.get("padding_idx").and_then(Value::as_i64) {
+                Some(pad) => Box::new(table.with_padding_idx(pad as isize).map_err(s)?),
+                None => Box::new(table),
+            }
+        }
         "Flatten" => Box::new(nn::Flatten {
             start_dim: config.get("start_dim").and_then(Value::as_i64).unwrap_or(1) as isize,
             end_dim: config.get("end_dim").and_then(Value::as_i64).unwrap_or(-1) as isize,
@@ -44,6 +50,8 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
         "LogSoftmax" => Box::new(nn::LogSoftmax { dim: case_dim(config)? }),
         "ELU" => Box::new(nn::Elu { alpha: get("alpha").unwrap_or(1.0) }),
         "SELU" => Box::new(nn::Selu),
+        "Dropout" => Box::new(nn::Dropout::new(get("p").unwrap_or(0.5), &mut rng).map_err(s)?),
+        "AlphaDropout" => Box::new(nn::AlphaDropout::new(get("p").unwrap_or(0.5), &mut rng).map_err(s)?),
         "CELU" => Box::new(nn::Celu { alpha: get("alpha").unwrap_or(1.0) }),
         "GELU" => Box::new(nn::Gelu {
             approximate: match config.get("approximate").and_then(Value::as_str).unwrap_or("none") {
