@@ -94,6 +94,50 @@ pub fn rrelu<T: Element>(x: &Tensor<T>, lower: f64, upper: f64, training: bool, 
     x * &factor
 }
 
+/// Cross-entropy against class probabilities, as `torch.nn.functional.cross_entropy` with
+/// a float `target` shaped as the logits `input` (`(C)`, `(N, C)` or `(N, C, d…)`, classes
+/// along dim 1): `-Σ_c w_c t'_c log softmax(x)_c` with the smoothed target
+/// `t' = (1 - ε) t + ε/C`. `Mean` divides by the number of samples (`N` times the extra
+/// dims), not by the weights, as PyTorch does for probability targets.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{cross_entropy_probs, Reduction};
+/// let logits = Tensor::<f64>::from_vec(vec![0.0, 0.0], &[1, 2])?;
+/// let target = Tensor::<f64>::from_vec(vec![0.5, 0.5], &[1, 2])?;
+/// let loss = cross_entropy_probs(&logits, &target, None, 0.0, Reduction::Mean)?;
+/// assert!((loss.item()? - 2f64.ln()).abs() < 1e-12);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn cross_entropy_probs<T: Element>(
+    input: &Tensor<T>,
+    target: &Tensor<T>,
+    weight: Option<&Tensor<T>>,
+    label_smoothing: f64,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let op = "cross_entropy";
+    if input.shape() != target.shape() || input.ndim() == 0 {
+        return Err(Error::shape(op, format!("probability target {:?} must have the logits' shape {:?}", target.shape(), input.shape())));
+    }
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::invalid(op, format!("label_smoothing {label_smoothing} is not in [0, 1]")));
+    }
+    let class_dim = if input.ndim() == 1 { 0 } else { 1 };
+    let classes = input.shape()[class_dim];
+    let smoothed = target * (1.0 - label_smoothing) + label_smoothing / classes as f64;
+    let mut terms = smoothed.mul(&input.log_softmax(class_dim as isize)?)?;
+    if let Some(w) = weight {
+        if w.shape() != [classes] {
+            return Err(Error::shape(op, format!("weight {:?} needs one value per class, {classes}", w.shape())));
+        }
+        let mut shape = vec![1; input.ndim()];
+        shape[class_dim] = classes;
+        terms = terms.mul(&w.reshape(&shape.iter().map(|&n| n as isize).collect::<Vec<_>>())?)?;
+    }
+    Ok(reduction.apply(terms.sum_dims(&[class_dim as isize], false)?.neg()))
+}
+
 /// Dropout, as `torch.nn.functional.dropout`: in training, zeroes each element with
 /// probability `p` and scales the rest by `1/(1-p)`; in evaluation, the identity.
 pub fn dropout<T: Element>(x: &Tensor<T>, p: f64, training: bool, rng: &mut impl Rng) -> Result<Tensor<T>> {

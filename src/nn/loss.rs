@@ -66,6 +66,12 @@ impl<T: Element> CrossEntropyLoss<T> {
     pub fn forward(&self, input: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
         functional::cross_entropy_with(input, target, self.weight.as_ref(), self.ignore_index, self.label_smoothing, self.reduction)
     }
+
+    /// The loss of logits `input` against class probabilities `target` of the same shape
+    /// (PyTorch's float target; `ignore_index` does not apply).
+    pub fn forward_probs(&self, input: &Tensor<T>, target: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::cross_entropy_probs(input, target, self.weight.as_ref(), self.label_smoothing, self.reduction)
+    }
 }
 
 /// `max(0, -y·(x1 - x2) + margin)`, as `torch.nn.MarginRankingLoss`.

@@ -282,6 +282,11 @@ fn regression_and_binary_losses_match_finite_differences_to_second_order() {
         |v| F::poisson_nll_loss(&v[0], &v[1], false, true, 1e-8, Reduction::Sum),
         &[positive(&[3, 4], 46), positive(&[3, 4], 47).mul_scalar(2.0)],
     );
+    check(
+        "cross_entropy probabilities",
+        |v| F::cross_entropy_probs(&v[0], &v[1], None, 0.1, Reduction::Mean),
+        &[x.clone(), probabilities.clone()],
+    );
     check("gaussian_nll", |v| F::gaussian_nll_loss(&v[0], &v[1], &v[2], true, 1e-6, Reduction::Mean), &[x, y, positive(&[3], 48)]);
 }
 

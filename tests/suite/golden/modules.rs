@@ -213,9 +213,13 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
             "KLDivLoss" => nn::KlDivLoss { reduction: kl_reduction, log_target }.forward(&x[0], &x[1]).map_err(e)?,
             "PoissonNLLLoss" => nn::PoissonNllLoss { log_input, full, eps: poisson_eps, reduction }.forward(&x[0], &x[1]).map_err(e)?,
             "GaussianNLLLoss" => nn::GaussianNllLoss { full, eps: gaussian_eps, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
-            "CrossEntropyLoss" => nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction }
-                .forward(&x[0], target.as_ref().ok_or("no target")?)
-                .map_err(e)?,
+            "CrossEntropyLoss" => {
+                let loss = nn::CrossEntropyLoss { weight: weight.clone(), ignore_index, label_smoothing: smoothing, reduction };
+                match target.as_ref() {
+                    Some(labels) => loss.forward(&x[0], labels).map_err(e)?,
+                    None => loss.forward_probs(&x[0], &x[1]).map_err(e)?,
+                }
+            }
             "NLLLoss" => nn::NllLoss { weight: weight.clone(), ignore_index, reduction }
                 .forward(&x[0], target.as_ref().ok_or("no target")?)
                 .map_err(e)?,
