@@ -289,3 +289,46 @@ impl GaussianNllLoss {
         functional::gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
     }
 }
+
+/// The triplet margin loss, as `torch.nn.TripletMarginLoss` (margin 1, `p` 2, no swap by
+/// default).
+#[derive(Debug, Clone, Copy)]
+pub struct TripletMarginLoss {
+    /// The margin.
+    pub margin: f64,
+    /// The norm of the distances.
+    pub p: f64,
+    /// Use the smaller of `d(a, n)` and `d(p, n)`.
+    pub swap: bool,
+    /// How per-triplet losses combine.
+    pub reduction: Reduction,
+}
+
+impl Default for TripletMarginLoss {
+    fn default() -> Self {
+        TripletMarginLoss { margin: 1.0, p: 2.0, swap: false, reduction: Reduction::Mean }
+    }
+}
+
+impl TripletMarginLoss {
+    /// The loss of `(anchor, positive, negative)` triplets, `(N, D)` each.
+    pub fn forward<T: Element>(&self, anchor: &Tensor<T>, positive: &Tensor<T>, negative: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::triplet_margin_loss(anchor, positive, negative, self.margin, self.p, self.swap, self.reduction)
+    }
+}
+
+/// The cosine embedding loss, as `torch.nn.CosineEmbeddingLoss` (margin 0 by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CosineEmbeddingLoss {
+    /// The margin below which dissimilar pairs cost nothing.
+    pub margin: f64,
+    /// How per-pair losses combine.
+    pub reduction: Reduction,
+}
+
+impl CosineEmbeddingLoss {
+    /// The loss of pairs `x1`, `x2` `(N, D)` with labels `y` `(N)` of ±1.
+    pub fn forward<T: Element>(&self, x1: &Tensor<T>, x2: &Tensor<T>, y: &Tensor<T>) -> Result<Tensor<T>> {
+        functional::cosine_embedding_loss(x1, x2, y, self.margin, self.reduction)
+    }
+}

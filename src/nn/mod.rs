@@ -71,6 +71,7 @@
 //! | `nn.BCELoss`, `nn.BCEWithLogitsLoss`, `nn.KLDivLoss` | [`BceLoss`], [`BceWithLogitsLoss`], [`KlDivLoss`] |
 //! | `nn.SoftMarginLoss`, `nn.HingeEmbeddingLoss` | [`SoftMarginLoss`], [`HingeEmbeddingLoss`] |
 //! | `nn.PoissonNLLLoss`, `nn.GaussianNLLLoss` | [`PoissonNllLoss`], [`GaussianNllLoss`] |
+//! | `nn.TripletMarginLoss`, `nn.CosineEmbeddingLoss` | [`TripletMarginLoss`], [`CosineEmbeddingLoss`] |
 //! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
 //! | `torch.nn.init.*` | [`init`] |
 
@@ -132,8 +133,8 @@ pub use embedding::Embedding;
 pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
 pub use loss::{
-    BceLoss, BceWithLogitsLoss, CrossEntropyLoss, GaussianNllLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, L1Loss, MarginRankingLoss,
-    MseLoss, NllLoss, PoissonNllLoss, SmoothL1Loss, SoftMarginLoss,
+    BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNllLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, L1Loss,
+    MarginRankingLoss, MseLoss, NllLoss, PoissonNllLoss, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
 };
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;

@@ -1,5 +1,5 @@
-//! Losses on real-valued targets and on binary or ±1 labels, as PyTorch's functions of the
-//! same names; re-exported by [`functional`](super::functional). Each is a composition of
+//! Losses on real-valued targets, on binary or ±1 labels, and on embeddings (triplets,
+//! cosine), as PyTorch's functions of the same names; re-exported by [`functional`](super::functional). Each is a composition of
 //! differentiable ops (masks are constants), so every order of gradient comes from them.
 
 use super::functional::Reduction;
@@ -230,4 +230,70 @@ pub fn gaussian_nll_loss<T: Element>(
         losses = losses + 0.5 * (2.0 * std::f64::consts::PI).ln();
     }
     Ok(reduction.apply(losses))
+}
+
+/// `‖x1 - x2 + ε‖_p` along the last dim, PyTorch's `pairwise_distance` with `ε = 1e-6`.
+fn pairwise_distance<T: Element>(x1: &Tensor<T>, x2: &Tensor<T>, p: f64) -> Result<Tensor<T>> {
+    let d = x1.sub(x2)? + 1e-6;
+    Ok(if p == 2.0 {
+        d.mul(&d)?.sum_dims(&[-1], false)?.sqrt()
+    } else if p == 1.0 {
+        d.abs().sum_dims(&[-1], false)?
+    } else {
+        d.abs().pow(T::of(p)).sum_dims(&[-1], false)?.pow(T::of(1.0 / p))
+    })
+}
+
+/// `max(0, d(a, p) - d(a, n) + margin)` with `d` the `p`-norm distance of PyTorch's
+/// `pairwise_distance`, as `torch.nn.functional.triplet_margin_loss`; with `swap`,
+/// `d(a, n)` is `min(d(a, n), d(p, n))`. Inputs `(N, D)` (or `(D)`), one shape.
+pub fn triplet_margin_loss<T: Element>(
+    anchor: &Tensor<T>,
+    positive: &Tensor<T>,
+    negative: &Tensor<T>,
+    margin: f64,
+    p: f64,
+    swap: bool,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let op = "triplet_margin_loss";
+    same_shape(op, anchor, positive)?;
+    same_shape(op, anchor, negative)?;
+    if anchor.ndim() == 0 || p <= 0.0 {
+        return Err(Error::invalid(op, format!("inputs of shape {:?} and norm p = {p}: need at least 1 dim and p > 0", anchor.shape())));
+    }
+    let d_ap = pairwise_distance(anchor, positive, p)?;
+    let mut d_an = pairwise_distance(anchor, negative, p)?;
+    if swap {
+        d_an = d_an.minimum(&pairwise_distance(positive, negative, p)?)?;
+    }
+    Ok(reduction.apply((d_ap.sub(&d_an)? + margin).clamp(T::zero(), T::infinity())))
+}
+
+/// `1 - cos(x1, x2)` where `y = 1`, `max(0, cos(x1, x2) - margin)` where `y = -1`, as
+/// `torch.nn.functional.cosine_embedding_loss`: `x1`, `x2` `(N, D)` (or `(D)`), `y` `(N)`;
+/// the cosine is `x1·x2 / √((‖x1‖² + ε)(‖x2‖² + ε))` with PyTorch's `ε = 1e-12`.
+pub fn cosine_embedding_loss<T: Element>(
+    x1: &Tensor<T>,
+    x2: &Tensor<T>,
+    target: &Tensor<T>,
+    margin: f64,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let op = "cosine_embedding_loss";
+    same_shape(op, x1, x2)?;
+    if x1.ndim() == 0 || target.shape() != &x1.shape()[..x1.ndim() - 1] {
+        return Err(Error::shape(
+            op,
+            format!("target {:?} must have the inputs' shape {:?} without its last dim", target.shape(), x1.shape()),
+        ));
+    }
+    let dot = x1.mul(x2)?.sum_dims(&[-1], false)?;
+    let square1 = x1.mul(x1)?.sum_dims(&[-1], false)? + 1e-12;
+    let square2 = x2.mul(x2)?.sum_dims(&[-1], false)? + 1e-12;
+    let cos = dot.div(&square1.mul(&square2)?.sqrt())?;
+    let zeros = Tensor::<T>::zeros(cos.shape());
+    let positive = where_(&mask(target, |y| y == T::one()), &(1.0 - &cos), &zeros)?;
+    let negative = where_(&mask(target, |y| y == -T::one()), &(cos - margin).clamp(T::zero(), T::infinity()), &zeros)?;
+    Ok(reduction.apply(positive + negative))
 }

@@ -188,6 +188,7 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
     let (beta, delta, full, log_input, log_target) =
         (f("beta", 1.0), f("delta", 1.0), flag("full", false), flag("log_input", true), flag("log_target", false));
     let hinge_margin = f("margin", 1.0);
+    let (norm_p, swap) = (f("p", 2.0), flag("swap", false));
     let (poisson_eps, gaussian_eps) = (f("eps", 1e-8), f("eps", 1e-6));
     let kl_reduction = match config.get("reduction").and_then(Value::as_str).unwrap_or("mean") {
         "batchmean" => nn::functional::KlReduction::BatchMean,
@@ -209,6 +210,10 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
                 .forward(&x[0], &x[1])
                 .map_err(e)?,
             "SoftMarginLoss" => nn::SoftMarginLoss { reduction }.forward(&x[0], &x[1]).map_err(e)?,
+            "TripletMarginLoss" => {
+                nn::TripletMarginLoss { margin: hinge_margin, p: norm_p, swap, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?
+            }
+            "CosineEmbeddingLoss" => nn::CosineEmbeddingLoss { margin, reduction }.forward(&x[0], &x[1], &x[2]).map_err(e)?,
             "HingeEmbeddingLoss" => nn::HingeEmbeddingLoss { margin: hinge_margin, reduction }.forward(&x[0], &x[1]).map_err(e)?,
             "KLDivLoss" => nn::KlDivLoss { reduction: kl_reduction, log_target }.forward(&x[0], &x[1]).map_err(e)?,
             "PoissonNLLLoss" => nn::PoissonNllLoss { log_input, full, eps: poisson_eps, reduction }.forward(&x[0], &x[1]).map_err(e)?,
