@@ -378,10 +378,11 @@ pub fn log_softmax_nll<T: Element>(logits: &Tensor<T>, target: &ArrayD<usize>) -
     nll_loss(&logits.log_softmax(1)?, target, None, None, Reduction::Mean)
 }
 
-/// A constant mask `1[pred(x)]` of `x`'s values: the piecewise activations below are
+/// A constant mask `1[pred(x)]` of `x`'s values: the piecewise activations below (and the
+/// losses beside them) are
 /// products of `x` with such masks, so every order of gradient comes from the ops (a mask's
 /// derivative is zero almost everywhere). A NaN fails every comparison.
-fn mask<T: Element>(x: &Tensor<T>, pred: impl Fn(T) -> bool + Sync + Send) -> Tensor<T> {
+pub(crate) fn mask<T: Element>(x: &Tensor<T>, pred: impl Fn(T) -> bool + Sync + Send) -> Tensor<T> {
     x.constant_map(move |v| if pred(v) { T::one() } else { T::zero() })
 }
 

@@ -2,7 +2,7 @@
 //! cosine), as PyTorch's functions of the same names; re-exported by [`functional`](super::functional). Each is a composition of
 //! differentiable ops (masks are constants), so every order of gradient comes from them.
 
-use super::functional::Reduction;
+use super::functional::{Reduction, mask};
 use crate::error::{Error, Result};
 use crate::ops::where_;
 use crate::tensor::{Creation, Element, Tensor};
@@ -13,11 +13,6 @@ fn same_shape<T: Element>(op: &'static str, input: &Tensor<T>, target: &Tensor<T
         return Err(Error::shape(op, format!("input {:?} and target {:?} differ", input.shape(), target.shape())));
     }
     Ok(())
-}
-
-/// `1[pred(x)]`, a constant of `x`'s shape.
-fn mask<T: Element>(x: &Tensor<T>, pred: impl Fn(T) -> bool + Sync + Send) -> Tensor<T> {
-    x.constant_map(move |v| if pred(v) { T::one() } else { T::zero() })
 }
 
 /// `|input - target|`, as `torch.nn.functional.l1_loss`.
