@@ -113,6 +113,7 @@ pub mod functional;
 pub mod init;
 mod linear;
 mod loss;
+mod norm;
 mod param;
 mod pool;
 mod regression_losses;
@@ -138,6 +139,7 @@ pub use loss::{
 };
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormOptions, GroupNorm, LayerNorm};
 pub use param::Param;
 pub use pool::{Pool1d, Pool2d, PoolKind, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d};
 pub use rnn::{
@@ -157,6 +159,7 @@ pub mod constructors {
     pub use super::conv::{Conv1dNew, Conv2dNew};
     pub use super::embedding::EmbeddingNew;
     pub use super::linear::LinearNew;
+    pub use super::norm::{BatchNorm1dNew, BatchNorm2dNew, BatchNorm3dNew, GroupNormNew, LayerNormNew};
     pub use super::rnn::{GruCellNew, GruNew, LstmCellNew, LstmNew, RecurrentCellNew, RecurrentNew, RnnCellNew, RnnNew};
     pub use super::sequential::SequentialNew;
 }

@@ -63,6 +63,7 @@ mod conv;
 mod index;
 mod linalg;
 pub(crate) mod lstm;
+pub(crate) mod norm;
 mod pool;
 mod reduce;
 pub mod registry;

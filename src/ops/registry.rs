@@ -56,6 +56,7 @@ pub fn registry() -> impl Iterator<Item = &'static OpInfo> {
         super::binary::OPS,
         super::reduce::OPS,
         super::softmax::OPS,
+        super::norm::OPS,
         super::shape::OPS,
         super::index::OPS,
         super::linalg::OPS,

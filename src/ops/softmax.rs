@@ -130,7 +130,7 @@ fn lane_max<T: Element>(xs: &[T]) -> T {
 
 /// `Σ xs`, in [`LANES`] partial sums.
 #[inline(always)]
-fn lane_sum<T: Element>(xs: &[T]) -> T {
+pub(super) fn lane_sum<T: Element>(xs: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {

@@ -8,7 +8,7 @@
 //! be built is a failure.
 
 use nabla::nn::StoredTensor;
-use nabla::nn::{Param, Reduction, StateDict};
+use nabla::nn::{Buffer, Param, Reduction, StateDict, load_state_dict};
 use nabla::prelude::*;
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
@@ -221,8 +221,41 @@ fn check_tensor<T: Element>(
 
 type Forward<T> = Box<dyn Fn(&[Tensor<T>]) -> Result<Vec<Tensor<T>>, String> + Send + Sync>;
 
-/// A built module: its parameters by name and its forward.
-type Built<T> = (Vec<(String, Param<T>)>, Forward<T>);
+/// A built module: its parameters and buffers by name, and its forward.
+type Built<T> = (Vec<(String, Param<T>)>, Vec<(String, Buffer<T>)>, Forward<T>);
+
+/// Loads `params` and `buffers` from the case's tensors named `prefix` + name, strictly:
+/// each must be present, and no other tensor may carry the prefix.
+fn load_all<T: Element>(case: &Case, prefix: &str, params: &[(String, Param<T>)], buffers: &[(String, Buffer<T>)]) -> Result<(), String> {
+    let mut state = case.state_dict::<T>(prefix);
+    for (name, buffer) in buffers {
+        let key = format!("{prefix}{name}");
+        let stored = case.tensors.get(&key).ok_or_else(|| format!("no buffer {key}"))?;
+        buffer.set(stored.as_array::<T>()).map_err(|e| format!("{key}: {e}"))?;
+        state.tensors.remove(name);
+    }
+    load_state_dict(params, &state).map_err(|e| e.to_string())
+}
+
+/// Compares a buffer with the case's tensor `key`: exactly for an integer one.
+fn check_buffer<T: Element>(case: &Case, key: &str, buffer: &Buffer<T>, rtol: f64, atol: f64, worst: &mut f64) -> Result<(), String> {
+    let stored = case.tensors.get(key).ok_or_else(|| format!("no tensor {key}"))?;
+    if let Data::Int(expected) = &stored.data {
+        let actual: Vec<i64> = to_f64(&buffer.tensor()).iter().map(|&v| v as i64).collect();
+        return if &actual == expected { Ok(()) } else { Err(format!("{key}: {actual:?}, PyTorch {expected:?}")) };
+    }
+    check_tensor(case, key, &buffer.tensor(), key, rtol, atol, worst)
+}
+
+impl Stored {
+    fn as_array<T: Element>(&self) -> ArrayD<T> {
+        let values: Vec<T> = match &self.data {
+            Data::Float(v) => v.iter().map(|&x| T::of(x)).collect(),
+            Data::Int(v) => v.iter().map(|&x| T::of(x as f64)).collect(),
+        };
+        ArrayD::from_shape_vec(IxDyn(&self.shape), values).expect("shape of the data")
+    }
+}
 
 fn run_case<T: Element>(case: &Case) -> Result<f64, String> {
     let (rtol, atol) = match T::DTYPE {

@@ -1,7 +1,7 @@
 //! Module and loss cases: built from the class name and config, run forward and backward.
 
 use super::*;
-use nabla::nn::{Reduction, load_state_dict};
+use nabla::nn::Reduction;
 use serde_json::Value;
 
 /// A module (or loss) from its class name and config: its parameters by name and its
@@ -39,6 +39,45 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
             }
         }
         pool if pool_kind(pool, config).is_some() => pool_module::<T>(pool, config)?.expect("a pool name"),
+        "BatchNorm1d" | "BatchNorm2d" => {
+            let flag = |k: &str, d: bool| config.get(k).and_then(Value::as_bool).unwrap_or(d);
+            let options = nn::BatchNormOptions {
+                eps: get("eps").unwrap_or(1e-5),
+                // An absent momentum is PyTorch's default; null is the cumulative average.
+                momentum: match config.get("momentum") {
+                    None => Some(0.1),
+                    Some(m) => m.as_f64(),
+                },
+                affine: flag("affine", true),
+                track_running_stats: flag("track_running_stats", true),
+            };
+            let features = get_usize("num_features")?;
+            if name == "BatchNorm1d" {
+                Box::new(nn::BatchNorm1d::<T>::with_options(features, options))
+            } else {
+                Box::new(nn::BatchNorm2d::<T>::with_options(features, options))
+            }
+        }
+        "LayerNorm" => {
+            let shape = match config.get("normalized_shape") {
+                Some(Value::Number(n)) => vec![n.as_u64().ok_or("normalized_shape")? as usize],
+                Some(Value::Array(a)) => {
+                    a.iter().map(|v| v.as_u64().map(|v| v as usize)).collect::<Option<_>>().ok_or("normalized_shape")?
+                }
+                _ => return Err("config has no normalized_shape".into()),
+            };
+            let flag = |k: &str| config.get(k).and_then(Value::as_bool).unwrap_or(true);
+            Box::new(nn::LayerNorm::<T>::with_options(&shape, get("eps").unwrap_or(1e-5), flag("elementwise_affine"), flag("bias")))
+        }
+        "GroupNorm" => Box::new(
+            nn::GroupNorm::<T>::with_options(
+                get_usize("num_groups")?,
+                get_usize("num_channels")?,
+                get("eps").unwrap_or(1e-5),
+                config.get("affine").and_then(Value::as_bool).unwrap_or(true),
+            )
+            .map_err(s)?,
+        ),
         "ReLU" => Box::new(nn::Relu),
         "Sigmoid" => Box::new(nn::Sigmoid),
         "Tanh" => Box::new(nn::Tanh),
@@ -101,6 +140,7 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
                 &mut rng,
             );
             let params = net.named_parameters();
+            let buffers = net.named_buffers();
             let forward: Forward<T> = Box::new(move |x| {
                 let state = x.get(1).map(|h0| (h0, x.get(2)));
                 let out = net.forward_with_state(&x[0], state).map_err(|e| e.to_string())?;
@@ -108,7 +148,7 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
                 outputs.extend(out.c_n);
                 Ok(outputs)
             });
-            return Ok((params, forward));
+            return Ok((params, buffers, forward));
         }
         "AdaptiveLogSoftmaxWithLoss" => {
             let cutoffs: Vec<usize> = config
@@ -134,12 +174,13 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
                 let out = asm.forward(&x[0], &target).map_err(|e| e.to_string())?;
                 Ok(vec![out.output, out.loss])
             });
-            return Ok((params, forward));
+            return Ok((params, Vec::new(), forward));
         }
         other => return Err(format!("module {other} is not in nabla's vocabulary")),
     };
     module.set_training(training);
     let params = module.named_parameters();
+    let buffers = module.named_buffers();
     let int_input = case.is_int("input.0").then(|| case.indices("input.0")).transpose()?;
     let forward: Forward<T> = Box::new(move |x| {
         // Integer ids (Embedding) reach the module as a float tensor of whole numbers.
@@ -153,7 +194,7 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
         };
         y.map(|y| vec![y]).map_err(|e| e.to_string())
     });
-    Ok((params, forward))
+    Ok((params, buffers, forward))
 }
 
 pub(super) fn case_dim(config: &Value) -> Result<isize, String> {
@@ -232,7 +273,7 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
         };
         Ok(vec![y])
     });
-    Ok((Vec::new(), forward))
+    Ok((Vec::new(), Vec::new(), forward))
 }
 
 /// Runs a `module` case: parameters loaded by their PyTorch names, outputs, and gradients of
@@ -240,8 +281,11 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
 pub(super) fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
     let name = case.meta("name")?;
     let training = case.meta.get("mode").map(String::as_str) == Some("train");
-    let (params, forward) = build_module::<T>(case, name, &case.config, training)?;
-    load_state_dict(&params, &case.state_dict::<T>("param.")).map_err(|e| e.to_string())?;
+    let (params, buffers, forward) = build_module::<T>(case, name, &case.config, training)?;
+    load_all(case, "param.", &params, &[])?;
+    let state = buffers.iter().map(|(n, b)| (n.clone(), b.clone())).collect::<Vec<_>>();
+    load_all(case, "buffer.", &[], &state)?;
+    let order = case.meta.get("order").map(|o| o.parse::<u32>().unwrap_or(1)).unwrap_or(1);
     let n_inputs = case.number("n_inputs")? as usize;
     let n_outputs = case.number("n_outputs")? as usize;
     let grad_inputs: Vec<usize> = serde_json::from_str(case.meta("grad_inputs")?).map_err(|e| e.to_string())?;
@@ -263,8 +307,11 @@ pub(super) fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Resul
     let mut wrt: Vec<&Tensor<T>> =
         grad_inputs.iter().map(|&i| &inputs[float_inputs.iter().position(|&f| f == i).expect("float input")]).collect();
     wrt.extend(snapshots.iter());
-    let grads = nabla::grad(&outputs.iter().collect::<Vec<_>>(), &wrt, Some(&cotangents.iter().collect::<Vec<_>>()), false)
+    let grads = nabla::grad(&outputs.iter().collect::<Vec<_>>(), &wrt, Some(&cotangents.iter().collect::<Vec<_>>()), order == 2)
         .map_err(|e| e.to_string())?;
+    for (name, b) in &buffers {
+        check_buffer(case, &format!("expected.buffer.{name}"), b, rtol, atol, &mut worst)?;
+    }
     for (g, &i) in grads.iter().zip(&grad_inputs) {
         check_tensor(case, &format!("grad.input.{i}"), g, &format!("grad.input.{i}"), rtol, atol, &mut worst)?;
     }
@@ -272,6 +319,24 @@ pub(super) fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Resul
         let key = format!("grad.param.{pname}");
         if case.tensors.contains_key(&key) {
             check_tensor(case, &key, g, &key, rtol, atol, &mut worst)?;
+        }
+    }
+    if order == 2 {
+        // S = Σ grad · cotangent2 over the inputs and parameters; its gradient is grad2.
+        let keys: Vec<String> =
+            grad_inputs.iter().map(|i| format!("input.{i}")).chain(params.iter().map(|(n, _)| format!("param.{n}"))).collect();
+        let mut s = Tensor::<T>::zeros(&[]);
+        for (g, key) in grads.iter().zip(&keys) {
+            if let Ok(c) = case.float::<T>(&format!("cotangent2.{key}")) {
+                s = s.add(&g.mul(&c).map_err(|e| e.to_string())?.sum()).map_err(|e| e.to_string())?;
+            }
+        }
+        let grads2 = nabla::grad(&[&s], &wrt, None, false).map_err(|e| e.to_string())?;
+        for (g, key) in grads2.iter().zip(&keys) {
+            let key = format!("grad2.{key}");
+            if case.tensors.contains_key(&key) {
+                check_tensor(case, &key, g, &key, rtol, atol, &mut worst)?;
+            }
         }
     }
     Ok(worst)

@@ -1,7 +1,7 @@
 //! Training cases: a stack of layers trained for a few steps.
 
 use super::*;
-use nabla::nn::{Reduction, functional, load_state_dict};
+use nabla::nn::{Reduction, functional};
 use serde_json::Value;
 
 /// The (class name, config) pairs of a `train` case's JSON list.
@@ -14,13 +14,14 @@ pub(super) fn layer_list(json: &str) -> Result<Vec<(String, Value)>, String> {
 pub(super) fn run_train<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result<f64, String> {
     let layers = layer_list(case.meta("layers")?)?;
     let mut model = nn::Sequential::<T>::new();
-    let mut all_params = Vec::new();
+    let (mut all_params, mut all_buffers) = (Vec::new(), Vec::new());
     for (i, (name, config)) in layers.iter().enumerate() {
-        let (params, forward) = build_module::<T>(case, name, config, true)?;
+        let (params, buffers, forward) = build_module::<T>(case, name, config, true)?;
         all_params.extend(params.into_iter().map(|(n, p)| (format!("{i}.{n}"), p)));
+        all_buffers.extend(buffers.into_iter().map(|(n, b)| (format!("{i}.{n}"), b)));
         model = model.push(FnModule(forward));
     }
-    load_state_dict(&all_params, &case.state_dict::<T>("param.")).map_err(|e| e.to_string())?;
+    load_all(case, "param.", &all_params, &all_buffers)?;
     let (loss_name, loss_config): (String, Value) = serde_json::from_str(case.meta("loss")?).map_err(|e| e.to_string())?;
     let (optim_name, optim_config): (String, Value) = serde_json::from_str(case.meta("optim")?).map_err(|e| e.to_string())?;
     let mut opt = build_optimizer(&optim_name, &optim_config, all_params.iter().map(|(_, p)| p.clone()).collect())?;
@@ -53,6 +54,9 @@ pub(super) fn run_train<T: Element>(case: &Case, rtol: f64, atol: f64) -> Result
     for (name, p) in &all_params {
         let key = format!("expected.{name}");
         check_tensor(case, &key, &p.tensor(), &key, rtol, atol, &mut worst)?;
+    }
+    for (name, b) in &all_buffers {
+        check_buffer(case, &format!("expected.{name}"), b, rtol, atol, &mut worst)?;
     }
     Ok(worst)
 }
