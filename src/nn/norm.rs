@@ -24,7 +24,7 @@ use crate::tensor::{Creation, Element, Tensor};
 /// use nabla::prelude::*;
 /// use nabla::nn::{Buffer, functional::batch_norm};
 /// let x = Tensor::<f64>::from_vec(vec![1.0, 10.0, 3.0, 30.0], &[2, 2])?;
-/// let (mean, var) = (Buffer::new(Tensor::zeros(&[2])), Buffer::new(Tensor::ones(&[2])));
+/// let (mean, var) = (Buffer::new(Tensor::<f64>::zeros(&[2])), Buffer::new(Tensor::<f64>::ones(&[2])));
 /// let y = batch_norm(&x, Some(&mean), Some(&var), None, None, true, 0.1, 0.0)?;
 /// assert_eq!(y.to_vec(), vec![-1.0, -1.0, 1.0, 1.0]);
 /// // running_mean moved a tenth of the way to the batch mean [2, 20]
@@ -215,10 +215,13 @@ pub struct BatchNorm<T: Element, const D: usize> {
 ///
 /// ```
 /// use nabla::prelude::*;
-/// let bn = nn::BatchNorm1d::new(2);
-/// let x = Tensor::from_vec(vec![1.0, 10.0, 3.0, 30.0], &[2, 2])?;
-/// assert_eq!(bn.forward(&x)?.to_vec(), vec![-1.0, -1.0, 1.0, 1.0]);
+/// let bn = nn::BatchNorm1d::<f64>::new(2);
+/// let x = Tensor::<f64>::from_vec(vec![1.0, 10.0, 3.0, 30.0], &[2, 2])?;
+/// let y = bn.forward(&x)?.to_vec();   // ±1 / √(1 + 1e-5): unit batch variance, and eps
+/// assert!((y[0] + 1.0).abs() < 1e-5 && (y[3] - 1.0).abs() < 1e-5);
 /// assert_eq!(bn.running_mean.as_ref().unwrap().tensor().to_vec(), vec![0.2, 2.0]);
+/// // the unbiased variances 2 and 200 of the batch, a tenth of the way from 1
+/// assert_eq!(bn.running_var.as_ref().unwrap().tensor().to_vec(), vec![0.9 + 0.2, 0.9 + 20.0]);
 /// bn.set_training(false);   // now an affine map by the running statistics
 /// # Ok::<(), nabla::Error>(())
 /// ```
@@ -314,7 +317,13 @@ impl<T: Element, const D: usize> Module<T> for BatchNorm<T, D> {
             if x.shape()[1] != channels {
                 return Err(Error::shape(Self::NAME, format!("input {:?} for {channels} channels", x.shape())));
             }
-            // Counted before the step, as PyTorch does, even if the step then fails.
+            let values = x.len() / channels.max(1);
+            if values <= 1 {
+                return Err(Error::invalid(
+                    Self::NAME,
+                    format!("expected more than 1 value per channel when training, got input {:?}", x.shape()),
+                ));
+            }
             count.update(|n| n.iter_mut().for_each(|n| *n = *n + T::one()));
             if self.momentum.is_none() {
                 momentum = 1.0 / f(count.tensor().to_vec()[0]);

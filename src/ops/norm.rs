@@ -68,16 +68,15 @@ pub(crate) fn batch_norm<T: Element>(
     let xv = x.value();
     let xs = xv.as_standard_layout();
     let xs = xs.as_slice().expect("standard layout");
-    let (mean, rstd): (Vec<T>, Vec<T>) = match &stats {
-        Stats::Batch => channel_stats(xs, n, c, s, eps),
-        Stats::Given { mean, var } => {
-            (mean.to_vec(), var.iter().map(|&v| T::of(1.0 / (v.to_f64().unwrap_or(f64::NAN) + eps).sqrt())).collect())
-        }
+    let (mean, var): (Vec<f64>, Vec<f64>) = match &stats {
+        Stats::Batch => channel_stats(xs, n, c, s),
+        Stats::Given { mean, var } => (mean.iter().map(|&m| wide(m)).collect(), var.iter().map(|&v| wide(v)).collect()),
     };
+    let rstd: Vec<T> = var.iter().map(|&v| T::of(1.0 / (v + eps).sqrt())).collect();
     let w = weight.map(|w| w.to_vec());
     let b = bias.map(|b| b.to_vec());
     let scale: Vec<T> = (0..c).map(|k| rstd[k] * w.as_ref().map_or(T::one(), |w| w[k])).collect();
-    let shift: Vec<T> = (0..c).map(|k| b.as_ref().map_or(T::zero(), |b| b[k]) - mean[k] * scale[k]).collect();
+    let shift: Vec<T> = (0..c).map(|k| b.as_ref().map_or(T::zero(), |b| b[k]) - T::of(mean[k]) * scale[k]).collect();
     let mut out = crate::array::pool::take_overwritten::<T>(xs.len());
     if s > 0 {
         par_blocks(&mut out, s, xs.len() >= PARALLEL_MIN_LEN, |i, y| {
@@ -86,10 +85,8 @@ pub(crate) fn batch_norm<T: Element>(
         });
     }
     let value = ArrayD::from_shape_vec(IxDyn(&shape), out).expect("one per element");
-    let found = batch.then(|| {
-        let var = rstd.iter().map(|&r| 1.0 / (r.to_f64().unwrap_or(f64::NAN) * r.to_f64().unwrap_or(f64::NAN)) - eps).collect();
-        BatchStats { mean: mean.iter().map(|m| m.to_f64().unwrap_or(f64::NAN)).collect(), var, count: n * s }
-    });
+    let found = batch.then(|| BatchStats { mean: mean.clone(), var, count: n * s });
+    let mean: Vec<T> = mean.into_iter().map(T::of).collect();
     let mut inputs = vec![x];
     inputs.extend(weight);
     inputs.extend(bias);
@@ -98,14 +95,18 @@ pub(crate) fn batch_norm<T: Element>(
     Ok((y, found))
 }
 
-/// Mean and `1/√(σ² + ε)` per channel of `xs` `[n, c, s]`: two passes per channel (the
+fn wide<T: Element>(v: T) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
+}
+
+/// Mean and biased variance per channel of `xs` `[n, c, s]`: two passes per channel (the
 /// second over data the first brought into cache), partial sums in `T`, totals in f64.
-fn channel_stats<T: Element>(xs: &[T], n: usize, c: usize, s: usize, eps: f64) -> (Vec<T>, Vec<T>) {
+fn channel_stats<T: Element>(xs: &[T], n: usize, c: usize, s: usize) -> (Vec<f64>, Vec<f64>) {
     let count = (n * s) as f64;
     let one = |k: usize| {
         let mut st = ChannelStats { xs, n, c, s, k, count, mean: 0.0, var: 0.0 };
         run_widest(&mut st);
-        (T::of(st.mean), T::of(1.0 / (st.var + eps).sqrt()))
+        (st.mean, st.var)
     };
     if xs.len() >= PARALLEL_MIN_LEN && c > 1 { (0..c).into_par_iter().map(one).unzip() } else { (0..c).map(one).unzip() }
 }
@@ -125,10 +126,10 @@ impl<T: Element> Body for ChannelStats<'_, T> {
     #[inline(always)]
     fn run(&mut self) {
         let block = |i: usize| &self.xs[(i * self.c + self.k) * self.s..(i * self.c + self.k + 1) * self.s];
-        let total: f64 = (0..self.n).map(|i| lane_sum(block(i)).to_f64().unwrap_or(f64::NAN)).sum();
+        let total: f64 = (0..self.n).map(|i| wide(lane_sum(block(i)))).sum();
         self.mean = total / self.count;
         let m = T::of(self.mean);
-        let squares: f64 = (0..self.n).map(|i| lane_sum_sq_dev(block(i), m).to_f64().unwrap_or(f64::NAN)).sum();
+        let squares: f64 = (0..self.n).map(|i| wide(lane_sum_sq_dev(block(i), m))).sum();
         self.var = squares / self.count;
     }
 }
@@ -218,7 +219,7 @@ impl<T: Element> BatchNormRule<T> {
         let sums = |k: usize| {
             let mut acc = ChannelGradSums { xs, gs, n, c, s, k, m: self.mean[k], sum: 0.0, dot: 0.0 };
             run_widest(&mut acc);
-            (acc.sum, acc.dot * self.rstd[k].to_f64().unwrap_or(f64::NAN))
+            (acc.sum, acc.dot * wide(self.rstd[k]))
         };
         let (sum_gy, sum_gy_xhat): (Vec<f64>, Vec<f64>) =
             if parallel && c > 1 { (0..c).into_par_iter().map(sums).unzip() } else { (0..c).map(sums).unzip() };
@@ -228,14 +229,11 @@ impl<T: Element> BatchNormRule<T> {
         // b = −a·r·mean(gy·x̂), d = −a·(mean(gy) − m·r·mean(gy·x̂)).
         let coef: Vec<(T, T, T)> = (0..c)
             .map(|k| {
-                let (r, a) = (
-                    self.rstd[k].to_f64().unwrap_or(f64::NAN),
-                    wv[k].to_f64().unwrap_or(f64::NAN) * self.rstd[k].to_f64().unwrap_or(f64::NAN),
-                );
+                let (r, a) = (wide(self.rstd[k]), wide(wv[k]) * wide(self.rstd[k]));
                 if self.batch {
                     let (mg, mgx) = (sum_gy[k] / count, sum_gy_xhat[k] / count);
                     let b = -a * r * mgx;
-                    let d = -a * mg - b * self.mean[k].to_f64().unwrap_or(f64::NAN);
+                    let d = -a * mg - b * wide(self.mean[k]);
                     (T::of(a), T::of(b), T::of(d))
                 } else {
                     (T::of(a), T::zero(), T::zero())
@@ -319,8 +317,8 @@ impl<T: Element> Body for ChannelGradSums<'_, T> {
         for i in 0..self.n {
             let at = (i * self.c + self.k) * self.s..(i * self.c + self.k + 1) * self.s;
             let (sum, dot) = lane_sum_dot_dev(&self.gs[at.clone()], &self.xs[at], self.m);
-            self.sum += sum.to_f64().unwrap_or(f64::NAN);
-            self.dot += dot.to_f64().unwrap_or(f64::NAN);
+            self.sum += wide(sum);
+            self.dot += wide(dot);
         }
     }
 }

@@ -91,3 +91,4 @@ mod conv_pool;
 mod elementwise;
 mod layout;
 mod modules;
+mod norm;
