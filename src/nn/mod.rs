@@ -141,7 +141,10 @@ pub use loss::{
 pub use nabla_derive::Module;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormOptions, GroupNorm, LayerNorm};
 pub use param::Param;
-pub use pool::{Pool1d, Pool2d, PoolKind, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d};
+pub use pool::{
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, Pool1d, Pool2d, PoolKind, avg_pool1d, avg_pool2d,
+    max_pool1d, max_pool2d,
+};
 pub use rnn::{
     CellKind, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentCell, RecurrentOptions, RecurrentOutput, Rnn, RnnCell, RnnNonlinearity,
     TruncatedBptt,

@@ -7,10 +7,10 @@
 //! window's first maximum (or last NaN, as PyTorch), so its gradient goes there; LSE
 //! pooling's goes to the window's softmax.
 
-use super::conv::conv_output_size;
 use super::index::PlaneIndex;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
+use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -25,12 +25,16 @@ pub struct Pool2dConfig {
     pub padding: [usize; 2],
     /// Spacing between window taps (max pooling only, as PyTorch).
     pub dilation: [usize; 2],
+    /// PyTorch's `ceil_mode`: one more window where the last stride leaves input over,
+    /// clipped to the padded input; a window that would start in the right padding is
+    /// dropped.
+    pub ceil_mode: bool,
 }
 
 impl Pool2dConfig {
     /// Non-overlapping `k × k` windows: stride `k`, no padding, no dilation.
     pub fn new(kernel_size: usize) -> Self {
-        Pool2dConfig { kernel_size: [kernel_size; 2], stride: [kernel_size; 2], padding: [0; 2], dilation: [1; 2] }
+        Pool2dConfig { kernel_size: [kernel_size; 2], stride: [kernel_size; 2], padding: [0; 2], dilation: [1; 2], ceil_mode: false }
     }
 }
 
@@ -45,12 +49,14 @@ pub struct Pool1dConfig {
     pub padding: usize,
     /// Spacing between window taps.
     pub dilation: usize,
+    /// As [`Pool2dConfig::ceil_mode`].
+    pub ceil_mode: bool,
 }
 
 impl Pool1dConfig {
     /// Non-overlapping windows of `k`.
     pub fn new(kernel_size: usize) -> Self {
-        Pool1dConfig { kernel_size, stride: kernel_size, padding: 0, dilation: 1 }
+        Pool1dConfig { kernel_size, stride: kernel_size, padding: 0, dilation: 1, ceil_mode: false }
     }
 
     fn as_2d(self) -> Pool2dConfig {
@@ -59,8 +65,28 @@ impl Pool1dConfig {
             stride: [1, self.stride],
             padding: [0, self.padding],
             dilation: [1, self.dilation],
+            ceil_mode: self.ceil_mode,
         }
     }
+}
+
+/// The number of windows along a dim of `n` (PyTorch's `pooling_output_shape`): with
+/// `ceil_mode` the last partial stride gets a window too, unless it would start in the
+/// right padding. `None` when the dilated window does not fit the padded input.
+pub(crate) fn pool_output_size(n: usize, k: usize, s: usize, p: usize, d: usize, ceil_mode: bool) -> Option<usize> {
+    let span = d * (k.max(1) - 1) + 1;
+    let padded = n + 2 * p;
+    if padded < span || s == 0 {
+        return None;
+    }
+    let room = padded - span;
+    let out = if ceil_mode { room.div_ceil(s) } else { room / s } + 1;
+    Some(if ceil_mode && (out - 1) * s >= n + p { out - 1 } else { out })
+}
+
+/// How far the last window runs past the padded input (only with `ceil_mode`).
+fn overhang(n: usize, out: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
+    ((out.max(1) - 1) * s + d * (k.max(1) - 1) + 1).saturating_sub(n + 2 * p)
 }
 
 /// For each output position and window tap, the offset into a padded plane of width `wp`.
@@ -166,6 +192,7 @@ fn check_windows(
     stride: &[usize],
     padding: &[usize],
     dilation: &[usize],
+    ceil_mode: bool,
 ) -> Result<Vec<usize>> {
     let one = kernel.len() == 1;
     let show = |v: &[usize]| if one { format!("{}", v[0]) } else { format!("{v:?}") };
@@ -181,7 +208,7 @@ fn check_windows(
     let spatial = &shape[shape.len() - kernel.len()..];
     (0..kernel.len())
         .map(|i| {
-            conv_output_size(spatial[i], kernel[i], stride[i], padding[i], dilation[i]).ok_or_else(|| {
+            pool_output_size(spatial[i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode).ok_or_else(|| {
                 Error::shape(
                     op,
                     format!(
@@ -205,22 +232,25 @@ impl<T: Element> Tensor<T> {
             return Err(Error::shape(op, format!("input {:?} must be (N, C, H, W)", self.shape())));
         }
         let [kh, kw] = cfg.kernel_size;
-        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation)?;
+        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation, cfg.ceil_mode)?;
         let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
         let (oh, ow) = (out[0], out[1]);
         let [ph, pw] = cfg.padding;
+        // With ceil_mode the last window may run past the padding: more of it on the right.
+        let eh = overhang(h, oh, kh, cfg.stride[0], ph, cfg.dilation[0]);
+        let ew = overhang(w, ow, kw, cfg.stride[1], pw, cfg.dilation[1]);
         let mut x = self.clone();
-        if ph > 0 || pw > 0 {
-            x = x.pad_axis(2, ph, ph).pad_axis(3, pw, pw);
+        if ph > 0 || pw > 0 || eh > 0 || ew > 0 {
+            x = x.pad_axis(2, ph, ph + eh).pad_axis(3, pw, pw + ew);
             if pad != T::zero() {
-                let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+                let (hp, wp) = (h + 2 * ph + eh, w + 2 * pw + ew);
                 let border = ndarray::Array4::from_shape_fn((1, 1, hp, wp), |(_, _, i, j)| {
                     if i < ph || i >= ph + h || j < pw || j >= pw + w { pad } else { T::zero() }
                 });
                 x = x.add(&Tensor::from(border.into_dyn()))?;
             }
         }
-        let wp = w + 2 * pw;
+        let wp = w + 2 * pw + ew;
         let planes = x.reshape_to(&[n * c, x.shape()[2] * wp]);
         plane_fits(op, x.shape())?;
         let index = PlaneIndex { indices: Arc::new(window_taps(oh, ow, cfg, wp)), per_plane: false, plane_len: x.shape()[2] * wp };
@@ -238,14 +268,39 @@ impl<T: Element> Tensor<T> {
     /// # Ok::<(), nabla::Error>(())
     /// ```
     pub fn max_pool2d(&self, cfg: Pool2dConfig) -> Result<Tensor<T>> {
+        let (argmax, [n, c, oh, ow], plane) = self.window_maxima("max_pool2d", cfg)?;
+        let index = PlaneIndex { indices: Arc::new(argmax), per_plane: true, plane_len: plane };
+        Ok(self.reshape_to(&[n * c, plane]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
+    }
+
+    /// [`Tensor::max_pool2d`] and where each maximum is (PyTorch's `return_indices=True`):
+    /// its position in its `(H, W)` plane, `h·W + w`, shaped as the output.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::ops::Pool2dConfig;
+    /// let x = Tensor::arange(0.0, 16.0, 1.0)?.reshape(&[1, 1, 4, 4])?;
+    /// let (_, at) = x.max_pool2d_with_indices(Pool2dConfig::new(2))?;
+    /// assert_eq!(at.iter().copied().collect::<Vec<_>>(), vec![5, 7, 13, 15]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn max_pool2d_with_indices(&self, cfg: Pool2dConfig) -> Result<(Tensor<T>, ArrayD<usize>)> {
+        let (argmax, [n, c, oh, ow], plane) = self.window_maxima("max_pool2d", cfg)?;
+        let at = ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), argmax.iter().map(|&i| i as usize).collect()).expect("one per window");
+        let index = PlaneIndex { indices: Arc::new(argmax), per_plane: true, plane_len: plane };
+        Ok((self.reshape_to(&[n * c, plane]).plane_gather(index).reshape_to(&[n, c, oh, ow]), at))
+    }
+
+    /// The position in its plane of each window's maximum, the output shape and the plane
+    /// size.
+    fn window_maxima(&self, op: &'static str, cfg: Pool2dConfig) -> Result<(Vec<u32>, [usize; 4], usize)> {
         // The positions of the maxima are found by one scan of each window on the values,
         // planes in parallel; the result is then a gather at them, whose gradient is a
         // scatter-add (differentiable again).
-        let op = "max_pool2d";
         if self.ndim() != 4 {
             return Err(Error::shape(op, format!("input {:?} must be (N, C, H, W)", self.shape())));
         }
-        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation)?;
+        let out = check_windows(op, self.shape(), &cfg.kernel_size, &cfg.stride, &cfg.padding, &cfg.dilation, cfg.ceil_mode)?;
         let (n, c, h, w) = (self.shape()[0], self.shape()[1], self.shape()[2], self.shape()[3]);
         let (oh, ow) = (out[0], out[1]);
         let value = self.value();
@@ -257,7 +312,10 @@ impl<T: Element> Tensor<T> {
         let row_taps = taps_inside(oh, h, kh, cfg.stride[0], cfg.padding[0], cfg.dilation[0]);
         let col_taps = taps_inside(ow, w, kw, cfg.stride[1], cfg.padding[1], cfg.dilation[1]);
         // Windows fit the input by construction when there is no padding.
-        let dense = cfg.padding == [0, 0] && cfg.dilation == [1, 1];
+        let dense = cfg.padding == [0, 0]
+            && cfg.dilation == [1, 1]
+            && overhang(h, oh, kh, cfg.stride[0], 0, 1) == 0
+            && overhang(w, ow, kw, cfg.stride[1], 0, 1) == 0;
         let empty = if h * w == 0 || ow == 0 {
             // No pixel at all: every window covers only padding.
             (!argmax.is_empty()).then_some(0)
@@ -294,37 +352,60 @@ impl<T: Element> Tensor<T> {
                 ),
             ));
         }
-        let index = PlaneIndex { indices: Arc::new(argmax), per_plane: true, plane_len: h * w };
-        Ok(self.reshape_to(&[n * c, h * w]).plane_gather(index).reshape_to(&[n, c, oh, ow]))
+        Ok((argmax, [n, c, oh, ow], h * w))
     }
 
-    /// Average pooling, as `torch.nn.functional.avg_pool2d`: the mean of each window,
-    /// counting padding zeros in the divisor when `count_include_pad`. No dilation.
-    pub fn avg_pool2d(&self, cfg: Pool2dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
+    /// Average pooling, as `torch.nn.functional.avg_pool2d`: the sum of each window over
+    /// its divisor: `divisor_override` when given, else the window's size, clipped to the
+    /// padded input (`ceil_mode`'s last window) and counting padding zeros only when
+    /// `count_include_pad`. No dilation.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// use nabla::ops::Pool2dConfig;
+    /// let x = Tensor::arange(0.0, 9.0, 1.0)?.reshape(&[1, 1, 3, 3])?;
+    /// let cfg = Pool2dConfig { ceil_mode: true, ..Pool2dConfig::new(2) };
+    /// // windows [0 1; 3 4], [2; 5], [6 7], [8]: the last three clipped
+    /// assert_eq!(x.avg_pool2d(cfg, true, None)?.to_vec(), vec![2.0, 3.5, 6.5, 8.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn avg_pool2d(&self, cfg: Pool2dConfig, count_include_pad: bool, divisor_override: Option<usize>) -> Result<Tensor<T>> {
         no_dilation("avg_pool2d", &cfg.dilation)?;
-        let sums = self.unfold2d("avg_pool2d", cfg, T::zero())?.sum_dims(&[4], false)?;
-        let [kh, kw] = cfg.kernel_size;
-        if count_include_pad || cfg.padding == [0, 0] {
-            return Ok(sums.div_scalar(T::of((kh * kw) as f64)));
+        if divisor_override == Some(0) {
+            return Err(Error::invalid("avg_pool2d", "divisor_override must be positive"));
         }
-        // The divisor of each window: its taps that fall inside the input.
+        let sums = self.unfold2d("avg_pool2d", cfg, T::zero())?.sum_dims(&[4], false)?;
+        if let Some(d) = divisor_override {
+            return Ok(sums.div_scalar(T::of(d as f64)));
+        }
+        let [kh, kw] = cfg.kernel_size;
         let (h, w) = (self.shape()[2], self.shape()[3]);
         let (oh, ow) = (sums.shape()[2], sums.shape()[3]);
-        let inside = |start: usize, k: usize, pad: usize, n: usize| (start..start + k).filter(|&i| i >= pad && i < pad + n).count();
+        let clipped = overhang(h, oh, kh, cfg.stride[0], cfg.padding[0], 1) + overhang(w, ow, kw, cfg.stride[1], cfg.padding[1], 1) > 0;
+        if !clipped && (count_include_pad || cfg.padding == [0, 0]) {
+            return Ok(sums.div_scalar(T::of((kh * kw) as f64)));
+        }
+        // The divisor of each window: its taps inside the padded input, or inside the input.
+        let bounds = |pad: usize, n: usize| if count_include_pad { (0, n + 2 * pad) } else { (pad, pad + n) };
+        let inside = |start: usize, k: usize, (lo, hi): (usize, usize)| (start..start + k).filter(|&i| i >= lo && i < hi).count();
+        let (rows, cols) = (bounds(cfg.padding[0], h), bounds(cfg.padding[1], w));
         let counts = ndarray::Array4::from_shape_fn((1, 1, oh, ow), |(_, _, y, x)| {
-            T::of((inside(y * cfg.stride[0], kh, cfg.padding[0], h) * inside(x * cfg.stride[1], kw, cfg.padding[1], w)) as f64)
+            T::of((inside(y * cfg.stride[0], kh, rows) * inside(x * cfg.stride[1], kw, cols)) as f64)
         });
         sums.div(&Tensor::from(counts.into_dyn()))
     }
 
     /// Power-average pooling, as `torch.nn.functional.lp_pool2d`: `(Σ_window x^p)^(1/p)`
-    /// (p = 1 is sum pooling, p → ∞ max pooling). No padding and no dilation (PyTorch has
-    /// neither for this pooling).
+    /// (p = 1 is sum pooling, p → ∞ max pooling), computed as PyTorch does: the average
+    /// pooling of `x^p` times the window size, so that a window `ceil_mode` clips is scaled
+    /// up to the full size. No padding and no dilation (PyTorch has neither here).
     pub fn lp_pool2d(&self, norm_type: f64, cfg: Pool2dConfig) -> Result<Tensor<T>> {
         no_dilation("lp_pool2d", &cfg.dilation)?;
         no_padding("lp_pool2d", &cfg.padding)?;
         let p = T::of(norm_type);
-        self.pow(p).unfold2d("lp_pool2d", cfg, T::zero())?.sum_dims(&[4], false).map(|s| s.pow(p.recip()))
+        let k = (cfg.kernel_size[0] * cfg.kernel_size[1]) as f64;
+        let mean = self.pow(p).avg_pool2d(cfg, true, None).map_err(|e| e.in_op("lp_pool2d"))?;
+        Ok(mean.mul_scalar(T::of(k)).pow(p.recip()))
     }
 
     /// Log-sum-exp pooling: `(1/β) log(mean_window exp(βx))`, computed stably. It tends to
@@ -344,10 +425,22 @@ impl<T: Element> Tensor<T> {
         self.pool1d("max_pool1d", cfg, |x| x.max_pool2d(cfg.as_2d()))
     }
 
+    /// [`Tensor::max_pool1d`] and the position of each maximum along `L`.
+    pub fn max_pool1d_with_indices(&self, cfg: Pool1dConfig) -> Result<(Tensor<T>, ArrayD<usize>)> {
+        let mut at = None;
+        let y = self.pool1d("max_pool1d", cfg, |x| {
+            let (y, i) = x.max_pool2d_with_indices(cfg.as_2d())?;
+            at = Some(i);
+            Ok(y)
+        })?;
+        let at = at.expect("set by the pooling").remove_axis(ndarray::Axis(2));
+        Ok((y, at))
+    }
+
     /// Average pooling of `(N, C, L)`, as `torch.nn.functional.avg_pool1d`.
     pub fn avg_pool1d(&self, cfg: Pool1dConfig, count_include_pad: bool) -> Result<Tensor<T>> {
         no_dilation("avg_pool1d", &[cfg.dilation])?;
-        self.pool1d("avg_pool1d", cfg, |x| x.avg_pool2d(cfg.as_2d(), count_include_pad))
+        self.pool1d("avg_pool1d", cfg, |x| x.avg_pool2d(cfg.as_2d(), count_include_pad, None))
     }
 
     /// Power-average pooling of `(N, C, L)`, as `torch.nn.functional.lp_pool1d`.
@@ -366,9 +459,129 @@ impl<T: Element> Tensor<T> {
         if self.ndim() != 3 {
             return Err(Error::shape(op, format!("input {:?} must be (N, C, L)", self.shape())));
         }
-        check_windows(op, self.shape(), &[cfg.kernel_size], &[cfg.stride], &[cfg.padding], &[cfg.dilation])?;
+        check_windows(op, self.shape(), &[cfg.kernel_size], &[cfg.stride], &[cfg.padding], &[cfg.dilation], cfg.ceil_mode)?;
         pool(&self.unsqueeze(2)?).map_err(|e| e.in_op(op))?.squeeze(2)
     }
+}
+
+/// The input range output `i` of `out` adaptive windows pools over `n` positions:
+/// `[⌊i·n/out⌋, ⌈(i+1)·n/out⌉)` (PyTorch's `start_index`/`end_index`).
+fn adaptive_window(i: usize, out: usize, n: usize) -> std::ops::Range<usize> {
+    (i * n / out)..((i + 1) * n).div_ceil(out)
+}
+
+/// The `[out, n]` matrix averaging each adaptive window.
+fn adaptive_means<T: Element>(out: usize, n: usize) -> Tensor<T> {
+    let mut a = ndarray::Array2::<T>::zeros((out, n));
+    for i in 0..out {
+        let window = adaptive_window(i, out, n);
+        let share = T::of(1.0 / window.len() as f64);
+        a.row_mut(i).slice_mut(ndarray::s![window]).fill(share);
+    }
+    Tensor::from(a.into_dyn())
+}
+
+impl<T: Element> Tensor<T> {
+    /// Adaptive average pooling of `(N, C, H, W)` (or `(C, H, W)`) to `output_size`
+    /// `[oh, ow]`, as `torch.nn.functional.adaptive_avg_pool2d`: output `(i, j)` is the
+    /// mean of rows `[⌊iH/oh⌋, ⌈(i+1)H/oh⌉)` and columns likewise, computed as
+    /// `A_h · x · A_wᵀ` with the averaging matrices (so it differentiates to any order).
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0)?.reshape(&[1, 1, 2, 3])?;
+    /// assert_eq!(x.adaptive_avg_pool2d([1, 2])?.to_vec(), vec![2.0, 3.0]);   // cols {0,1}, {1,2}
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor<T>> {
+        let op = "adaptive_avg_pool2d";
+        adaptive_fits(op, self.shape(), &output_size)?;
+        let nd = self.ndim();
+        let (h, w) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        let [oh, ow] = output_size;
+        let rows = adaptive_means::<T>(oh, h);
+        let cols = adaptive_means::<T>(ow, w).t();
+        rows.matmul(&self.matmul(&cols)?)
+    }
+
+    /// Adaptive average pooling of `(N, C, L)` (or `(C, L)`) to `output_size` windows.
+    pub fn adaptive_avg_pool1d(&self, output_size: usize) -> Result<Tensor<T>> {
+        adaptive_fits("adaptive_avg_pool1d", self.shape(), &[output_size])?;
+        let l = self.shape()[self.ndim() - 1];
+        self.matmul(&adaptive_means::<T>(output_size, l).t())
+    }
+
+    /// Adaptive max pooling of `(N, C, H, W)` (or `(C, H, W)`), as
+    /// `torch.nn.functional.adaptive_max_pool2d`: each window's maximum (the first, or
+    /// the last NaN), and its position `h·W + w` in its plane (`return_indices`).
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::arange(0.0, 6.0, 1.0)?.reshape(&[1, 1, 2, 3])?;
+    /// let (y, at) = x.adaptive_max_pool2d([1, 2])?;
+    /// assert_eq!((y.to_vec(), at.iter().copied().collect::<Vec<_>>()), (vec![4.0, 5.0], vec![4, 5]));
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn adaptive_max_pool2d(&self, output_size: [usize; 2]) -> Result<(Tensor<T>, ArrayD<usize>)> {
+        let op = "adaptive_max_pool2d";
+        adaptive_fits(op, self.shape(), &output_size)?;
+        let nd = self.ndim();
+        let (h, w) = (self.shape()[nd - 2], self.shape()[nd - 1]);
+        if (h * w) as u64 > u32::MAX as u64 {
+            return Err(Error::invalid(op, format!("a plane of {h} x {w} elements is too large (at most 2^32 - 1)")));
+        }
+        let [oh, ow] = output_size;
+        let planes = self.len() / (h * w).max(1);
+        let value = self.value();
+        let xs = value.as_standard_layout();
+        let xs = xs.as_slice().expect("standard layout");
+        let mut argmax = vec![0u32; planes * oh * ow];
+        if oh * ow > 0 && h * w > 0 {
+            argmax.par_chunks_mut(oh * ow).zip(xs.par_chunks(h * w)).for_each(|(out, plane)| {
+                for (k, best) in out.iter_mut().enumerate() {
+                    let (rows, cols) = (adaptive_window(k / ow, oh, h), adaptive_window(k % ow, ow, w));
+                    let mut m = (rows.start * w + cols.start, plane[rows.start * w + cols.start]);
+                    for r in rows {
+                        for c in cols.clone() {
+                            m = keep_first_max(m, r * w + c, plane[r * w + c]);
+                        }
+                    }
+                    *best = m.0 as u32;
+                }
+            });
+        }
+        let mut shape = self.shape()[..nd - 2].to_vec();
+        shape.extend([oh, ow]);
+        let at = ArrayD::from_shape_vec(IxDyn(&shape), argmax.iter().map(|&i| i as usize).collect()).expect("one per window");
+        let index = PlaneIndex { indices: Arc::new(argmax), per_plane: true, plane_len: h * w };
+        let y = self.reshape_to(&[planes, h * w]).plane_gather(index).reshape_to(&shape);
+        Ok((y, at))
+    }
+
+    /// Adaptive max pooling of `(N, C, L)` (or `(C, L)`): maxima and their positions.
+    pub fn adaptive_max_pool1d(&self, output_size: usize) -> Result<(Tensor<T>, ArrayD<usize>)> {
+        adaptive_fits("adaptive_max_pool1d", self.shape(), &[output_size])?;
+        let nd = self.ndim();
+        let (y, at) = self.unsqueeze(nd as isize - 1)?.adaptive_max_pool2d([1, output_size]).map_err(|e| e.in_op("adaptive_max_pool1d"))?;
+        Ok((y.squeeze(nd as isize - 1)?, at.remove_axis(ndarray::Axis(nd - 1))))
+    }
+}
+
+/// PyTorch's checks for adaptive pooling: a batched or unbatched input (2 or 1 leading
+/// dims before the spatial ones), non-empty spatial dims, positive output sizes.
+fn adaptive_fits(op: &'static str, shape: &[usize], output_size: &[usize]) -> Result<()> {
+    let d = output_size.len();
+    if shape.len() != d + 1 && shape.len() != d + 2 {
+        return Err(Error::shape(op, format!("input {shape:?} must have {} or {} dims", d + 1, d + 2)));
+    }
+    let batched = shape.len() == d + 2;
+    if shape[batched as usize..].contains(&0) {
+        return Err(Error::shape(op, format!("input {shape:?} has an empty non-batch dim")));
+    }
+    if output_size.contains(&0) {
+        return Err(Error::invalid(op, format!("output_size {output_size:?} must be positive")));
+    }
+    Ok(())
 }
 
 /// Pooling keeps positions within a plane as `u32`: a plane of `(N, C, H, W)` (padding

@@ -47,29 +47,41 @@ fn poolings_match_finite_differences() {
     let x = Tensor::<f64>::uniform(&[2, 2, 6, 5], 0.5, 2.0, &mut nabla::rng(6));
     check(
         "max_pool2d",
-        |x| x[0].max_pool2d(Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 2] }),
+        |x| x[0].max_pool2d(Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 2], ceil_mode: false }),
         std::slice::from_ref(&x),
         false,
     );
     check(
         "avg_pool2d",
-        |x| x[0].avg_pool2d(Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 1] }, false),
+        |x| {
+            x[0].avg_pool2d(
+                Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [1, 1], dilation: [1, 1], ceil_mode: true },
+                false,
+                None,
+            )
+        },
         std::slice::from_ref(&x),
         true,
     );
     check("lp_pool2d", |x| x[0].lp_pool2d(3.0, Pool2dConfig::new(2)), std::slice::from_ref(&x), true);
     check(
         "lse_pool2d",
-        |x| x[0].lse_pool2d(2.5, Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [0, 0], dilation: [1, 1] }),
+        |x| x[0].lse_pool2d(2.5, Pool2dConfig { kernel_size: [3, 2], stride: [2, 1], padding: [0, 0], dilation: [1, 1], ceil_mode: false }),
         std::slice::from_ref(&x),
         true,
     );
     check(
         "max_pool1d",
-        |x| x[0].max_pool1d(Pool1dConfig { kernel_size: 3, stride: 2, padding: 1, dilation: 1 }),
+        |x| x[0].max_pool1d(Pool1dConfig { kernel_size: 3, stride: 2, padding: 1, dilation: 1, ceil_mode: true }),
         &[x.reshape(&[2, 4, 15]).unwrap()],
         false,
     );
+    // Adaptive windows of unequal sizes that overlap (5 rows into 3, 6 columns into 4).
+    check("adaptive_avg_pool2d", |x| x[0].adaptive_avg_pool2d([3, 4]), std::slice::from_ref(&x), true);
+    check("adaptive_max_pool2d", |x| Ok(x[0].adaptive_max_pool2d([4, 3])?.0), std::slice::from_ref(&x), false);
+    let line = x.reshape(&[2, 4, 15]).unwrap();
+    check("adaptive_avg_pool1d", |x| x[0].adaptive_avg_pool1d(4), std::slice::from_ref(&line), true);
+    check("adaptive_max_pool1d", |x| Ok(x[0].adaptive_max_pool1d(6)?.0), std::slice::from_ref(&line), false);
 }
 
 #[test]
@@ -104,7 +116,7 @@ fn lse_pooling_tends_to_max_avg_and_min() {
     let cfg = Pool2dConfig::new(2);
     let gap = |a: &Tensor<f64>, b: &Tensor<f64>| a.sub(b).unwrap().abs().amax().item().unwrap();
     let max = x.max_pool2d(cfg).unwrap();
-    let avg = x.avg_pool2d(cfg, true).unwrap();
+    let avg = x.avg_pool2d(cfg, true, None).unwrap();
     let min = x.neg().max_pool2d(cfg).unwrap().neg();
     // The gap to max pooling is at most ln(4)/β, so it shrinks like 1/β.
     assert!(gap(&x.lse_pool2d(1e3, cfg).unwrap(), &max) <= 4f64.ln() / 1e3 + 1e-12);
@@ -162,7 +174,9 @@ fn conv_errors_name_the_op_and_values() {
     assert_eq!(err.to_string(), "conv2d: kernel [7, 7] with dilation [1, 1] does not fit the padded input [5, 5] (padding [0, 0])");
     let err = x.conv2d(&Tensor::zeros(&[3, 2, 3, 3]), None, Conv2dConfig { groups: 2, ..Default::default() }).unwrap_err();
     assert_eq!(err.to_string(), "conv2d: groups 2 must divide in channels 4 and out channels 3");
-    let err = x.max_pool2d(Pool2dConfig { kernel_size: [2, 2], stride: [2, 2], padding: [2, 2], dilation: [1, 1] }).unwrap_err();
+    let err = x
+        .max_pool2d(Pool2dConfig { kernel_size: [2, 2], stride: [2, 2], padding: [2, 2], dilation: [1, 1], ceil_mode: false })
+        .unwrap_err();
     assert_eq!(err.to_string(), "max_pool2d: padding [2, 2] should be at most half of the kernel [2, 2]");
 }
 
@@ -173,7 +187,7 @@ fn max_pooling_sends_the_gradient_where_pytorch_points() {
     // or NaN). The first three have no padding (the dense scan), the last two do.
     let nan = f64::NAN;
     let dense = Pool2dConfig::new(2);
-    let padded = Pool2dConfig { kernel_size: [1, 4], stride: [1, 4], padding: [0, 1], dilation: [1, 1] };
+    let padded = Pool2dConfig { kernel_size: [1, 4], stride: [1, 4], padding: [0, 1], dilation: [1, 1], ceil_mode: false };
     type Case<'a> = (&'a [f64], [usize; 4], Pool2dConfig, &'a [usize]);
     let cases: [Case; 6] = [
         (&[nan, nan, 1.0, 2.0], [1, 1, 2, 2], dense, &[1]),

@@ -47,6 +47,7 @@ pub(super) fn pool2d_config(config: &Value) -> Result<Pool2dConfig, String> {
         stride: [stride[0], stride[1]],
         padding: [padding[0], padding[1]],
         dilation: [dilation[0], dilation[1]],
+        ceil_mode: config.get("ceil_mode").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 
@@ -58,6 +59,7 @@ pub(super) fn pool1d_config(config: &Value) -> Result<Pool1dConfig, String> {
         stride,
         padding: spatial(config, "padding", 1, Some(0))?[0],
         dilation: spatial(config, "dilation", 1, Some(1))?[0],
+        ceil_mode: config.get("ceil_mode").and_then(Value::as_bool).unwrap_or(false),
     })
 }
 
@@ -67,7 +69,10 @@ pub(super) fn pool_kind(name: &str, config: &Value) -> Option<PoolKind> {
     if lower.starts_with("maxpool") || lower.starts_with("max_pool") {
         Some(PoolKind::Max)
     } else if lower.starts_with("avgpool") || lower.starts_with("avg_pool") {
-        Some(PoolKind::Avg { count_include_pad: config.get("count_include_pad").and_then(Value::as_bool).unwrap_or(true) })
+        Some(PoolKind::Avg {
+            count_include_pad: config.get("count_include_pad").and_then(Value::as_bool).unwrap_or(true),
+            divisor_override: config.get("divisor_override").and_then(Value::as_u64).map(|d| d as usize),
+        })
     } else if lower.starts_with("lppool") || lower.starts_with("lp_pool") {
         Some(PoolKind::Lp { norm_type: config.get("norm_type").and_then(Value::as_f64).unwrap_or(2.0) })
     } else if lower.starts_with("lsepool") || lower.starts_with("lse_pool") {

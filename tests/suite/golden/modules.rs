@@ -38,6 +38,47 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
                 Box::new(nn::Conv2d::<T>::new(cin, cout, [k[0], k[1]], conv2d_config(config)?, bias, &mut rng).map_err(s)?)
             }
         }
+        "AdaptiveAvgPool1d" | "AdaptiveAvgPool2d" | "AdaptiveMaxPool1d" | "AdaptiveMaxPool2d" => {
+            let dims = if name.ends_with("1d") { 1 } else { 2 };
+            let size: Vec<Option<usize>> = match config.get("output_size") {
+                Some(Value::Number(n)) => vec![n.as_u64().map(|v| v as usize); dims],
+                Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().map(|v| v as usize)).collect(),
+                _ => return Err("config has no output_size".into()),
+            };
+            let indices = config.get("return_indices").and_then(Value::as_bool).unwrap_or(false);
+            let name = name.to_string();
+            let forward: Forward<T> = Box::new(move |x| {
+                let e = |e: nabla::Error| e.to_string();
+                let (y, at) = match name.as_str() {
+                    "AdaptiveAvgPool1d" => (nn::AdaptiveAvgPool1d { output_size: size[0].ok_or("size")? }.forward(&x[0]).map_err(e)?, None),
+                    "AdaptiveAvgPool2d" => (nn::AdaptiveAvgPool2d { output_size: [size[0], size[1]] }.forward(&x[0]).map_err(e)?, None),
+                    "AdaptiveMaxPool1d" => {
+                        let (y, at) =
+                            nn::AdaptiveMaxPool1d { output_size: size[0].ok_or("size")? }.forward_with_indices(&x[0]).map_err(e)?;
+                        (y, Some(at))
+                    }
+                    _ => {
+                        let (y, at) = nn::AdaptiveMaxPool2d { output_size: [size[0], size[1]] }.forward_with_indices(&x[0]).map_err(e)?;
+                        (y, Some(at))
+                    }
+                };
+                Ok(std::iter::once(y).chain(at.filter(|_| indices).map(|at| Tensor::<T>::from(at.mapv(|i| T::of(i as f64))))).collect())
+            });
+            return Ok((Vec::new(), Vec::new(), forward));
+        }
+        pool if pool_kind(pool, config).is_some() && config.get("return_indices").and_then(Value::as_bool) == Some(true) => {
+            let (one_d, two_d) = (
+                nn::Pool1d { kind: nn::PoolKind::Max, config: pool1d_config(config)? },
+                nn::Pool2d { kind: nn::PoolKind::Max, config: pool2d_config(config)? },
+            );
+            let is_1d = pool.ends_with("1d");
+            let forward: Forward<T> = Box::new(move |x| {
+                let (y, at) =
+                    if is_1d { one_d.forward_with_indices(&x[0]) } else { two_d.forward_with_indices(&x[0]) }.map_err(|e| e.to_string())?;
+                Ok(vec![y, Tensor::<T>::from(at.mapv(|i| T::of(i as f64)))])
+            });
+            return Ok((Vec::new(), Vec::new(), forward));
+        }
         pool if pool_kind(pool, config).is_some() => pool_module::<T>(pool, config)?.expect("a pool name"),
         "BatchNorm1d" | "BatchNorm2d" => {
             let flag = |k: &str, d: bool| config.get(k).and_then(Value::as_bool).unwrap_or(d);
@@ -301,9 +342,32 @@ pub(super) fn run_module<T: Element>(case: &Case, rtol: f64, atol: f64) -> Resul
     }
     let mut worst: f64 = 0.0;
     for (k, y) in outputs.iter().enumerate() {
-        check_tensor(case, &format!("output.{k}"), y, &format!("output.{k}"), rtol, atol, &mut worst)?;
+        let key = format!("output.{k}");
+        if case.is_int(&key) {
+            // Indices (return_indices): exact.
+            let expected = case.indices(&key)?;
+            let actual: Vec<usize> = to_f64(y).iter().map(|&v| v as usize).collect();
+            if y.shape() != expected.shape() || actual != expected.iter().copied().collect::<Vec<_>>() {
+                return Err(format!(
+                    "{key}: {actual:?} {:?}, PyTorch {:?} {:?}",
+                    y.shape(),
+                    expected.iter().collect::<Vec<_>>(),
+                    expected.shape()
+                ));
+            }
+        } else {
+            check_tensor(case, &key, y, &key, rtol, atol, &mut worst)?;
+        }
     }
-    let cotangents = (0..n_outputs).map(|k| case.float::<T>(&format!("cotangent.{k}"))).collect::<Result<Vec<_>, _>>()?;
+    // Only float outputs carry a cotangent.
+    let (outputs, cotangents): (Vec<Tensor<T>>, Vec<Tensor<T>>) = outputs
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| !case.is_int(&format!("output.{k}")))
+        .map(|(k, y)| case.float::<T>(&format!("cotangent.{k}")).map(|c| (y, c)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let mut wrt: Vec<&Tensor<T>> =
         grad_inputs.iter().map(|&i| &inputs[float_inputs.iter().position(|&f| f == i).expect("float input")]).collect();
     wrt.extend(snapshots.iter());

@@ -106,15 +106,16 @@ proptest! {
         (kh, kw) in (0usize..4, 0usize..4),
         (stride, padding, dilation) in ([0usize..3, 0usize..3], [0usize..3, 0usize..3], [0usize..3, 0usize..3]),
         kind in 0usize..5,
+        ceil_mode in any::<bool>(),
         seed in 0u64..1000,
     ) {
         // Lp pooling reads x^p: positive inputs keep it real.
         let x = if kind == 3 { values(&[n, c, h, w], seed).abs().add_scalar(0.1) } else { values(&[n, c, h, w], seed) };
-        let cfg = Pool2dConfig { kernel_size: [kh, kw], stride, padding, dilation };
+        let cfg = Pool2dConfig { kernel_size: [kh, kw], stride, padding, dilation, ceil_mode };
         let (name, result) = match kind {
             0 => ("max_pool2d", x.max_pool2d(cfg)),
-            1 => ("avg_pool2d", x.avg_pool2d(cfg, true)),
-            2 => ("avg_pool2d", x.avg_pool2d(cfg, false)),
+            1 => ("avg_pool2d", x.avg_pool2d(cfg, true, None)),
+            2 => ("avg_pool2d", x.avg_pool2d(cfg, false, None)),
             3 => ("lp_pool2d", x.lp_pool2d(2.0, cfg)),
             _ => ("lse_pool2d", x.lse_pool2d(1.5, cfg)),
         };
@@ -122,7 +123,15 @@ proptest! {
         let pad_ok = 2 * padding[0] <= kh && 2 * padding[1] <= kw;
         let dilation_ok = kind == 0 || kind == 4 || dilation == [1, 1];
         let padding_ok = kind != 3 || padding == [0, 0];
-        let size = |i: usize| nabla::ops::conv_output_size([h, w][i], [kh, kw][i], stride[i].max(1), padding[i], dilation[i].max(1));
+        // PyTorch's pooling_output_shape: with ceil_mode, one more window for a partial last
+        // stride, unless it would start in the right padding.
+        let size = |i: usize| {
+            let (n, k, s, p, d) = ([h, w][i], [kh, kw][i], stride[i].max(1), padding[i], dilation[i].max(1));
+            let floor = nabla::ops::conv_output_size(n, k, s, p, d)?;
+            let room = n + 2 * p - (d * (k.max(1) - 1) + 1);
+            let ceil = room.div_ceil(s) + 1;
+            Some(if !ceil_mode { floor } else if (ceil - 1) * s >= n + p { ceil - 1 } else { ceil })
+        };
         match (positive && pad_ok && dilation_ok && padding_ok, size(0), size(1)) {
             (true, Some(oh), Some(ow)) => {
                 let xa = arr(&x);
@@ -130,9 +139,13 @@ proptest! {
                 let expect = ArrayD::from_shape_fn(IxDyn(&[n, c, oh, ow]), |i| {
                     let mut taps = Vec::new();
                     let mut padded = 0usize;
+                    // Taps inside the padded input (ceil_mode's last window may run past it).
+                    let mut in_padded = 0usize;
                     for p in 0..kh {
                         for q in 0..kw {
                             let at = (tap_input(i[2], p, stride[0], padding[0], dilation[0], h), tap_input(i[3], q, stride[1], padding[1], dilation[1], w));
+                            let reach = |o: usize, t: usize, k: usize| o * stride[k] + t * dilation[k] < [h, w][k] + 2 * padding[k];
+                            in_padded += (reach(i[2], p, 0) && reach(i[3], q, 1)) as usize;
                             if let (Some(yy), Some(zz)) = at {
                                 taps.push(xa[[i[0], i[1], yy, zz]]);
                             } else {
@@ -144,9 +157,10 @@ proptest! {
                     let sum: f64 = taps.iter().sum();
                     match kind {
                         0 => taps.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                        1 => sum / (kh * kw) as f64,
+                        1 => sum / in_padded as f64,
                         2 => sum / taps.len() as f64,
-                        3 => taps.iter().map(|v| v * v).sum::<f64>().sqrt(),
+                        // PyTorch's lp_pool2d: the average of x² over the clipped window, times k².
+                        3 => (taps.iter().map(|v| v * v).sum::<f64>() / in_padded as f64 * (kh * kw) as f64).sqrt(),
                         // Padding taps are zeros inside the mean of exp(beta x).
                         _ => ((taps.iter().map(|v| (1.5 * v).exp()).sum::<f64>() + padded as f64) / (kh * kw) as f64).ln() / 1.5,
                     }
