@@ -114,6 +114,7 @@ pub mod init;
 mod linear;
 mod loss;
 mod norm;
+mod padding;
 mod param;
 mod pool;
 mod regression_losses;

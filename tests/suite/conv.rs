@@ -85,6 +85,43 @@ fn poolings_match_finite_differences() {
 }
 
 #[test]
+fn padding_modes_match_finite_differences_to_second_order() {
+    use nabla::nn::functional::{PadMode, pad};
+    for mode in [PadMode::Reflect, PadMode::Replicate, PadMode::Circular, PadMode::Constant(0.5)] {
+        let x = randn(&[1, 2, 4, 5], 12);
+        let f = match mode {
+            PadMode::Reflect => |x: &[Tensor<f64>]| pad(&x[0], &[2, 1, 3, 0], PadMode::Reflect)?.mul(&x[0].pow(2.0).sum()),
+            PadMode::Replicate => |x: &[Tensor<f64>]| pad(&x[0], &[2, 1, 3, 0], PadMode::Replicate)?.mul(&x[0].pow(2.0).sum()),
+            PadMode::Circular => |x: &[Tensor<f64>]| pad(&x[0], &[2, 1, 3, 0], PadMode::Circular)?.mul(&x[0].pow(2.0).sum()),
+            _ => |x: &[Tensor<f64>]| pad(&x[0], &[2, 1, 3, 0], PadMode::Constant(0.5))?.mul(&x[0].pow(2.0).sum()),
+        };
+        check(&format!("pad {mode:?}"), f, &[x], true);
+    }
+    // A circular convolution with "same" padding (odd total: one more on the right).
+    let conv = |x: &[Tensor<f64>]| {
+        let cfg = Conv2dConfig { dilation: [1, 2], ..Default::default() };
+        let padded = nabla::nn::functional::pad(&x[0], &[2, 2, 0, 1], nabla::nn::functional::PadMode::Circular)?;
+        padded.conv2d(&x[1], None, cfg)
+    };
+    check("circular conv2d", conv, &[randn(&[1, 2, 4, 5], 13), randn(&[3, 2, 2, 3], 14)], true);
+}
+
+/// Padding refuses what PyTorch refuses, by name.
+#[test]
+fn padding_refuses_impossible_pads() {
+    use nabla::nn::functional::{PadMode, pad};
+    let x = randn(&[1, 3], 0);
+    assert!(
+        pad(&x, &[3, 0], PadMode::Reflect).unwrap_err().to_string().starts_with("pad: reflect padding (3, 0) must be below the size 3")
+    );
+    assert!(pad(&x, &[0, 4], PadMode::Circular).is_err());
+    assert!(pad(&x, &[1], PadMode::Zeros).is_err());
+    assert!(pad(&x, &[1, 1, 1, 1, 1, 1], PadMode::Zeros).is_err());
+    let conv = nabla::nn::Conv1d::<f64>::new(1, 1, 3, Conv1dConfig { stride: 2, ..Default::default() }, true, &mut nabla::rng(0)).unwrap();
+    assert!(conv.with_same_padding().err().expect("refused").to_string().contains("strided"));
+}
+
+#[test]
 fn convolution_is_equivariant_to_translation() {
     // Shifting the input by 2 pixels shifts the output by 2, away from the borders.
     let x = randn(&[1, 2, 12, 12], 10);

@@ -30,12 +30,23 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
         "Conv1d" | "Conv2d" => {
             let bias = config.get("bias").and_then(Value::as_bool).unwrap_or(true);
             let (cin, cout) = (get_usize("in_channels")?, get_usize("out_channels")?);
+            // padding "same" or "valid" is a string; "valid" is no padding.
+            let same = config.get("padding").and_then(Value::as_str) == Some("same");
+            let mut config = config.clone();
+            if config.get("padding").is_some_and(Value::is_string) {
+                config["padding"] = Value::from(0);
+            }
+            let mode = nn::functional::PadMode::parse(config.get("padding_mode").and_then(Value::as_str).unwrap_or("zeros")).map_err(s)?;
             if name == "Conv1d" {
-                let k = spatial(config, "kernel_size", 1, None)?[0];
-                Box::new(nn::Conv1d::<T>::new(cin, cout, k, conv1d_config(config)?, bias, &mut rng).map_err(s)?)
+                let k = spatial(&config, "kernel_size", 1, None)?[0];
+                let conv = nn::Conv1d::<T>::new(cin, cout, k, conv1d_config(&config)?, bias, &mut rng).map_err(s)?.with_padding_mode(mode);
+                Box::new(if same { conv.with_same_padding().map_err(s)? } else { conv })
             } else {
-                let k = spatial(config, "kernel_size", 2, None)?;
-                Box::new(nn::Conv2d::<T>::new(cin, cout, [k[0], k[1]], conv2d_config(config)?, bias, &mut rng).map_err(s)?)
+                let k = spatial(&config, "kernel_size", 2, None)?;
+                let conv = nn::Conv2d::<T>::new(cin, cout, [k[0], k[1]], conv2d_config(&config)?, bias, &mut rng)
+                    .map_err(s)?
+                    .with_padding_mode(mode);
+                Box::new(if same { conv.with_same_padding().map_err(s)? } else { conv })
             }
         }
         "AdaptiveAvgPool1d" | "AdaptiveAvgPool2d" | "AdaptiveMaxPool1d" | "AdaptiveMaxPool2d" => {
