@@ -12,7 +12,8 @@ pub use super::norm::{batch_norm, group_norm, layer_norm};
 pub use super::padding::{PadMode, pad};
 pub use super::regression_losses::{
     KlReduction, binary_cross_entropy, binary_cross_entropy_with_logits, cosine_embedding_loss, gaussian_nll_loss, hinge_embedding_loss,
-    huber_loss, kl_div, l1_loss, poisson_nll_loss, smooth_l1_loss, soft_margin_loss, triplet_margin_loss,
+    huber_loss, kl_div, l1_loss, multi_margin_loss, multilabel_margin_loss, poisson_nll_loss, smooth_l1_loss, soft_margin_loss,
+    triplet_margin_loss,
 };
 
 /// How a loss combines its per-element values, as PyTorch's `reduction`.

@@ -332,3 +332,46 @@ impl CosineEmbeddingLoss {
         functional::cosine_embedding_loss(x1, x2, y, self.margin, self.reduction)
     }
 }
+
+/// The multi-class hinge loss, as `torch.nn.MultiMarginLoss` (p 1, margin 1 by default;
+/// see [`functional::multi_margin_loss`]).
+#[derive(Debug, Clone)]
+pub struct MultiMarginLoss<T: Element = f32> {
+    /// The power of the hinge, 1 or 2.
+    pub p: u32,
+    /// The margin by which the target's score should lead.
+    pub margin: f64,
+    /// Per-class weights, `(C)`.
+    pub weight: Option<Tensor<T>>,
+    /// How per-sample losses combine.
+    pub reduction: Reduction,
+}
+
+impl<T: Element> Default for MultiMarginLoss<T> {
+    fn default() -> Self {
+        MultiMarginLoss { p: 1, margin: 1.0, weight: None, reduction: Reduction::Mean }
+    }
+}
+
+impl<T: Element> MultiMarginLoss<T> {
+    /// The loss of scores `input` `(N, C)` for classes `target` `(N)`.
+    pub fn forward(&self, input: &Tensor<T>, target: &ArrayD<usize>) -> Result<Tensor<T>> {
+        functional::multi_margin_loss(input, target, self.p, self.margin, self.weight.as_ref(), self.reduction)
+    }
+}
+
+/// The multi-label hinge loss, as `torch.nn.MultiLabelMarginLoss` (see
+/// [`functional::multilabel_margin_loss`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MultiLabelMarginLoss {
+    /// How per-sample losses combine.
+    pub reduction: Reduction,
+}
+
+impl MultiLabelMarginLoss {
+    /// The loss of scores `input` `(N, C)` for class lists `target` `(N, C)`, each ended by
+    /// its first negative entry.
+    pub fn forward<T: Element>(&self, input: &Tensor<T>, target: &ArrayD<i64>) -> Result<Tensor<T>> {
+        functional::multilabel_margin_loss(input, target, self.reduction)
+    }
+}

@@ -136,7 +136,8 @@ pub use functional::Reduction;
 pub use linear::{Flatten, Identity, Linear};
 pub use loss::{
     BceLoss, BceWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss, GaussianNllLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, L1Loss,
-    MarginRankingLoss, MseLoss, NllLoss, PoissonNllLoss, SmoothL1Loss, SoftMarginLoss, TripletMarginLoss,
+    MarginRankingLoss, MseLoss, MultiLabelMarginLoss, MultiMarginLoss, NllLoss, PoissonNllLoss, SmoothL1Loss, SoftMarginLoss,
+    TripletMarginLoss,
 };
 /// `#[derive(Module)]`: see [`Module`].
 pub use nabla_derive::Module;

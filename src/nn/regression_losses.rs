@@ -292,3 +292,123 @@ pub fn cosine_embedding_loss<T: Element>(
     let negative = where_(&mask(target, |y| y == -T::one()), &(cos - margin).clamp(T::zero(), T::infinity()), &zeros)?;
     Ok(reduction.apply(positive + negative))
 }
+
+/// `input` as `[N, C]` rows: a 1-D input is one row. `Err` for other ranks or an empty
+/// class dim.
+fn as_rows<T: Element>(op: &'static str, input: &Tensor<T>) -> Result<Tensor<T>> {
+    match input.ndim() {
+        2 if input.shape()[1] > 0 => Ok(input.clone()),
+        1 if input.shape()[0] > 0 => input.unsqueeze(0),
+        _ => Err(Error::shape(op, format!("input {:?} must be (N, C) or (C) with C > 0", input.shape()))),
+    }
+}
+
+/// The multi-class hinge loss, as `torch.nn.functional.multi_margin_loss`: for a row `x`
+/// of `C` scores with target class `y`,
+///
+/// `loss = Σ_{i ≠ y} w_y · max(0, margin − x_y + x_i)^p / C`,
+///
+/// `p` 1 or 2, `w` per-class weights (ones by default). `input` is `(N, C)` with `target`
+/// `(N)`, or `(C)` with a one-element `target`.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{multi_margin_loss, Reduction};
+/// let x = Tensor::from_vec(vec![0.1, 0.2, 0.4, 0.8], &[1, 4])?;
+/// let y = ndarray::arr1(&[3usize]).into_dyn();
+/// // PyTorch's documented example: ((1-0.8+0.1) + (1-0.8+0.2) + (1-0.8+0.4)) / 4
+/// let loss = multi_margin_loss(&x, &y, 1, 1.0, None, Reduction::Mean)?.item()?;
+/// assert!((loss - 0.325).abs() < 1e-6);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn multi_margin_loss<T: Element>(
+    input: &Tensor<T>,
+    target: &ndarray::ArrayD<usize>,
+    p: u32,
+    margin: f64,
+    weight: Option<&Tensor<T>>,
+    reduction: Reduction,
+) -> Result<Tensor<T>> {
+    let op = "multi_margin_loss";
+    if p != 1 && p != 2 {
+        return Err(Error::invalid(op, format!("p {p} must be 1 or 2")));
+    }
+    let x = as_rows(op, input)?;
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    if target.len() != n || (input.ndim() == 2 && target.ndim() != 1) {
+        return Err(Error::shape(op, format!("target {:?} for input {:?}", target.shape(), input.shape())));
+    }
+    if let Some(&bad) = target.iter().find(|&&t| t >= c) {
+        return Err(Error::invalid(op, format!("target {bad} is out of range for {c} classes")));
+    }
+    if let Some(w) = weight
+        && w.shape() != [c]
+    {
+        return Err(Error::shape(op, format!("weight {:?} for {c} classes", w.shape())));
+    }
+    let targets: Vec<usize> = target.iter().copied().collect();
+    let column = ndarray::ArrayD::from_shape_vec(vec![n, 1], targets.clone()).expect("n targets");
+    let x_y = x.gather(1, &column)?;
+    let mut hinge = (&x - &x_y).add_scalar(T::of(margin)).relu();
+    if p == 2 {
+        hinge = &hinge * &hinge;
+    }
+    // The target's own class does not count.
+    let others = ndarray::Array2::from_shape_fn((n, c), |(i, j)| if j == targets[i] { T::zero() } else { T::one() });
+    let mut terms = hinge.mul(&Tensor::from(others.into_dyn()))?;
+    if let Some(w) = weight {
+        terms = terms.mul(&w.index_select(0, &targets)?.unsqueeze(1)?)?;
+    }
+    let mut losses = terms.sum_dims(&[1], false)?.div_scalar(T::of(c as f64));
+    if input.ndim() == 1 {
+        losses = losses.reshape(&[])?;
+    }
+    Ok(reduction.apply(losses))
+}
+
+/// The multi-label hinge loss, as `torch.nn.functional.multilabel_margin_loss`: each row
+/// of `target` lists the row's classes `J`, up to its first negative entry (PyTorch's `-1`
+/// terminator; the rest is ignored), and
+///
+/// `loss = Σ_{j ∈ J} Σ_{i ∉ J} max(0, 1 − (x_j − x_i)) / C`.
+///
+/// `input` and `target` are both `(N, C)` or both `(C)`.
+///
+/// ```
+/// use nabla::prelude::*;
+/// use nabla::nn::functional::{multilabel_margin_loss, Reduction};
+/// let x = Tensor::from_vec(vec![0.1, 0.2, 0.4, 0.8], &[1, 4])?;
+/// let y = ndarray::arr2(&[[3i64, 0, -1, 1]]).into_dyn();
+/// // PyTorch's documented example: classes {3, 0} against {1, 2}
+/// let loss = multilabel_margin_loss(&x, &y, Reduction::Mean)?.item()?;
+/// assert!((loss - 0.85).abs() < 1e-6);
+/// # Ok::<(), nabla::Error>(())
+/// ```
+pub fn multilabel_margin_loss<T: Element>(input: &Tensor<T>, target: &ndarray::ArrayD<i64>, reduction: Reduction) -> Result<Tensor<T>> {
+    let op = "multilabel_margin_loss";
+    let x = as_rows(op, input)?;
+    let (n, c) = (x.shape()[0], x.shape()[1]);
+    if target.shape() != input.shape() {
+        return Err(Error::shape(op, format!("target {:?} and input {:?} differ", target.shape(), input.shape())));
+    }
+    // weight[r, j, i]: how often j is listed in row r, where i is not listed.
+    let mut weight = ndarray::Array3::<T>::zeros((n, c, c));
+    for (r, row) in target.as_standard_layout().as_slice().expect("standard layout").chunks(c).enumerate() {
+        let listed: Vec<usize> = row.iter().take_while(|&&t| t >= 0).map(|&t| t as usize).collect();
+        if let Some(&bad) = listed.iter().find(|&&t| t >= c) {
+            return Err(Error::invalid(op, format!("target {bad} is out of range for {c} classes")));
+        }
+        for &j in &listed {
+            for i in (0..c).filter(|i| !listed.contains(i)) {
+                weight[[r, j, i]] = weight[[r, j, i]] + T::one();
+            }
+        }
+    }
+    // 1 − x_j + x_i for every pair (j, i) of a row.
+    let pairs = x.unsqueeze(1)?.sub(&x.unsqueeze(2)?)?.add_scalar(T::one()).relu();
+    let mut losses = pairs.mul(&Tensor::from(weight.into_dyn()))?.sum_dims(&[1, 2], false)?.div_scalar(T::of(c as f64));
+    if input.ndim() == 1 {
+        losses = losses.reshape(&[])?;
+    }
+    Ok(reduction.apply(losses))
+}

@@ -287,7 +287,36 @@ fn regression_and_binary_losses_match_finite_differences_to_second_order() {
         |v| F::cross_entropy_probs(&v[0], &v[1], None, 0.1, Reduction::Mean),
         &[x.clone(), probabilities.clone()],
     );
-    check("gaussian_nll", |v| F::gaussian_nll_loss(&v[0], &v[1], &v[2], true, 1e-6, Reduction::Mean), &[x, y, positive(&[3], 48)]);
+    check(
+        "gaussian_nll",
+        |v| F::gaussian_nll_loss(&v[0], &v[1], &v[2], true, 1e-6, Reduction::Mean),
+        &[x.clone(), y.clone(), positive(&[3], 48)],
+    );
+    let (a, p, n) = (away_from_kinks(&[3, 4], 49), away_from_kinks(&[3, 4], 50), away_from_kinks(&[3, 4], 51));
+    check(
+        "triplet_margin p=2 swap",
+        |v| F::triplet_margin_loss(&v[0], &v[1], &v[2], 3.0, 2.0, true, Reduction::Mean),
+        &[a.clone(), p.clone(), n.clone()],
+    );
+    check(
+        "triplet_margin p=3",
+        |v| F::triplet_margin_loss(&v[0], &v[1], &v[2], 3.0, 3.0, false, Reduction::Sum),
+        &[a.clone(), p.clone(), n],
+    );
+    let pm = Tensor::<f64>::from_vec(vec![1.0, -1.0, -1.0], &[3]).unwrap();
+    let cosine = move |v: &[Tensor<f64>]| F::cosine_embedding_loss(&v[0], &v[1], &pm, -0.9, Reduction::Mean);
+    gradcheck(&cosine, &[a.clone(), p.clone()], &GradcheckOptions::default()).unwrap();
+    gradgradcheck(&cosine, &[a, p], &GradcheckOptions::default()).unwrap();
+    // Hinges away from their kinks: x spread 0.3 apart and margins that avoid ties.
+    let targets = ndarray::arr1(&[2usize, 0, 3]).into_dyn();
+    let w = Tensor::<f64>::from_vec(vec![1.0, 0.5, 2.0, 1.5], &[4]).unwrap();
+    let multi = move |v: &[Tensor<f64>]| F::multi_margin_loss(&v[0], &targets, 2, 0.65, Some(&w), Reduction::Mean);
+    gradcheck(&multi, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    gradgradcheck(&multi, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    let lists = ndarray::arr2(&[[1i64, 3, -1, 0], [2, -1, 2, 2], [0, 1, 2, 3]]).into_dyn();
+    let multilabel = move |v: &[Tensor<f64>]| F::multilabel_margin_loss(&v[0], &lists, Reduction::Sum);
+    gradcheck(&multilabel, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    gradgradcheck(&multilabel, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
 }
 
 #[test]

@@ -110,6 +110,14 @@ impl Case {
         }
     }
 
+    /// An integer tensor as stored, negatives included.
+    fn int64s(&self, name: &str) -> Result<ArrayD<i64>, String> {
+        match self.tensors.get(name) {
+            Some(Stored { shape, data: Data::Int(v) }) => ArrayD::from_shape_vec(IxDyn(shape), v.clone()).map_err(|e| e.to_string()),
+            _ => Err(format!("no integer tensor {name}")),
+        }
+    }
+
     fn is_int(&self, name: &str) -> bool {
         matches!(self.tensors.get(name), Some(Stored { data: Data::Int(_), .. }))
     }

@@ -268,7 +268,10 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
         ),
         _ => None,
     };
-    let target = if case.is_int("input.1") { Some(case.indices("input.1")?) } else { None };
+    let labels = if case.is_int("input.1") { Some(case.int64s("input.1")?) } else { None };
+    let target = labels.as_ref().filter(|_| name != "MultiLabelMarginLoss").map(|_| case.indices("input.1")).transpose()?;
+    let p_int = config.get("p").and_then(Value::as_u64).unwrap_or(1) as u32;
+    let multi_margin = config.get("margin").and_then(Value::as_f64).unwrap_or(1.0);
     let pos_weight = match config.get("pos_weight") {
         Some(Value::Array(a)) => Some(
             Tensor::<T>::from_vec(a.iter().map(|v| T::of(v.as_f64().unwrap_or(f64::NAN))).collect(), &[a.len()])
@@ -317,6 +320,12 @@ pub(super) fn build_loss<T: Element>(case: &Case, name: &str, config: &Value) ->
                     Some(labels) => loss.forward(&x[0], labels).map_err(e)?,
                     None => loss.forward_probs(&x[0], &x[1]).map_err(e)?,
                 }
+            }
+            "MultiMarginLoss" => nn::MultiMarginLoss { p: p_int, margin: multi_margin, weight: weight.clone(), reduction }
+                .forward(&x[0], target.as_ref().ok_or("no target")?)
+                .map_err(e)?,
+            "MultiLabelMarginLoss" => {
+                nn::MultiLabelMarginLoss { reduction }.forward(&x[0], labels.as_ref().ok_or("no target")?).map_err(e)?
             }
             "NLLLoss" => nn::NllLoss { weight: weight.clone(), ignore_index, reduction }
                 .forward(&x[0], target.as_ref().ok_or("no target")?)
