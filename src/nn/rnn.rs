@@ -9,7 +9,9 @@ use super::init::uniform;
 use super::{Module, Param};
 use crate::error::{Error, Result};
 use crate::tensor::{Creation, Element, Tensor};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Mutex;
 
 /// Which recurrent cell a [`Recurrent`] layer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +42,32 @@ struct Direction<T: Element> {
     weight_hh: Param<T>,
     bias_ih: Option<Param<T>>,
     bias_hh: Option<Param<T>>,
+    /// LSTM's projection of `h`, `[P, H]`, with `proj_size` P > 0.
+    weight_hr: Option<Param<T>>,
     suffix: String,
 }
 
 impl<T: Element> Direction<T> {
-    /// PyTorch's init: every weight and bias `U(±1/√H)`, drawn in its order.
-    fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, suffix: String, rng: &mut impl Rng) -> Self {
+    /// PyTorch's init: every weight and bias `U(±1/√H)`, drawn in its order. With
+    /// `proj_size` P > 0 the recurrent weight reads the projected `h` (`[G·H, P]`).
+    fn new(
+        kind: CellKind,
+        input_size: usize,
+        hidden_size: usize,
+        proj_size: usize,
+        bias: bool,
+        suffix: String,
+        rng: &mut impl Rng,
+    ) -> Self {
         let bound = if hidden_size > 0 { 1.0 / (hidden_size as f64).sqrt() } else { 0.0 };
         let g = kind.gates() * hidden_size;
+        let state = if proj_size > 0 { proj_size } else { hidden_size };
         Direction {
             weight_ih: Param::new(uniform(&[g, input_size], bound, rng)),
-            weight_hh: Param::new(uniform(&[g, hidden_size], bound, rng)),
+            weight_hh: Param::new(uniform(&[g, state], bound, rng)),
             bias_ih: bias.then(|| Param::new(uniform(&[g], bound, rng))),
             bias_hh: bias.then(|| Param::new(uniform(&[g], bound, rng))),
+            weight_hr: (proj_size > 0).then(|| Param::new(uniform(&[proj_size, hidden_size], bound, rng))),
             suffix,
         }
     }
@@ -64,6 +79,11 @@ impl<T: Element> Direction<T> {
 /// bidirectional), and the final states are `(num_layers·D, N, H)`. Parameters are named
 /// `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, `…_reverse`, as PyTorch's, and
 /// initialised `U(±1/√H)`.
+///
+/// An LSTM with `proj_size` P > 0 projects each new `h` by `weight_hr_l<k>` `[P, H]`: the
+/// output and `h` have P features, `c` keeps H. With `dropout` p > 0, every layer's output
+/// but the last is dropped out with probability p in training (seeded at construction);
+/// evaluation ([`Module::set_training`]`(false)`) leaves it.
 ///
 /// ```
 /// use nabla::prelude::*;
@@ -83,6 +103,10 @@ pub struct Recurrent<T: Element = f32> {
     /// `(N, T, I)` inputs and outputs instead of `(T, N, I)`.
     pub batch_first: bool,
     bidirectional: bool,
+    proj_size: usize,
+    dropout: f64,
+    mode: super::Mode,
+    dropout_rng: Option<Mutex<StdRng>>,
     layers: Vec<Vec<Direction<T>>>,
 }
 
@@ -90,7 +114,8 @@ pub struct Recurrent<T: Element = f32> {
 pub struct RecurrentOutput<T: Element = f32> {
     /// The last layer's hidden state at every step, `(T, N, D·H)` (or batch first).
     pub output: Tensor<T>,
-    /// The final hidden state of every layer and direction, `(L·D, N, H)`.
+    /// The final hidden state of every layer and direction, `(L·D, N, H)` (`P` features
+    /// with an LSTM's `proj_size`).
     pub h_n: Tensor<T>,
     /// The final cell state (LSTM only), `(L·D, N, H)`.
     pub c_n: Option<Tensor<T>>,
@@ -103,19 +128,25 @@ constructors! {
         /// `num_layers` or `hidden_size` 0 when it builds the module; this constructor cannot
         /// fail, so such a network has no parameters and its forward pass returns `Err`.
         fn new(kind: CellKind, input_size: usize, hidden_size: usize, options: RecurrentOptions, rng: &mut impl Rng) -> Self {
-            let RecurrentOptions { num_layers, bias, batch_first, bidirectional, .. } = options;
+            let RecurrentOptions { num_layers, bias, batch_first, bidirectional, proj_size, dropout, .. } = options;
             let directions = if bidirectional { 2 } else { 1 };
+            let features = if proj_size > 0 { proj_size } else { hidden_size };
             let layers = (0..num_layers)
                 .map(|l| {
-                    let in_features = if l == 0 { input_size } else { hidden_size * directions };
+                    let in_features = if l == 0 { input_size } else { features * directions };
                     (0..directions)
                         .map(|d| {
-                            Direction::new(kind, in_features, hidden_size, bias, format!("_l{l}{}", if d == 1 { "_reverse" } else { "" }), rng)
+                            let suffix = format!("_l{l}{}", if d == 1 { "_reverse" } else { "" });
+                            Direction::new(kind, in_features, hidden_size, proj_size, bias, suffix, rng)
                         })
                         .collect()
                 })
                 .collect();
-            Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, layers }
+            // Drawn after the weights, and only for dropout, so that a network without it
+            // leaves `rng` as it always has.
+            let dropout_rng = (dropout > 0.0).then(|| Mutex::new(StdRng::seed_from_u64(rng.random())));
+            let mode = super::Mode::default();
+            Recurrent { kind, input_size, hidden_size, num_layers, batch_first, bidirectional, proj_size, dropout, mode, dropout_rng, layers }
         }
     }
 }
@@ -154,6 +185,11 @@ impl<T: Element> Recurrent<T> {
 
     fn directions(&self) -> usize {
         if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// Features of `h` and of each direction's output: `proj_size`, or `H`.
+    fn state_size(&self) -> usize {
+        if self.proj_size > 0 { self.proj_size } else { self.hidden_size }
     }
 
     /// The whole sequence, from the initial state `(h_0, c_0)` (zeros when `None`; `c_0`
@@ -195,21 +231,22 @@ impl<T: Element> Recurrent<T> {
             ));
         }
         let x = if self.batch_first { input.transpose(0, 1)? } else { input.clone() };
-        let (batch, h) = (x.shape()[1], self.hidden_size);
-        let state_shape = [self.num_layers * self.directions(), batch, h];
+        let (batch, h, p) = (x.shape()[1], self.hidden_size, self.state_size());
+        let layers = self.num_layers * self.directions();
+        let (h_shape, c_shape) = ([layers, batch, p], [layers, batch, h]);
         let h0 = match state {
-            Some((h0, _)) if h0.shape() != state_shape => {
-                return Err(Error::shape(op, format!("h_0 {:?} should be {state_shape:?}", h0.shape())));
+            Some((h0, _)) if h0.shape() != h_shape => {
+                return Err(Error::shape(op, format!("h_0 {:?} should be {h_shape:?}", h0.shape())));
             }
             Some((h0, _)) => h0.clone(),
-            None => Tensor::<T>::zeros(&state_shape),
+            None => Tensor::<T>::zeros(&h_shape),
         };
         let c0 = match state.and_then(|(_, c)| c) {
-            Some(c0) if c0.shape() != state_shape => {
-                return Err(Error::shape(op, format!("c_0 {:?} should be {state_shape:?}", c0.shape())));
+            Some(c0) if c0.shape() != c_shape => {
+                return Err(Error::shape(op, format!("c_0 {:?} should be {c_shape:?}", c0.shape())));
             }
             Some(c0) => c0.clone(),
-            None => Tensor::<T>::zeros(&state_shape),
+            None => Tensor::<T>::zeros(&c_shape),
         };
         let mut layer_input = x;
         let (mut h_n, mut c_n) = (Vec::new(), Vec::new());
@@ -217,7 +254,7 @@ impl<T: Element> Recurrent<T> {
             let mut outputs = Vec::new();
             for (d, dir) in directions.iter().enumerate() {
                 let k = (l * self.directions() + d) as isize;
-                let h_init = h0.narrow(0, k as usize, 1)?.reshape(&[batch as isize, h as isize])?;
+                let h_init = h0.narrow(0, k as usize, 1)?.reshape(&[batch as isize, p as isize])?;
                 let c_init = c0.narrow(0, k as usize, 1)?.reshape(&[batch as isize, h as isize])?;
                 let (seq, h_last, c_last) = self.run_direction(dir, &layer_input, h_init, c_init, d == 1)?;
                 outputs.push(seq);
@@ -225,6 +262,14 @@ impl<T: Element> Recurrent<T> {
                 c_n.push(c_last);
             }
             layer_input = if outputs.len() == 1 { outputs.remove(0) } else { Tensor::cat(&outputs, 2)? };
+            // PyTorch's dropout between layers: on every layer's output but the last.
+            if let Some(rng) = &self.dropout_rng
+                && self.mode.is_training()
+                && l + 1 < self.num_layers
+            {
+                let mut rng = rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                layer_input = super::functional::dropout(&layer_input, self.dropout, true, &mut *rng)?;
+            }
         }
         let output = if self.batch_first { layer_input.transpose(0, 1)? } else { layer_input };
         Ok(RecurrentOutput {
@@ -271,7 +316,8 @@ impl<T: Element> Recurrent<T> {
         let g = self.kind.gates() * hs;
         let (w_ih, w_hh) = (dir.weight_ih.tensor(), dir.weight_hh.tensor());
         let (b_ih, b_hh) = (dir.bias_ih.as_ref().map(Param::tensor), dir.bias_hh.as_ref().map(Param::tensor));
-        if self.kind == CellKind::Lstm && steps > 0 {
+        let w_hr = dir.weight_hr.as_ref().map(Param::tensor);
+        if self.kind == CellKind::Lstm && steps > 0 && w_hr.is_none() {
             // The fused layer op: same arithmetic, a fraction of the passes and nodes. It
             // takes every step's input projection transposed, `W_ih xᵀ` (G·H, T, N), one
             // product whose gradient the op produces in that layout (its biases are added
@@ -289,7 +335,7 @@ impl<T: Element> Recurrent<T> {
         for s in 0..steps {
             let t = if reverse { steps - 1 - s } else { s };
             let xi = projected.narrow(0, t, 1)?.reshape(&[batch as isize, g as isize])?;
-            (h, c) = cell_step(self.kind, hs, &xi, &h, &c, &w_hh, b_hh.as_ref())?;
+            (h, c) = cell_step(self.kind, hs, &xi, &h, &c, &w_hh, b_hh.as_ref(), w_hr.as_ref())?;
             outputs[t] = Some(h.clone());
         }
         let outputs: Vec<Tensor<T>> = outputs.into_iter().map(|o| o.expect("every step ran")).collect();
@@ -298,7 +344,9 @@ impl<T: Element> Recurrent<T> {
 }
 
 /// One time step of a cell from the input projection `xi = W_ih x + b_ih` `(N, G·H)` and
-/// the state: the new `(h, c)` (`c` passes through unchanged except for LSTM).
+/// the state: the new `(h, c)` (`c` passes through unchanged except for LSTM, whose `h` is
+/// projected by `w_hr` when given).
+#[allow(clippy::too_many_arguments)]
 fn cell_step<T: Element>(
     kind: CellKind,
     hs: usize,
@@ -307,6 +355,7 @@ fn cell_step<T: Element>(
     c: &Tensor<T>,
     w_hh: &Tensor<T>,
     b_hh: Option<&Tensor<T>>,
+    w_hr: Option<&Tensor<T>>,
 ) -> Result<(Tensor<T>, Tensor<T>)> {
     let hh = h.linear(w_hh, b_hh)?;
     let gate = |z: &Tensor<T>, k: usize| z.narrow(1, k * hs, hs);
@@ -317,7 +366,8 @@ fn cell_step<T: Element>(
             let z = xi.add(&hh)?;
             let (i, f, g, o) = (gate(&z, 0)?.sigmoid(), gate(&z, 1)?.sigmoid(), gate(&z, 2)?.tanh(), gate(&z, 3)?.sigmoid());
             let c = f.mul(c)?.add(&i.mul(&g)?)?;
-            (o.mul(&c.tanh())?, c)
+            let h = o.mul(&c.tanh())?;
+            (if let Some(w_hr) = w_hr { h.linear(w_hr, None)? } else { h }, c)
         }
         CellKind::Gru => {
             let r = gate(xi, 0)?.add(&gate(&hh, 0)?)?.sigmoid();
@@ -352,8 +402,15 @@ impl<T: Element> Module<T> for Recurrent<T> {
             if let Some(b) = &dir.bias_hh {
                 params.push((format!("bias_hh{}", dir.suffix), b.clone()));
             }
+            if let Some(w) = &dir.weight_hr {
+                params.push((format!("weight_hr{}", dir.suffix), w.clone()));
+            }
         }
         params
+    }
+
+    fn set_training(&self, training: bool) {
+        self.mode.set(training)
     }
 }
 
@@ -386,7 +443,7 @@ constructors! {
     RecurrentCell: RecurrentCellNew {
         /// A cell of `kind`, with or without biases.
         fn new(kind: CellKind, input_size: usize, hidden_size: usize, bias: bool, rng: &mut impl Rng) -> Self {
-            let weights = Direction::new(kind, input_size, hidden_size, bias, String::new(), rng);
+            let weights = Direction::new(kind, input_size, hidden_size, 0, bias, String::new(), rng);
             RecurrentCell { kind, input_size, hidden_size, weights }
         }
     }
@@ -435,7 +492,7 @@ impl<T: Element> RecurrentCell<T> {
         let w = &self.weights;
         let xi = x.linear(&w.weight_ih.tensor(), w.bias_ih.as_ref().map(Param::tensor).as_ref())?;
         let b_hh = w.bias_hh.as_ref().map(Param::tensor);
-        let (h, c) = cell_step(self.kind, self.hidden_size, &xi, &h, &c, &w.weight_hh.tensor(), b_hh.as_ref())?;
+        let (h, c) = cell_step(self.kind, self.hidden_size, &xi, &h, &c, &w.weight_hh.tensor(), b_hh.as_ref(), None)?;
         if unbatched { Ok((h.squeeze(0)?, c.squeeze(0)?)) } else { Ok((h, c)) }
     }
 }
@@ -478,7 +535,7 @@ pub enum RnnNonlinearity {
 /// let options = RecurrentOptions::default().num_layers(2).batch_first(true);
 /// assert_eq!((options.num_layers, options.bias, options.batch_first), (2, true, true));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecurrentOptions {
     /// Stacked layers, each reading the previous one's output (1).
     pub num_layers: usize,
@@ -490,11 +547,24 @@ pub struct RecurrentOptions {
     pub bidirectional: bool,
     /// [`Rnn`] only: its non-linearity (tanh).
     pub nonlinearity: RnnNonlinearity,
+    /// [`Lstm`] only: the size P of the projected `h` (0, no projection; below `H`).
+    pub proj_size: usize,
+    /// The probability of dropping each output of every layer but the last, in training
+    /// (0; in `[0, 1]`).
+    pub dropout: f64,
 }
 
 impl Default for RecurrentOptions {
     fn default() -> Self {
-        RecurrentOptions { num_layers: 1, bias: true, batch_first: false, bidirectional: false, nonlinearity: RnnNonlinearity::Tanh }
+        RecurrentOptions {
+            num_layers: 1,
+            bias: true,
+            batch_first: false,
+            bidirectional: false,
+            nonlinearity: RnnNonlinearity::Tanh,
+            proj_size: 0,
+            dropout: 0.0,
+        }
     }
 }
 
@@ -524,6 +594,16 @@ impl RecurrentOptions {
         self.nonlinearity = nonlinearity;
         self
     }
+    /// Sets the [`Lstm`]'s `proj_size`.
+    pub fn proj_size(mut self, proj_size: usize) -> Self {
+        self.proj_size = proj_size;
+        self
+    }
+    /// Sets the `dropout` between layers.
+    pub fn dropout(mut self, dropout: f64) -> Self {
+        self.dropout = dropout;
+        self
+    }
 
     /// The cell kind these options give a network of `kind`, or PyTorch's refusals by name:
     /// no layer, no hidden unit, or a non-linearity for a GRU or an LSTM.
@@ -536,6 +616,15 @@ impl RecurrentOptions {
                     self.num_layers, hidden_size
                 ),
             ));
+        }
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return Err(Error::invalid(op, format!("dropout {} should be a probability in [0, 1]", self.dropout)));
+        }
+        if self.proj_size > 0 && kind != CellKind::Lstm {
+            return Err(Error::invalid(op, format!("proj_size {} is only supported for an LSTM", self.proj_size)));
+        }
+        if self.proj_size >= hidden_size && self.proj_size > 0 {
+            return Err(Error::invalid(op, format!("proj_size {} has to be smaller than hidden_size {hidden_size}", self.proj_size)));
         }
         match (kind, self.nonlinearity) {
             (CellKind::RnnTanh | CellKind::RnnRelu, RnnNonlinearity::Tanh) => Ok(CellKind::RnnTanh),
@@ -585,6 +674,9 @@ macro_rules! typed_recurrent {
             }
             fn named_parameters(&self) -> Vec<(String, Param<T>)> {
                 self.0.named_parameters()
+            }
+            fn set_training(&self, training: bool) {
+                self.0.set_training(training)
             }
         }
 

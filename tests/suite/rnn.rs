@@ -227,3 +227,53 @@ fn an_unbatched_sequence_is_a_batch_of_one() {
     let err = lstm.forward_with_state(&Tensor::<f64>::zeros(&[6, 3]), Some((&Tensor::<f64>::zeros(&[1, 1, 4]), None))).err().unwrap();
     assert_eq!(err.to_string(), "Recurrent: h_0 [1, 1, 4] should be (L·D, H) for an unbatched input [6, 3]");
 }
+
+/// An LSTM with `proj_size`: the projected `h` and the unprojected `c` have their own
+/// shapes, `weight_hr_l<k>` is a parameter, and gradients match finite differences to
+/// second order (the projection runs the composed cell, not the fused layer).
+#[test]
+fn a_projected_lstm_has_its_shapes_and_gradients() {
+    use nabla::autograd::gradgradcheck;
+    let options = nabla::nn::RecurrentOptions::default().num_layers(2).proj_size(2).bidirectional(true);
+    let lstm = Lstm::<f64>::with_options(3, 4, options, &mut nabla::rng(4)).unwrap();
+    let names: Vec<String> = lstm.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(&names[..5], ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_hr_l0"]);
+    let shapes: Vec<Vec<usize>> = lstm.named_parameters().iter().map(|(_, p)| p.shape()).collect();
+    // Layer 1 reads both directions' projected outputs: 2·P = 4 features.
+    assert_eq!((shapes[1].clone(), shapes[4].clone(), shapes[10].clone()), (vec![16, 2], vec![2, 4], vec![16, 4]));
+    let x = Tensor::<f64>::randn(&[5, 2, 3], &mut nabla::rng(5));
+    let out = lstm.forward_with_state(&x, None).unwrap();
+    assert_eq!((out.output.shape(), out.h_n.shape()), (&[5, 2, 4][..], &[4, 2, 2][..]));
+    assert_eq!(out.c_n.unwrap().shape(), &[4, 2, 4]);
+    let f = |v: &[Tensor<f64>]| lstm.forward_with_state(&v[0], None).map(|o| o.output);
+    gradcheck(f, std::slice::from_ref(&x), &GradcheckOptions::default()).unwrap();
+    gradgradcheck(f, &[x.narrow(0, 0, 2).unwrap()], &GradcheckOptions::default()).unwrap();
+    // PyTorch's refusals.
+    let refused = |o: nabla::nn::RecurrentOptions| Lstm::<f64>::with_options(3, 4, o, &mut nabla::rng(0)).err().unwrap().to_string();
+    assert!(refused(nabla::nn::RecurrentOptions::default().proj_size(4)).contains("smaller than hidden_size"));
+    assert!(refused(nabla::nn::RecurrentOptions::default().dropout(1.5)).contains("dropout 1.5"));
+    let gru = nabla::nn::Gru::<f64>::with_options(3, 4, nabla::nn::RecurrentOptions::default().proj_size(2), &mut nabla::rng(0));
+    assert!(gru.err().unwrap().to_string().contains("only supported for an LSTM"));
+}
+
+/// Dropout between layers: random in training (seeded at construction, so two networks
+/// built from one seed agree), the identity in evaluation, never after the last layer.
+#[test]
+fn dropout_between_recurrent_layers_is_seeded_in_training_and_off_in_eval() {
+    let build = |dropout: f64| {
+        let options = nabla::nn::RecurrentOptions::default().num_layers(2).dropout(dropout);
+        nabla::nn::Gru::<f64>::with_options(3, 6, options, &mut nabla::rng(8)).unwrap()
+    };
+    let x = Tensor::<f64>::randn(&[4, 3, 3], &mut nabla::rng(9));
+    let (a, b, plain) = (build(0.5), build(0.5), build(0.0));
+    let (ya, yb, y0) = (a.forward(&x).unwrap().to_vec(), b.forward(&x).unwrap().to_vec(), plain.forward(&x).unwrap().to_vec());
+    assert_eq!(ya, yb, "one seed, one mask");
+    assert_ne!(ya, y0, "training drops");
+    a.set_training(false);
+    assert_eq!(a.forward(&x).unwrap().to_vec(), y0, "evaluation is the network without dropout");
+    // One layer: nothing between layers to drop.
+    let single =
+        nabla::nn::Gru::<f64>::with_options(3, 6, nabla::nn::RecurrentOptions::default().dropout(0.9), &mut nabla::rng(8)).unwrap();
+    let alone = nabla::nn::Gru::<f64>::new(3, 6, &mut nabla::rng(8));
+    assert_eq!(single.forward(&x).unwrap().to_vec(), alone.forward(&x).unwrap().to_vec());
+}

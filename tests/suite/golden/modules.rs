@@ -187,10 +187,13 @@ pub(super) fn build_module<T: Element>(case: &Case, name: &str, config: &Value, 
                     bias: flag("bias", true),
                     batch_first: flag("batch_first", false),
                     bidirectional: flag("bidirectional", false),
+                    proj_size: get_usize("proj_size").unwrap_or(0),
+                    dropout: get("dropout").unwrap_or(0.0),
                     ..Default::default()
                 },
                 &mut rng,
             );
+            net.set_training(training);
             let params = net.named_parameters();
             let buffers = net.named_buffers();
             let forward: Forward<T> = Box::new(move |x| {
