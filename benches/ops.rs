@@ -227,8 +227,30 @@ fn cross_entropy(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fused normalisation passes of `src/ops/norm.rs` (`norm`): BatchNorm2d in training
+/// on 64×64×32×32 and LayerNorm(512) on 64×128×512, forward and forward + backward, the
+/// shapes `workloads bn`/`ln` and `scripts/compare_norm.sh` pair with PyTorch.
+fn norm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("norm");
+    group.sample_size(20);
+    let mut rng = nabla::rng(42);
+    let cases: [(&str, Vec<usize>, Box<dyn Module>); 2] = [
+        ("batch_norm2d", vec![64, 64, 32, 32], Box::new(nn::BatchNorm2d::new(64))),
+        ("layer_norm", vec![64, 128, 512], Box::new(nn::LayerNorm::new(&[512]))),
+    ];
+    for (name, shape, layer) in cases {
+        let x = Tensor::randn(&shape, &mut rng).requires_grad_(true).unwrap();
+        let g = Tensor::randn(&shape, &mut rng);
+        group.throughput(Throughput::Elements(x.len() as u64));
+        group.bench_function(format!("{name}_fwd"), |bench| bench.iter(|| nabla::no_grad(|| layer.forward(&x).unwrap())));
+        group.bench_function(format!("{name}_fwd_bwd"), |bench| bench.iter(|| layer.forward(&x).unwrap().backward_with(&g).unwrap()));
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    norm,
     w1_mlp_step,
     w2_cnn_step,
     w3_lstm_step,

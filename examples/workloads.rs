@@ -1,8 +1,9 @@
-//! The reference workloads of the benchmark suite (W1..W7), timed the way the PyTorch
-//! reference script times them, so that `compare.sh` can pair the two in one run.
+//! The reference workloads of the benchmark suite (W1..W7), and the normalisation layers'
+//! (`bn`, `ln`), timed the way the PyTorch reference scripts time them, so that
+//! `compare.sh` (`scripts/compare_norm.sh` for `bn` and `ln`) can pair the two in one run.
 //!
 //! ```text
-//! cargo run --release --example workloads -- <w1..w7> <threads> [seconds]
+//! cargo run --release --example workloads -- <w1..w7 | bn | ln> <threads> [seconds]
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
 
@@ -95,7 +96,24 @@ fn main() -> nabla::Result<()> {
             );
         }
         "w3" => report("w3", "train_step", threads, bench(seconds, common::steps::w3(&mut rng)), None),
-        other => eprintln!("workloads: unknown workload {other} (w1..w7)"),
+        // Issue 26's normalisation targets (scripts/norm_torch.py is PyTorch's side):
+        // BatchNorm2d in training on 64×64×32×32, LayerNorm(512) on 64×128×512.
+        "bn" | "ln" => {
+            let shape: &[usize] = match (workload, quick) {
+                ("bn", false) => &[64, 64, 32, 32],
+                ("bn", true) => &[4, 8, 8, 8],
+                (_, false) => &[64, 128, 512],
+                (_, true) => &[4, 8, 64],
+            };
+            let layer: Box<dyn Module> =
+                if workload == "bn" { Box::new(nn::BatchNorm2d::new(shape[1])) } else { Box::new(nn::LayerNorm::new(&shape[2..])) };
+            let x = Tensor::randn(shape, &mut rng);
+            report(workload, "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| layer.forward(&x).unwrap()))), None);
+            let x = x.requires_grad_(true)?;
+            let g = Tensor::randn(shape, &mut rng);
+            report(workload, "fwd_bwd", threads, bench(seconds, || drop(layer.forward(&x).unwrap().backward_with(&g).unwrap())), None);
+        }
+        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln)"),
     }
     Ok(())
 }
