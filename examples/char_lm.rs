@@ -17,78 +17,13 @@
 
 mod common;
 
+use common::grammar::{ALPHABET, text};
 use nabla::nn::functional::cross_entropy;
 use nabla::prelude::*;
 use rand::Rng;
 
-const ALPHABET: &str = " .abcdefghijklmnopqrstuvwxyz";
-const NOUNS: [&str; 4] = ["cat", "dog", "bird", "cow"];
-const VERBS: [&str; 4] = ["see", "chase", "like", "hear"];
 const STREAMS: usize = 32;
 const CHUNK: usize = 64;
-
-/// Draws choices and adds up their log-probability.
-struct Derivation<'a, R: Rng> {
-    rng: &'a mut R,
-    log_p: f64,
-}
-
-impl<R: Rng> Derivation<'_, R> {
-    /// One of `options`, uniformly.
-    fn pick(&mut self, options: usize) -> usize {
-        self.log_p -= (options as f64).ln();
-        self.rng.random_range(0..options)
-    }
-
-    /// True with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        let yes = self.rng.random::<f64>() < p;
-        self.log_p += if yes { p.ln() } else { (1.0 - p).ln() };
-        yes
-    }
-
-    /// A determiner and a noun; whether it is plural.
-    fn noun_phrase(&mut self) -> (String, bool) {
-        let plural = self.pick(2) == 1;
-        let det = if plural { ["the", "some"][self.pick(2)] } else { ["the", "a"][self.pick(2)] };
-        let noun = NOUNS[self.pick(NOUNS.len())];
-        (format!("{det} {noun}{}", if plural { "s" } else { "" }), plural)
-    }
-
-    /// A verb agreeing with a subject of the given number.
-    fn verb(&mut self, plural: bool) -> String {
-        let v = VERBS[self.pick(VERBS.len())];
-        match (plural, v.ends_with("ch")) {
-            (true, _) => v.to_string(),
-            (false, true) => format!("{v}es"),
-            (false, false) => format!("{v}s"),
-        }
-    }
-}
-
-/// One sentence and the natural log of its probability.
-fn sentence(rng: &mut impl Rng) -> (String, f64) {
-    let mut d = Derivation { rng, log_p: 0.0 };
-    let (mut s, plural) = d.noun_phrase();
-    // A relative clause one time in three; its verb agrees with the subject too.
-    if d.chance(1.0 / 3.0) {
-        let verb = d.verb(plural);
-        s += &format!(" that {verb} {}", d.noun_phrase().0);
-    }
-    let verb = d.verb(plural);
-    s += &format!(" {verb} {}. ", d.noun_phrase().0);
-    (s, d.log_p)
-}
-
-/// A stream of `chars` characters of sentences, as ids into `ALPHABET`.
-fn text(chars: usize, rng: &mut impl Rng) -> Vec<usize> {
-    let mut ids = Vec::with_capacity(chars + 100);
-    while ids.len() < chars {
-        ids.extend(sentence(rng).0.chars().map(|c| ALPHABET.find(c).expect("grammar uses the alphabet")));
-    }
-    ids.truncate(chars);
-    ids
-}
 
 /// `(ids, next ids)` chunk `k` of the streams: `(N, CHUNK)` each.
 fn chunk(streams: &[Vec<usize>], k: usize) -> (ndarray::ArrayD<usize>, ndarray::ArrayD<usize>) {
@@ -118,13 +53,7 @@ fn main() -> nabla::Result<()> {
     let mut rng = nabla::rng(6);
 
     let samples = if quick { 20_000 } else { 200_000 };
-    let (mut entropy, mut length) = (0.0, 0.0);
-    for _ in 0..samples {
-        let (s, log_p) = sentence(&mut rng);
-        entropy -= log_p;
-        length += s.chars().count() as f64;
-    }
-    let true_entropy = entropy / length; // nats per character
+    let true_entropy = common::grammar::entropy_rate(samples, &mut rng);
     println!("true entropy of the text: {true_entropy:.4} nats/char (perplexity {:.3}), from {samples} sentences", true_entropy.exp());
 
     let v = ALPHABET.len();

@@ -1,6 +1,7 @@
 //! What the examples share: `--quick`, an output folder, a progress bar and line plots.
 #![allow(dead_code)]
 
+pub mod grammar;
 pub mod steps;
 
 use indicatif::{ProgressBar, ProgressStyle};
