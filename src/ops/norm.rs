@@ -18,6 +18,11 @@ use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
+/// Row blocks per thread in layer norm's passes: with one block each, a thread that starts
+/// late or runs slow (a busy neighbour on a shared machine) holds up the call; with several,
+/// work stealing evens the load (`scripts/compare_norm.sh ln`, two threads).
+const BLOCKS_PER_THREAD: usize = 8;
+
 /// The statistics batch norm normalises by.
 pub(crate) enum Stats<'a, T> {
     /// The batch's own (training): mean and biased variance over every dim but 1.
@@ -398,7 +403,7 @@ pub(crate) fn layer_norm<T: Element>(
     };
     let threads = rayon::current_num_threads();
     if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
-        let block = rows.div_ceil(threads);
+        let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
         out.par_chunks_mut(block * width)
             .zip(stats.par_chunks_mut(block))
             .enumerate()
@@ -496,7 +501,7 @@ impl<T: Element> LayerNormRule<T> {
         };
         let threads = rayon::current_num_threads();
         let partials: Vec<(Vec<T>, Vec<T>)> = if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
-            let block = rows.div_ceil(threads);
+            let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
             out.par_chunks_mut(block * width).enumerate().map(|(k, gx)| fill(k * block, gx)).collect()
         } else if rows > 0 {
             vec![fill(0, &mut out)]
