@@ -6,6 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nabla::ndarray::{ArrayD, IxDyn};
+use nabla::nn::functional::{PadMode, batch_norm, group_norm, layer_norm, pad};
 use nabla::ops::{Conv2dConfig, Pool1dConfig, Pool2dConfig};
 use nabla::Tensor;
 
@@ -40,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
     let (mut x, y) = (b.tensor(), b.tensor());
     for _ in 0..b.small(8) {
-        let result = match b.small(24) {
+        let result = match b.small(29) {
             0 => x.add(&y),
             1 => x.mul(&y),
             2 => x.div(&y),
@@ -78,15 +79,38 @@ fuzz_target!(|data: &[u8]| {
                     stride: [b.small(3), b.small(3)],
                     padding: [b.small(3), b.small(3)],
                     dilation: [b.small(3), b.small(3)],
+                    ceil_mode: b.byte() & 1 == 1,
                 };
                 match b.small(4) {
                     0 => x.max_pool2d(cfg),
-                    1 => x.avg_pool2d(cfg, b.byte() & 1 == 1),
+                    1 => x.avg_pool2d(cfg, b.byte() & 1 == 1, Some(b.small(3)).filter(|_| b.byte() & 1 == 1)),
                     2 => x.lp_pool2d(2.0, cfg),
                     _ => x.lse_pool2d(b.small(5) as f64 - 2.0, cfg),
                 }
             }
-            21 => x.max_pool1d(Pool1dConfig { kernel_size: b.small(4), stride: b.small(3), padding: b.small(3), dilation: b.small(3) }),
+            21 => {
+                let cfg = Pool1dConfig {
+                    kernel_size: b.small(4),
+                    stride: b.small(3),
+                    padding: b.small(3),
+                    dilation: b.small(3),
+                    ceil_mode: b.byte() & 1 == 1,
+                };
+                x.max_pool1d_with_indices(cfg).map(|(y, _)| y)
+            }
+            23 => x.adaptive_avg_pool2d([b.small(4), b.small(4)]),
+            24 => x.adaptive_max_pool1d(b.small(4)).map(|(y, _)| y),
+            25 => {
+                let modes = [PadMode::Zeros, PadMode::Constant(1.5), PadMode::Reflect, PadMode::Replicate, PadMode::Circular];
+                let pads: Vec<usize> = (0..b.small(7)).map(|_| b.small(4)).collect();
+                pad(&x, &pads, modes[b.small(5)])
+            }
+            26 => {
+                let trailing = b.small(3).min(x.ndim());
+                layer_norm(&x, &x.shape()[x.ndim() - trailing..].to_vec(), None, None, 1e-5)
+            }
+            27 => batch_norm(&x, None, None, None, None, true, 0.1, 1e-5),
+            28 => group_norm(&x, b.small(3), None, None, 1e-5),
             22 => x.flatten(b.dim(), b.dim()),
             _ => x.squeeze(b.dim()).and_then(|t| t.unsqueeze(b.dim())),
         };

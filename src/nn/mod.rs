@@ -51,8 +51,10 @@
 //! | `nn.Sequential`, `nn.ModuleList` | [`Sequential`], a `Vec` field of a derived module |
 //! | `nn.Linear`, `nn.Identity`, `nn.Flatten` | [`Linear`], [`Identity`], [`Flatten`] |
 //! | `nn.Embedding` | [`Embedding`] |
-//! | `nn.Conv1d`, `nn.Conv2d` | [`Conv1d`], [`Conv2d`] |
-//! | `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.LPPool1d/2d` | [`Pool1d`], [`Pool2d`] with a [`PoolKind`] |
+//! | `nn.Conv1d`, `nn.Conv2d` (`padding_mode`, `padding="same"`) | [`Conv1d`], [`Conv2d`] (`with_padding_mode`, `with_same_padding`) |
+//! | `nn.MaxPool1d/2d`, `nn.AvgPool1d/2d`, `nn.LPPool1d/2d` | [`Pool1d`], [`Pool2d`] with a [`PoolKind`] (`return_indices`: `forward_with_indices`) |
+//! | `nn.AdaptiveAvgPool1d/2d`, `nn.AdaptiveMaxPool1d/2d` | [`AdaptiveAvgPool1d`], [`AdaptiveAvgPool2d`], [`AdaptiveMaxPool1d`], [`AdaptiveMaxPool2d`] |
+//! | `nn.BatchNorm1d/2d/3d`, `nn.LayerNorm`, `nn.GroupNorm` | [`BatchNorm1d`], [`BatchNorm2d`], [`BatchNorm3d`] (options in [`BatchNormOptions`]), [`LayerNorm`], [`GroupNorm`] |
 //! | `nn.RNN`, `nn.GRU`, `nn.LSTM` | [`Rnn`], [`Gru`], [`Lstm`], options in [`RecurrentOptions`] (on the shared [`Recurrent`]) |
 //! | `nn.RNNCell`, `nn.GRUCell`, `nn.LSTMCell` | [`RnnCell`], [`GruCell`], [`LstmCell`] (on the shared [`RecurrentCell`]) |
 //! | `nn.MultiheadAttention` | [`MultiheadAttention`] |
@@ -72,6 +74,7 @@
 //! | `nn.SoftMarginLoss`, `nn.HingeEmbeddingLoss` | [`SoftMarginLoss`], [`HingeEmbeddingLoss`] |
 //! | `nn.PoissonNLLLoss`, `nn.GaussianNLLLoss` | [`PoissonNllLoss`], [`GaussianNllLoss`] |
 //! | `nn.TripletMarginLoss`, `nn.CosineEmbeddingLoss` | [`TripletMarginLoss`], [`CosineEmbeddingLoss`] |
+//! | `nn.MultiMarginLoss`, `nn.MultiLabelMarginLoss` | [`MultiMarginLoss`], [`MultiLabelMarginLoss`] |
 //! | `torch.nn.functional.*` | [`functional`], the same snake_case names |
 //! | `torch.nn.init.*` | [`init`] |
 

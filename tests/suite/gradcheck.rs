@@ -219,6 +219,32 @@ fn away_from_kinks(shape: &[usize], seed: u64) -> Tensor<f64> {
     Tensor::<f64>::from_vec(moved, shape).unwrap()
 }
 
+/// The normalisation functions as users call them: layer norm over two trailing dims (its
+/// weight and bias reshaped into the fused op), group norm (the fused rows, then a
+/// per-channel affine), batch norm in training and on running statistics, each with every
+/// input differentiated.
+#[test]
+fn normalisations_match_finite_differences_to_second_order() {
+    use nabla::nn::Buffer;
+    use nabla::nn::functional::{batch_norm, group_norm, layer_norm};
+    let x = randn(&[2, 4, 3, 2], 60);
+    let (w, b) = (randn(&[3, 2], 61), randn(&[3, 2], 62));
+    check("layer_norm [3, 2]", |v| layer_norm(&v[0], &[3, 2], Some(&v[1]), Some(&v[2]), 1e-5), &[x.clone(), w, b]);
+    let (w, b) = (randn(&[4], 63), randn(&[4], 64));
+    check("group_norm 2 groups", |v| group_norm(&v[0], 2, Some(&v[1]), Some(&v[2]), 1e-5), &[x.clone(), w.clone(), b.clone()]);
+    check(
+        "batch_norm training",
+        |v| batch_norm(&v[0], None, None, Some(&v[1]), Some(&v[2]), true, 0.1, 1e-5),
+        &[x.clone(), w.clone(), b.clone()],
+    );
+    let eval = |v: &[Tensor<f64>]| {
+        let mean = Buffer::new(Tensor::<f64>::from_vec(vec![0.1, -0.2, 0.3, 0.0], &[4])?);
+        let var = Buffer::new(Tensor::<f64>::from_vec(vec![0.5, 1.5, 2.0, 0.8], &[4])?);
+        batch_norm(&v[0], Some(&mean), Some(&var), Some(&v[1]), Some(&v[2]), false, 0.1, 1e-5)
+    };
+    check("batch_norm running statistics", eval, &[x, w, b]);
+}
+
 #[test]
 fn activations_match_finite_differences_to_second_order() {
     use nabla::nn::functional::{self as F, GeluApproximate};
