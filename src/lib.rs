@@ -41,6 +41,8 @@ extern crate self as nabla;
 mod array;
 pub mod autograd;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod ebm;
 mod error;
 pub mod guide;

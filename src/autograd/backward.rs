@@ -75,6 +75,36 @@ impl<T: Element> Gradients<T> {
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
         self.by_id.values_mut()
     }
+
+    /// Adds `other`'s gradients into this store (gradient accumulation over micro-batches):
+    /// a tensor in both gets the sum, one in `other` only is copied. `Err`, with nothing
+    /// changed, when a tensor's two gradients differ in shape.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let w = Tensor::from_vec(vec![1.0], &[1])?.requires_grad_(true)?;
+    /// let mut total = (&w * 2.0).sum().backward()?;
+    /// total.accumulate(&(&w * 3.0).sum().backward()?)?;
+    /// assert_eq!(total.get(&w).unwrap().to_vec(), vec![5.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn accumulate(&mut self, other: &Gradients<T>) -> Result<()> {
+        for (id, g) in &other.by_id {
+            if let Some(mine) = self.by_id.get(id)
+                && mine.shape() != g.shape()
+            {
+                return Err(Error::shape("accumulate", format!("gradients {:?} and {:?} of one tensor", mine.shape(), g.shape())));
+            }
+        }
+        for (id, g) in &other.by_id {
+            let sum = match self.by_id.get(id) {
+                Some(mine) => mine.add(g)?,
+                None => g.clone(),
+            };
+            self.by_id.insert(*id, sum);
+        }
+        Ok(())
+    }
 }
 
 /// Which gradients a sweep keeps.

@@ -87,6 +87,28 @@ impl<X: Rows + Clone, Y: Rows + Clone> Batches<X, Y> {
         }
     }
 
+    /// Batches of the samples `order` lists, in that order (a shard of a distributed epoch,
+    /// `nabla::distributed::shard`; a sample may be listed twice). `Err` for an index past
+    /// the samples or when `inputs` and `targets` hold different numbers of samples.
+    ///
+    /// ```
+    /// use nabla::prelude::*;
+    /// let x = Tensor::arange(0.0, 5.0, 1.0)?.reshape(&[5, 1])?;
+    /// let y = ndarray::Array1::from_iter(0..5usize).into_dyn();
+    /// let firsts: Vec<f32> = data::Batches::with_order(&x, &y, vec![4, 0, 2], 2)?.map(|(x, _)| x.to_vec()[0]).collect();
+    /// assert_eq!(firsts, vec![4.0, 2.0]);
+    /// # Ok::<(), nabla::Error>(())
+    /// ```
+    pub fn with_order(inputs: &X, targets: &Y, order: Vec<usize>, batch_size: usize) -> crate::Result<Self> {
+        if inputs.rows() != targets.rows() {
+            return Err(crate::Error::invalid("Batches", format!("{} inputs but {} targets", inputs.rows(), targets.rows())));
+        }
+        if let Some(&bad) = order.iter().find(|&&i| i >= inputs.rows()) {
+            return Err(crate::Error::invalid("Batches", format!("index {bad} is past the {} samples", inputs.rows())));
+        }
+        Ok(Batches { order, ..Self::sequential(inputs, targets, batch_size) })
+    }
+
     /// Skip a last batch smaller than `batch_size`.
     pub fn drop_last(mut self, drop_last: bool) -> Self {
         self.drop_last = drop_last;
