@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example workloads -- <w1..w7 | bn | ln> <threads> [seconds]
+//! mpirun --bind-to none -np R target/release/examples/workloads <w1..w3> <threads> ddp   # --features mpi
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
 
@@ -53,6 +54,9 @@ fn main() -> nabla::Result<()> {
     let threads: usize = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(1);
     let seconds: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(if quick { 0.1 } else { 2.0 });
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("the first and only global pool");
+    if args.get(2).map(String::as_str) == Some("ddp") {
+        return ddp(workload, threads);
+    }
     let mut rng = nabla::rng(42);
     match workload {
         "w5" => {
@@ -116,4 +120,74 @@ fn main() -> nabla::Result<()> {
         other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln)"),
     }
     Ok(())
+}
+
+/// W1–W3 data-parallel (WORKLOADS.md, "Data-parallel variants"), under
+/// `mpirun --bind-to none -np R workloads <w> <threads> ddp`: the global batch split evenly
+/// over the R processes, gradients averaged every step, then SGD on every rank. Each step
+/// is timed from a barrier to the end of the update; every rank runs the same fixed number
+/// of steps (a time limit could end them at different steps and leave one waiting), and
+/// rank 0 prints the median as variant `ddp<R>`.
+#[cfg(feature = "mpi")]
+fn ddp(workload: &str, threads: usize) -> nabla::Result<()> {
+    use nabla::distributed::{self, DataParallel};
+    use nabla::nn::functional::cross_entropy;
+    let world = distributed::init()?;
+    let ranks = world.size();
+    let mut rng = nabla::rng(42);
+    let (warmup, timed) = (5, 40);
+    let mut times = Vec::with_capacity(timed);
+    let mut timed_steps = |step: &mut dyn FnMut()| {
+        for k in 0..warmup + timed {
+            world.barrier();
+            let start = Instant::now();
+            step();
+            if k >= warmup {
+                times.push(start.elapsed());
+            }
+        }
+    };
+    match workload {
+        "w1" | "w2" => {
+            let (model, global) =
+                if workload == "w1" { (common::steps::w1_model(&mut rng), 128) } else { (common::steps::w2_model(&mut rng), 64) };
+            let ddp = DataParallel::new(model, &world)?;
+            let shape: Vec<usize> = if workload == "w1" { vec![global / ranks, 784] } else { vec![global / ranks, 1, 28, 28] };
+            let x = Tensor::randn(&shape, &mut nabla::rng(world.rank() as u64));
+            let y = common::steps::labels(shape[0]);
+            let mut opt = optim::Sgd::new(ddp.module().parameters(), 0.01);
+            timed_steps(&mut || {
+                let mut grads = cross_entropy(&ddp.module().forward(&x).unwrap(), &y).unwrap().backward().unwrap();
+                ddp.average_gradients(&mut grads).unwrap();
+                opt.step(&grads).unwrap();
+            });
+        }
+        "w3" => {
+            let ddp = DataParallel::new(common::steps::W3Model::new(&mut rng), &world)?;
+            let (x, y) = common::steps::w3_batch(32 / ranks, &mut nabla::rng(world.rank() as u64));
+            let mut opt = optim::Sgd::new(ddp.module().parameters(), 0.01);
+            timed_steps(&mut || {
+                let mut grads = ddp.module().loss(&x, &y).backward().unwrap();
+                ddp.average_gradients(&mut grads).unwrap();
+                // Clipping after averaging: the global gradient's norm, the same on every rank.
+                optim::clip_grad_norm(&mut grads, 1.0).unwrap();
+                opt.step(&grads).unwrap();
+            });
+        }
+        other => {
+            eprintln!("workloads: {other} has no data-parallel variant (w1, w2, w3)");
+            return Ok(());
+        }
+    }
+    times.sort();
+    if world.rank() == 0 {
+        report(workload, &format!("ddp{ranks}"), threads, (times[times.len() / 2], times.len()), None);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "mpi"))]
+fn ddp(_: &str, _: usize) -> nabla::Result<()> {
+    eprintln!("workloads: the ddp variants need `--features mpi` and mpirun");
+    std::process::exit(2);
 }
