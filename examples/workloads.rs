@@ -174,14 +174,70 @@ fn ddp(workload: &str, threads: usize) -> nabla::Result<()> {
                 opt.step(&grads).unwrap();
             });
         }
+        "allreduce" => return allreduce(&world),
         other => {
-            eprintln!("workloads: {other} has no data-parallel variant (w1, w2, w3)");
+            eprintln!("workloads: {other} has no data-parallel variant (w1, w2, w3, allreduce)");
             return Ok(());
         }
     }
     times.sort();
     if world.rank() == 0 {
         report(workload, &format!("ddp{ranks}"), threads, (times[times.len() / 2], times.len()), None);
+    }
+    Ok(())
+}
+
+/// The gradient all-reduce alone, 4 KB to 64 MB of f32: `DataParallel::average_gradients`
+/// on a one-parameter module beside rsmpi's `all_reduce_into` (MPI_Allreduce) on buffers of
+/// the same size. Rank 0 prints per size the medians, the algorithm bandwidth (bytes / time)
+/// and the bus bandwidth (algorithm bandwidth × 2(p − 1)/p, NCCL's convention, comparable
+/// across process counts).
+#[cfg(feature = "mpi")]
+fn allreduce(world: &nabla::distributed::World) -> nabla::Result<()> {
+    use nabla::distributed::DataParallel;
+    use nabla::distributed::mpi::collective::SystemOperation;
+    use nabla::distributed::mpi::traits::CommunicatorCollectives;
+    let p = world.size() as f64;
+    let mut bytes = 4 << 10;
+    while bytes <= 64 << 20 {
+        let n = bytes / 4;
+        let reps = (64 << 20) / bytes;
+        let reps = reps.clamp(10, 200);
+        let median = |f: &mut dyn FnMut()| {
+            let mut times: Vec<f64> = (0..reps + 3)
+                .map(|_| {
+                    world.barrier();
+                    let start = Instant::now();
+                    f();
+                    start.elapsed().as_secs_f64()
+                })
+                .skip(3)
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        let ddp = DataParallel::new(nn::PRelu::new(n, 0.25), world)?;
+        let weight = ddp.module().weight.tensor();
+        let (mut grads, ones) = (Gradients::new(), Tensor::ones(&[n]));
+        let ours = median(&mut || {
+            // A shared handle, as a backward pass's gradient would be: no copy timed here.
+            grads.insert(&weight, ones.clone());
+            ddp.average_gradients(&mut grads).unwrap();
+        });
+        let send = vec![1.0f32; n];
+        let mut recv = vec![0.0f32; n];
+        let raw = median(&mut || world.communicator().all_reduce_into(&send[..], &mut recv[..], SystemOperation::sum()));
+        if world.rank() == 0 {
+            let algbw = |t: f64| bytes as f64 / t / 1e9;
+            println!(
+                "ALLREDUCE ranks={p} bytes={bytes} nabla_ms={:.4} mpi_ms={:.4} nabla_busbw_gbs={:.2} mpi_busbw_gbs={:.2}",
+                ours * 1e3,
+                raw * 1e3,
+                algbw(ours) * 2.0 * (p - 1.0) / p,
+                algbw(raw) * 2.0 * (p - 1.0) / p
+            );
+        }
+        bytes *= 4;
     }
     Ok(())
 }

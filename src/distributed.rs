@@ -28,6 +28,7 @@
 //! # Ok::<(), nabla::Error>(())
 //! ```
 
+use crate::array::pool;
 use crate::autograd::Gradients;
 use crate::error::{Error, Result};
 use crate::nn::{Module, Param};
@@ -35,9 +36,14 @@ use crate::tensor::{Creation, Element, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::{CommunicatorCollectives, Root};
+use ndarray::{ArrayD, IxDyn};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::any::Any;
+
+/// The rsmpi crate nabla runs on, for what [`World`] does not wrap (its
+/// [`World::communicator`] is MPI_COMM_WORLD).
+pub use mpi;
 
 /// The default gradient bucket: about 25 MB, as DDP's `bucket_cap_mb`.
 pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
@@ -88,6 +94,11 @@ impl World {
         self.comm.size() as usize
     }
 
+    /// The communicator of every process (MPI_COMM_WORLD), for rsmpi's own calls.
+    pub fn communicator(&self) -> &SimpleCommunicator {
+        &self.comm
+    }
+
     /// Waits for every rank.
     pub fn barrier(&self) {
         self.comm.barrier();
@@ -136,11 +147,13 @@ impl World {
         // MPI needs the concrete type; `Element` is f32 or f64.
         let any: &mut dyn Any = values;
         if let Some(v) = any.downcast_mut::<Vec<f32>>() {
-            let send = v.clone();
+            let send = pooled_copy(v);
             self.comm.all_reduce_into(&send[..], &mut v[..], SystemOperation::sum());
+            pool::recycle(ArrayD::from_shape_vec(IxDyn(&[send.len()]), send).expect("len values").into_shared());
         } else if let Some(v) = any.downcast_mut::<Vec<f64>>() {
-            let send = v.clone();
+            let send = pooled_copy(v);
             self.comm.all_reduce_into(&send[..], &mut v[..], SystemOperation::sum());
+            pool::recycle(ArrayD::from_shape_vec(IxDyn(&[send.len()]), send).expect("len values").into_shared());
         } else {
             unreachable!("Element is f32 or f64");
         }
@@ -158,6 +171,13 @@ impl World {
             unreachable!("Element is f32 or f64");
         }
     }
+}
+
+/// A copy of `values` in a buffer from the crate's pool.
+fn pooled_copy<T: Element>(values: &[T]) -> Vec<T> {
+    let mut copy = pool::take(values.len());
+    copy.extend_from_slice(values);
+    copy
 }
 
 /// `name:shape` per line.
@@ -203,7 +223,12 @@ impl<'w, M> DataParallel<'w, M> {
         let ddp = DataParallel { module, world, bucket_bytes: DEFAULT_BUCKET_BYTES };
         let tensors: Vec<Param<T>> = params.into_iter().map(|(_, p)| p).collect();
         for_buckets(&tensors, ddp.bucket_bytes, |bucket| {
-            let mut flat: Vec<T> = bucket.iter().flat_map(|p| p.tensor().to_vec()).collect();
+            let mut flat: Vec<T> = Vec::with_capacity(bucket.iter().map(Param::numel).sum());
+            for p in bucket {
+                let t = p.tensor();
+                let v = t.value();
+                flat.extend_from_slice(v.as_standard_layout().as_slice().expect("standard layout"));
+            }
             world.broadcast(&mut flat);
             let mut at = 0;
             for p in bucket {
@@ -246,10 +271,18 @@ impl<'w, M> DataParallel<'w, M> {
         let params: Vec<Param<T>> = self.module.parameters();
         let size = T::of(self.world.size() as f64);
         for_buckets(&params, self.bucket_bytes, |bucket| {
-            let mut flat: Vec<T> = Vec::with_capacity(bucket.iter().map(Param::numel).sum());
+            // Buffers from the crate's pool, returned to it after: fresh ones of this size
+            // would cost a page fault per 4 KiB on every step (`workloads allreduce 1 ddp`).
+            let total: usize = bucket.iter().map(Param::numel).sum();
+            let mut flat: Vec<T> = pool::take(total);
             for p in bucket {
                 match grads.get(&p.tensor()) {
-                    Some(g) if g.shape() == p.shape() => flat.extend(g.to_vec()),
+                    Some(g) if g.shape() == p.shape() => {
+                        // A slice copy: element-wise iteration of a dynamic-rank array costs
+                        // more than the all-reduce itself (`workloads allreduce 1 ddp`).
+                        let v = g.value();
+                        flat.extend_from_slice(v.as_standard_layout().as_slice().expect("standard layout"));
+                    }
                     Some(g) => {
                         return Err(Error::shape("average_gradients", format!("gradient {:?} for a parameter {:?}", g.shape(), p.shape())));
                     }
@@ -260,10 +293,14 @@ impl<'w, M> DataParallel<'w, M> {
             let mut at = 0;
             for p in bucket {
                 let n = p.numel();
-                let mean: Vec<T> = flat[at..at + n].iter().map(|&v| v / size).collect();
-                grads.insert(&p.tensor(), Tensor::<T>::from_vec(mean, &p.shape())?);
+                let mut mean = pool::take_overwritten::<T>(n);
+                for (m, &v) in mean.iter_mut().zip(&flat[at..at + n]) {
+                    *m = v / size;
+                }
+                grads.insert(&p.tensor(), Tensor::from(ArrayD::from_shape_vec(IxDyn(&p.shape()), mean).expect("n values")));
                 at += n;
             }
+            pool::recycle(ArrayD::from_shape_vec(IxDyn(&[total]), flat).expect("total values").into_shared());
             Ok(())
         })
     }
