@@ -10,6 +10,10 @@
 //! `--bind-to none` matters: for two or fewer processes Open MPI pins each to one core,
 //! which leaves rayon one thread per process.
 //!
+//! What this costs across machines (the ring all-reduce's model, α and β measured on this
+//! machine, predicted efficiency of the reference workloads on 10–100 Gb/s links, and what a
+//! cluster would need) is in the repository's `docs/distributed.md`.
+//!
 //! Only the thread that called [`init`] makes MPI calls (MPI's "funneled" level); rayon
 //! keeps its own threads inside each process. A panic on any rank aborts the whole job
 //! (`MPI_Abort`) instead of leaving the others waiting forever in a collective.
