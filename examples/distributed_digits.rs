@@ -14,6 +14,7 @@
 //! for that). The gradients are averaged over the ranks before every SGD step, and rank 0
 //! prints the loss averaged over the ranks and the test accuracy: the same figures (to f32
 //! rounding of the sums' order) whatever the number of processes, which divides 48.
+//! Rank 0 alone saves the model; every rank loads it back and checks its accuracy.
 //! `--quick` trains 2 epochs instead of 30.
 
 mod common;
@@ -66,6 +67,18 @@ fn main() -> nabla::Result<()> {
             println!("epoch {:2}: train loss {mean_loss:.4}, test accuracy {accuracy:.2}%", epoch + 1);
         }
     }
+    // Saving on rank 0 only (the ranks hold the same parameters), loading on all.
+    let path = std::env::temp_dir().join("nabla-distributed-digits.safetensors");
+    if rank == 0 {
+        ddp.module().save(&path)?;
+    }
+    world.barrier();
+    let mut rng = nabla::rng(99);
+    let reloaded = nn::Sequential::new().push(nn::Linear::new(64, 32, &mut rng)).push(nn::Relu).push(nn::Linear::new(32, 10, &mut rng));
+    reloaded.load(&path)?;
+    let logits = nabla::no_grad(|| reloaded.forward(&split.test_x))?;
+    let right = common::argmax_rows(&logits).iter().zip(split.test_y.iter()).filter(|(p, y)| p == y).count();
+    assert_eq!(100.0 * right as f64 / split.test_y.len() as f64, accuracy, "the saved model predicts as the trained one");
     if rank == 0 {
         println!("test accuracy {accuracy:.2}% on {size} process(es)");
     }
