@@ -9,7 +9,7 @@
 //!   transposed view costs no copy) and split across threads;
 //! - a kernel for thin products with a weight reused at every call ([`ThinLhs`]: a
 //!   recurrent step's `W_hh hᵀ`, and a convolution's weight times its input's shifted
-//!   rows, [`ThinLhs::shifted`]), in AVX2 and FMA; it rounds differently from the gemm
+//!   rows, [`ThinLhs::shifted`]), in AVX2 and FMA and in AVX-512; it rounds differently from the gemm
 //!   crate, whose sums run in another order.
 //!
 //! Each `unsafe` block states its safety argument. The unit tests below run under Miri

@@ -90,27 +90,42 @@ fn shifted_products_equal_a_loop() {
     // Rows of b at scattered offsets into one buffer; rows of a from the first panel or
     // from the second on; widths through every block and tail; k summed in one call or
     // in chunks. dst starts non-zero: the first call overwrites it.
-    for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (13, 700, 33), (7, 300, 40), (9, 5, 3), (6, 4, 1)] {
+    for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (13, 700, 33), (7, 300, 40), (9, 5, 3), (6, 4, 1), (25, 50, 70)] {
         let a = ints((m, k), 1);
         let src: Vec<f32> = (0..3 * k + n + 5).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
         let offsets: Vec<usize> = (0..k).map(|kk| (kk * 7) % (3 * k + 5)).collect();
-        let thin = ThinLhs::rows_of(a.mapv(|v| v as f32).view(), &(0..m).collect::<Vec<_>>());
-        for rows in std::iter::once(0..m).chain((m > PANEL).then_some(PANEL..m)) {
-            let expect = Array2::from_shape_fn((rows.len(), n), |(r, x)| {
-                (0..k).map(|kk| a[[rows.start + r, kk]] * f64::from(src[offsets[kk] + x])).sum::<f64>()
-            });
-            // Written by the first chunk, added to by the others.
-            let mut out = Array2::<f32>::ones((rows.len(), n));
-            let chunk = ThinLhs::<f32>::shifted_chunk(rows.len()).min(k.div_ceil(2));
-            for ks in (0..k).step_by(chunk).map(|s| s..(s + chunk).min(k)) {
-                let ran = thin.shifted(&mut out.view_mut(), rows.clone(), ks.clone(), &src, &offsets[ks.clone()], ks.start > 0);
-                assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
-            }
-            if thin_kernel_available::<f32>() {
-                assert_eq!(out.mapv(f64::from), expect, "{m}x{k}x{n}, rows {rows:?}");
+        for thin in each_kernel(|| ThinLhs::rows_of(a.mapv(|v| v as f32).view(), &(0..m).collect::<Vec<_>>())) {
+            for rows in std::iter::once(0..m).chain((m > PANEL).then_some(PANEL..m)) {
+                let expect = Array2::from_shape_fn((rows.len(), n), |(r, x)| {
+                    (0..k).map(|kk| a[[rows.start + r, kk]] * f64::from(src[offsets[kk] + x])).sum::<f64>()
+                });
+                // Written by the first chunk, added to by the others.
+                let mut out = Array2::<f32>::ones((rows.len(), n));
+                let chunk = ThinLhs::<f32>::shifted_chunk(rows.len()).min(k.div_ceil(2));
+                for ks in (0..k).step_by(chunk).map(|s| s..(s + chunk).min(k)) {
+                    let ran = thin.shifted(&mut out.view_mut(), rows.clone(), ks.clone(), &src, &offsets[ks.clone()], ks.start > 0);
+                    assert_eq!(ran, thin_kernel_available::<f32>(), "the kernel runs where ThinLhs packs");
+                }
+                if thin_kernel_available::<f32>() {
+                    assert_eq!(out.mapv(f64::from), expect, "{:?} {m}x{k}x{n}, rows {rows:?}", thin.isa);
+                }
             }
         }
     }
+}
+
+/// `make()` read by each kernel this CPU runs (once, unpacked, where it runs none); says
+/// which kernels go untested here.
+fn each_kernel(make: impl Fn() -> ThinLhs<f32>) -> Vec<ThinLhs<f32>> {
+    let isas = ThinIsa::available();
+    if !isas.contains(&ThinIsa::Avx512) {
+        eprintln!("thin kernel: no AVX-512 on this CPU, its kernel is not tested here");
+    }
+    if isas.is_empty() {
+        eprintln!("thin kernel: no AVX2 and FMA on this CPU, the gemm crate's path is tested alone");
+        return vec![make()];
+    }
+    isas.into_iter().map(|isa| make().with_isa(isa)).collect()
 }
 
 #[test]
@@ -120,7 +135,9 @@ fn thin_products_equal_a_loop() {
     // (gemm on the unpacked matrix), reversed rows (gemm too), split across two threads,
     // in f32 (the packed kernel where the CPU has it) and f64, `a` gathered by rows and
     // by transposed rows. Small integers, so that every sum is exact in either order.
-    for (m, k, n) in [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12), (9, 5, 3), (600, 450, 1)] {
+    for (m, k, n) in
+        [(1, 1, 8), (5, 3, 16), (13, 7, 24), (64, 33, 32), (7, 300, 40), (6, 4, 12), (9, 5, 3), (600, 450, 1), (25, 9, 48), (12, 10, 17)]
+    {
         let a = ints((m, k), 1);
         // `a` as rows of a taller matrix, picked out of order.
         let rows: Vec<usize> = (0..m).map(|i| 2 * (m - 1 - i) + 1).collect();
@@ -136,13 +153,16 @@ fn thin_products_equal_a_loop() {
             wide.slice_mut(ndarray::s![r, 2..m + 2]).assign(&a.column(kk));
         }
         let (tall32, wide32) = (tall.mapv(|v| v as f32), wide.mapv(|v| v as f32));
-        let gathered32 = [ThinLhs::rows_of(tall32.view(), &rows), ThinLhs::transposed_rows_of(wide32.view(), &picks, 2..m + 2)];
+        let by_rows = each_kernel(|| ThinLhs::rows_of(tall32.view(), &rows));
+        let by_picks = each_kernel(|| ThinLhs::transposed_rows_of(wide32.view(), &picks, 2..m + 2));
+        let gathered32 = by_rows.into_iter().zip(by_picks).flat_map(<[_; 2]>::from);
         let gathered64 = [ThinLhs::rows_of(tall.view(), &rows), ThinLhs::transposed_rows_of(wide.view(), &picks, 2..m + 2)];
         // The same from a column-major `w`, whose rows are not contiguous.
         let wide32_by_columns = wide32.t().as_standard_layout().into_owned().reversed_axes();
         let by_columns = ThinLhs::transposed_rows_of(wide32_by_columns.view(), &picks, 2..m + 2);
         assert_eq!(by_columns.plain(), &a.mapv(|v| v as f32), "{m}x{k} gathered from columns");
-        for (thin, thin64) in gathered32.iter().zip(&gathered64) {
+        for (thin, thin64) in gathered32.zip(gathered64.iter().cycle()) {
+            let thin = &thin;
             assert_eq!(thin.packed.is_some(), thin_kernel_available::<f32>(), "which path the f32 cases take");
             assert_eq!(thin64.plain().view(), a.view(), "{m}x{k} gathered");
             for ks in [0..k, k / 3..k] {

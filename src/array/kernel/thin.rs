@@ -1,5 +1,5 @@
 //! Thin products with a left operand reused at every call (a recurrent step's `W_hh hᵀ`,
-//! a convolution's taps), with an AVX2 + FMA kernel of their own.
+//! a convolution's taps), with kernels of their own in AVX2 + FMA and in AVX-512.
 
 use super::*;
 use crate::array::Element;
@@ -22,16 +22,17 @@ pub(super) const PANEL: usize = 6;
 /// ([`ThinLhs::rows_of`], [`ThinLhs::transposed_rows_of`]), straight into the layout its
 /// product reads, with no copy of `w` in between.
 ///
-/// For `f32` on a CPU with AVX2 and FMA but not AVX-512, `a` is packed into panels of six
-/// rows stored column by column, and [`ThinLhs::acc`] runs a kernel that keeps a 6 × 16
-/// block of `dst` in twelve registers, broadcasting `a`'s six elements of a column against
-/// `b`'s row (`b` and `dst` are read in place, their rows contiguous). The gemm crate would
-/// pack `a` again at every call (its kernels take 16 rows by 6 columns of `dst`, whose
-/// columns are `N` elements apart here); a width that is not a multiple of 8 ends in
-/// masked loads and stores. Elsewhere, and for products the kernel does not take (one
-/// column, rows not contiguous), `a` is held as a row-major matrix for the gemm crate's
-/// product, which is also faster for a single column. On AVX-512 the gemm crate's 512-bit
-/// kernels are kept: this kernel has no AVX-512 form yet. The recurrent layer's benches
+/// For `f32` on a CPU with AVX2 and FMA, `a` is packed into panels of six rows stored
+/// column by column, and [`ThinLhs::acc`] runs a kernel that keeps a block of `dst` in
+/// registers, broadcasting `a`'s elements of a column against `b`'s row (`b` and `dst` are
+/// read in place, their rows contiguous): 6 rows × 16 columns in twelve registers with
+/// AVX2, 12 rows × 32 columns in twenty-four with AVX-512, chosen at run time
+/// ([`ThinIsa`]). The gemm crate would pack `a` again at every call (its kernels take 16
+/// rows by 6 columns of `dst`, whose columns are `N` elements apart here); a width that
+/// is not a multiple of the vector ends in masked loads and stores. Elsewhere, and for
+/// products the kernel does not take (one column, rows not contiguous), `a` is held as a
+/// row-major matrix for the gemm crate's product, which is also faster for a single
+/// column. The recurrent layer's benches
 /// (`cargo bench --bench ops -- lstm_layer`) measure it in use. Either buffer comes from the pool and goes
 /// back to it when the `ThinLhs` is dropped: fresh, it would cost a page fault per 4 KiB
 /// at every layer call.
@@ -41,6 +42,8 @@ pub(crate) struct ThinLhs<T: Element> {
     plain: std::sync::OnceLock<Array2<T>>,
     /// Panel `p`, column `k`, row `r` at `p·6·K + k·6 + r` (rows past `M` are zero).
     pub(super) packed: Option<Vec<f32>>,
+    /// The kernel that reads `packed`, where there is one.
+    pub(super) isa: Option<ThinIsa>,
     dim: (usize, usize),
 }
 
@@ -95,11 +98,11 @@ impl<T: Element> ThinLhs<T> {
     fn gather(dim: (usize, usize), pack: impl Fn(&mut [T], usize, usize), fill: impl FnOnce(ArrayViewMut2<'_, T>)) -> Self {
         use crate::array::pool;
         let (m, k) = dim;
-        if !thin_kernel_available::<T>() {
+        let Some(isa) = ThinIsa::detect::<T>() else {
             let mut plain = Array2::from_shape_vec(dim, pool::take_overwritten::<T>(m * k)).expect("m·k elements");
             fill(plain.view_mut());
-            return ThinLhs { plain: plain.into(), packed: None, dim };
-        }
+            return ThinLhs { plain: plain.into(), packed: None, isa: None, dim };
+        };
         let mut packed = pool::take_overwritten::<T>(m.div_ceil(PANEL) * PANEL * k);
         if k > 0 {
             for (p, panel) in packed.chunks_exact_mut(PANEL * k).enumerate() {
@@ -113,7 +116,16 @@ impl<T: Element> ThinLhs<T> {
         // T is f32 where the kernel runs (thin_kernel_available): the same buffer.
         let packed: Box<dyn std::any::Any> = Box::new(packed);
         let packed = *packed.downcast::<Vec<f32>>().expect("T is f32");
-        ThinLhs { plain: std::sync::OnceLock::new(), packed: Some(packed), dim }
+        ThinLhs { plain: std::sync::OnceLock::new(), packed: Some(packed), isa: Some(isa), dim }
+    }
+
+    /// The same `a` read by the kernel for `isa` (which the CPU must have), so that tests
+    /// check every kernel the machine can run.
+    #[cfg(test)]
+    pub(super) fn with_isa(mut self, isa: ThinIsa) -> Self {
+        assert!(self.packed.is_some() && ThinIsa::available().contains(&isa), "internal: a kernel this CPU runs");
+        self.isa = Some(isa);
+        self
     }
 
     /// `a` row-major (unpacked from the panels, the first time, where it was packed).
@@ -130,6 +142,14 @@ impl<T: Element> ThinLhs<T> {
     /// Whether products of `f32` matrices run the packed kernel here (see [`ThinLhs`]).
     pub(crate) fn kernel_available() -> bool {
         thin_kernel_available::<T>()
+    }
+
+    /// The `f32` lanes of the kernel's vectors here (8 where it does not run).
+    pub(crate) fn vector_lanes() -> usize {
+        match ThinIsa::detect::<T>() {
+            Some(ThinIsa::Avx512) => 16,
+            _ => 8,
+        }
     }
 
     /// Whether `a` is packed for the kernel (see [`ThinLhs`]).
@@ -177,18 +197,18 @@ impl<T: Element> ThinLhs<T> {
         let read_past = last + n.next_multiple_of(8) <= src.len();
         let panels = &packed[rows.start * k..][..m.div_ceil(PANEL) * PANEL * k];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the panels
-        // cover dst's m rows by k columns, ks within them; row kk of b is the n elements of
+        // SAFETY: the CPU has the features of self.isa's kernel and T is f32 (checked
+        // when packing, or by with_isa); the panels cover dst's m rows by k columns, ks within them; row kk of b is the n elements of
         // src at offsets[kk], inside src (asserted), and so are the lanes up to a multiple
         // of 8 when read_past; dst holds m rows of n contiguous elements at dst_stride ≥ 0,
         // exclusive to this mutable borrow, so distinct from src.
         unsafe {
             let (src, dst) = (src.as_ptr().cast(), dst.as_mut_ptr().cast());
             let start = if accumulate { Start::Dst } else { Start::Zero };
-            if read_past {
-                thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, start);
-            } else {
-                thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start);
+            match (self.isa, read_past) {
+                (Some(ThinIsa::Avx512), _) => thin_avx512(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start),
+                (_, true) => thin_avx2(panels, k, ks, Shifted::<true>(src, offsets), dst, dst_stride, m, n, start),
+                (_, false) => thin_avx2(panels, k, ks, Shifted::<false>(src, offsets), dst, dst_stride, m, n, start),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -283,8 +303,8 @@ impl<T: Element> ThinLhs<T> {
             let (rows, dst_stride, b_stride) = (block.nrows(), block.strides()[0] as usize, b.strides()[0] as usize);
             let panels = &packed[first * PANEL * k..][..rows.div_ceil(PANEL) * PANEL * k];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX2 and FMA and T is f32 (checked when packing); the
-            // panels cover the block's rows by k columns, ks within them; b holds ks.len()
+            // SAFETY: the CPU has the features of self.isa's kernel and T is f32 (checked
+            // when packing, or by with_isa); the panels cover the block's rows by k columns, ks within them; b holds ks.len()
             // rows of n elements at b_stride, the block `rows` rows of n at dst_stride, its
             // elements exclusive to this view (a mutable borrow, split from the others),
             // distinct from b's and from's (shared borrows); from's picked rows (asserted
@@ -295,7 +315,11 @@ impl<T: Element> ThinLhs<T> {
                     Some((f, _)) => Start::Rows(f.as_ptr().cast(), &offsets[first * PANEL..][..rows]),
                     None => Start::Dst,
                 };
-                thin_avx2(panels, k, ks.clone(), b, block.as_mut_ptr().cast(), dst_stride, rows, n, start);
+                let dst = block.as_mut_ptr().cast();
+                match self.isa {
+                    Some(ThinIsa::Avx512) => thin_avx512(panels, k, ks.clone(), b, dst, dst_stride, rows, n, start),
+                    _ => thin_avx2(panels, k, ks.clone(), b, dst, dst_stride, rows, n, start),
+                }
             }
             #[cfg(not(target_arch = "x86_64"))]
             let _ = (panels, rows, dst_stride, b_stride, &mut block, &offsets);
@@ -322,14 +346,42 @@ impl<T: Element> Drop for ThinLhs<T> {
     }
 }
 
-/// Whether [`ThinLhs`] packs for its own kernel: `f32` on an x86-64 CPU with AVX2 and FMA
-/// but not AVX-512.
+/// Whether [`ThinLhs`] packs for its own kernel: `f32` on an x86-64 CPU with AVX2 and FMA.
 pub(super) fn thin_kernel_available<T: Element>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        return std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && !std::is_x86_feature_detected!("avx512f");
+    ThinIsa::detect::<T>().is_some()
+}
+
+/// The vector extension a [`ThinLhs`]'s kernel is compiled for. Both read the same panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ThinIsa {
+    /// 8 lanes, 16 registers: blocks of 6 rows by 16 columns.
+    Avx2,
+    /// 16 lanes, 32 registers and mask registers: blocks of 12 rows by 32 columns.
+    Avx512,
+}
+
+impl ThinIsa {
+    /// The widest kernel this CPU runs for `T`, if any: only `f32` has one.
+    pub(super) fn detect<T: Element>() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+        {
+            return Some(if std::is_x86_feature_detected!("avx512f") { ThinIsa::Avx512 } else { ThinIsa::Avx2 });
+        }
+        None
     }
-    false
+
+    /// Every kernel this CPU runs for `f32`, narrowest first.
+    #[cfg(test)]
+    pub(super) fn available() -> Vec<Self> {
+        match Self::detect::<f32>() {
+            Some(ThinIsa::Avx512) => vec![ThinIsa::Avx2, ThinIsa::Avx512],
+            Some(ThinIsa::Avx2) => vec![ThinIsa::Avx2],
+            None => vec![],
+        }
+    }
 }
 
 /// Where each row of a thin product's right operand `b` starts, as the kernel walks them.
@@ -518,6 +570,153 @@ unsafe fn thin_block<const V: usize, const MASKED: bool, B: RhsRows>(
             // Row r < rows of dst (the caller's contract).
             let at = dst.wrapping_add(r * dst_stride + 8 * v);
             store(at, v, from.map_or(s, |from| _mm256_add_ps(load(from[r].wrapping_add(8 * v), v), s)));
+        }
+    }
+}
+
+/// [`thin_avx2`] in AVX-512: two panels (12 rows) at a time while two remain, the columns
+/// of `dst` 32 at a time (24 sums in registers, of the 32 there are), then 16, the last
+/// few under a mask, which also keeps every load of `b` inside its rows (masked-off lanes
+/// are not read). A panel pair gives a 16-column block, such as a recurrent step's batch
+/// of 16, 12 independent sums: enough to cover the FMA's latency, which one panel's six
+/// are not.
+///
+/// # Safety
+/// As [`thin_avx2`]'s, with AVX-512F in place of AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn thin_avx512(
+    packed: &[f32],
+    k: usize,
+    ks: Range<usize>,
+    b: impl RhsRows,
+    dst: *mut f32,
+    dst_stride: usize,
+    m: usize,
+    n: usize,
+    start: Start<'_>,
+) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    const PAIR: usize = 2 * PANEL;
+    let ask = |rows: &[usize], base: *const f32| {
+        for &offset in rows {
+            let row = base.wrapping_add(offset).cast::<i8>();
+            // A prefetch never faults nor changes memory, whatever the address.
+            for at in (0..4 * n).step_by(64).chain([4 * n - 1]) {
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at));
+            }
+        }
+    };
+    if let Start::Rows(base, offsets) = start {
+        ask(&offsets[..m.min(PAIR)], base);
+    }
+    let panels = m.div_ceil(PANEL);
+    let columns = |p: usize| &packed[p * PANEL * k..][ks.start * PANEL..ks.end * PANEL];
+    let mut p = 0;
+    while p < panels {
+        let pair = panels - p >= 2;
+        let first = p * PANEL;
+        let rows = (m - first).min(if pair { PAIR } else { PANEL });
+        if let Start::Rows(base, offsets) = start {
+            ask(offsets.get(first + rows..).map_or(&[], |o| &o[..o.len().min(PAIR)]), base);
+        }
+        let mut j = 0;
+        while j < n {
+            let left = n - j;
+            let wide = left > 16;
+            // Lane l of the block's last vector is on when bit l is set.
+            let last = if wide { left.min(32) - 16 } else { left };
+            let mask = if last >= 16 { u16::MAX } else { (1u16 << last) - 1 };
+            let masked = mask != u16::MAX;
+            // SAFETY: the block's columns j.. (32, 16, or the lanes the mask lets through)
+            // are within every row of b and dst, rows first.. within dst's m; the caller's
+            // contract.
+            unsafe {
+                let dst = dst.add(first * dst_stride + j);
+                // Where row r < rows of the block's sums is added from, if anywhere.
+                let from: Option<[*const f32; PAIR]> = match start {
+                    Start::Zero => None,
+                    Start::Dst => Some(std::array::from_fn(|r| dst.wrapping_add(r * dst_stride).cast_const())),
+                    Start::Rows(base, offsets) => {
+                        Some(std::array::from_fn(|r| offsets.get(first + r).map_or(base, |&o| base.wrapping_add(o + j))))
+                    }
+                };
+                let b = b.at_column(j);
+                let (one, two) = (columns(p), if pair { columns(p + 1) } else { columns(p) });
+                match (pair, wide, masked) {
+                    (true, true, false) => block_avx512::<2, 2, false, _>([one, two], b, dst, dst_stride, rows, mask, from),
+                    (true, true, true) => block_avx512::<2, 2, true, _>([one, two], b, dst, dst_stride, rows, mask, from),
+                    (true, false, false) => block_avx512::<2, 1, false, _>([one, two], b, dst, dst_stride, rows, mask, from),
+                    (true, false, true) => block_avx512::<2, 1, true, _>([one, two], b, dst, dst_stride, rows, mask, from),
+                    (false, true, false) => block_avx512::<1, 2, false, _>([one], b, dst, dst_stride, rows, mask, from),
+                    (false, true, true) => block_avx512::<1, 2, true, _>([one], b, dst, dst_stride, rows, mask, from),
+                    (false, false, false) => block_avx512::<1, 1, false, _>([one], b, dst, dst_stride, rows, mask, from),
+                    (false, false, true) => block_avx512::<1, 1, true, _>([one], b, dst, dst_stride, rows, mask, from),
+                }
+            }
+            j += if wide { 32 } else { 16 };
+        }
+        p += if pair { 2 } else { 1 };
+    }
+}
+
+/// `dst[r, ..16·V] = from[r][..16·V] + Σ_k a[r, k] · b[k, ..16·V]` for `r < rows` (at most
+/// 6·P), where row `6q + i` of `a` is row `i` of panel `panels[q]`: [`thin_block`] over `P`
+/// panels at once with 16-lane vectors. When `MASKED`, the last vector reads and writes
+/// only the lanes `mask` sets.
+///
+/// # Safety
+/// As [`thin_block`]'s with AVX-512F, for `P` panels of as many columns as `b` has rows and
+/// vectors of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+// Indexed loops: written with iterators over the nested array of sums, the compiler kept
+// the sums on the stack, storing each after every FMA.
+#[allow(clippy::needless_range_loop)]
+unsafe fn block_avx512<const P: usize, const V: usize, const MASKED: bool, B: RhsRows>(
+    panels: [&[f32]; P],
+    b: B,
+    dst: *mut f32,
+    dst_stride: usize,
+    rows: usize,
+    mask: u16,
+    from: Option<[*const f32; 2 * PANEL]>,
+) {
+    use std::arch::x86_64::*;
+    let lanes = |v: usize| if MASKED && v == V - 1 { mask } else { u16::MAX };
+    // SAFETY (both): the lanes read or written are valid (the caller's contract); masked-off
+    // lanes are neither read nor written, nor can they fault.
+    let load = |at: *const f32, v: usize| unsafe { _mm512_maskz_loadu_ps(lanes(v), at) };
+    let store = |at: *mut f32, v: usize, x: __m512| unsafe { _mm512_mask_storeu_ps(at, lanes(v), x) };
+    let mut sums = [[[_mm512_setzero_ps(); V]; PANEL]; P];
+    let count = panels[0].len() / PANEL;
+    debug_assert!(panels.iter().all(|p| p.len() == count * PANEL), "internal: panels of one width");
+    let columns = panels.map(<[f32]>::as_ptr);
+    // Row kk of b for each column kk of the panels (the caller's contract).
+    for (kk, row) in b.rows().take(count).enumerate() {
+        let bv: [__m512; V] = std::array::from_fn(|v| load(row.wrapping_add(16 * v), v));
+        for q in 0..P {
+            for i in 0..PANEL {
+                // SAFETY: kk < count, so element kk·6 + i is inside every panel (asserted
+                // of one width); read by pointer, so that no bounds check stays in the loop.
+                let a = _mm512_set1_ps(unsafe { *columns[q].add(kk * PANEL + i) });
+                for v in 0..V {
+                    sums[q][i][v] = _mm512_fmadd_ps(a, bv[v], sums[q][i][v]);
+                }
+            }
+        }
+    }
+    for q in 0..P {
+        for i in 0..PANEL.min(rows.saturating_sub(q * PANEL)) {
+            let r = q * PANEL + i;
+            for v in 0..V {
+                // Row r < rows of dst (the caller's contract).
+                let at = dst.wrapping_add(r * dst_stride + 16 * v);
+                let s = sums[q][i][v];
+                store(at, v, from.map_or(s, |from| _mm512_add_ps(load(from[r].wrapping_add(16 * v), v), s)));
+            }
         }
     }
 }

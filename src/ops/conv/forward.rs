@@ -53,12 +53,12 @@ pub(super) fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geome
 }
 
 /// The forward pass read straight from the input by [`ThinLhs::shifted`]'s kernel,
-/// where it runs (`f32` with AVX2 and FMA, no AVX-512) and the stride along the width is 1.
+/// where it runs (`f32` with AVX2 and FMA, or AVX-512) and the stride along the width is 1.
 ///
 /// Output row `y` of channel `o` is `Σ_{c,i,j} w[o, c, i, j] · x̃[c, y·s_h + i·d_h, j·d_w ..]`
 /// with `x̃` the zero-padded input: each tap's operand is a run of `x̃` at a fixed offset, so
-/// the kernel reads it in place, a 6 × 16 block of the output (six channels, sixteen
-/// pixels of a row) summed in registers over all `C/g · kh · kw` taps. Neither columns nor
+/// the kernel reads it in place, a block of the output (six channels by sixteen pixels of
+/// a row in AVX2, twelve by thirty-two in AVX-512) summed in registers over all `C/g · kh · kw` taps. Neither columns nor
 /// pixel-major rows are written, and the output comes out in its planes. Samples run in
 /// parallel, and a sample's output channels too when there are fewer samples than threads.
 ///
@@ -68,10 +68,10 @@ pub(super) fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geome
 /// hence `lanes_used`.
 fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD<T>> {
     use crate::array::pool;
-    // The kernel's vectors are 8 pixels of an output row: an output whose rows leave more
-    // than a sixteenth of their lanes idle (14 or 28 pixels wide, say) runs slower here
-    // than through the gemm crate.
-    let lanes_used = g.ow * 16 >= g.ow.next_multiple_of(8) * 15;
+    // The kernel's vectors are 8 or 16 pixels of an output row: an output whose rows leave
+    // more than a sixteenth of their lanes idle (14 or 28 pixels wide, say) runs slower
+    // here than through the gemm crate.
+    let lanes_used = g.ow * 16 >= g.ow.next_multiple_of(ThinLhs::<T>::vector_lanes()) * 15;
     if !lanes_used || g.cfg.stride[1] != 1 || g.n * g.o * g.col_cols() * g.h * g.w * g.col_rows() == 0 {
         return None;
     }

@@ -9,7 +9,7 @@
 //!
 //! The kernels are im2col + GEMM per sample and group (the `gemm` crate), samples in
 //! parallel with rayon; the forward pass of a convolution with many channels per group
-//! builds pixel-major rows instead (see `pixel_major_pays`), and in `f32` on AVX2 a direct
+//! builds pixel-major rows instead (see `pixel_major_pays`), and in `f32` on AVX2 or AVX-512 a direct
 //! kernel reads the padded input in place where it applies (see `forward_direct`).
 
 mod forward;
