@@ -1,9 +1,9 @@
 //! The reference workloads of the benchmark suite (W1..W7), and the normalisation layers'
-//! (`bn`, `ln`), timed the way the PyTorch reference scripts time them, so that
+//! (`bn`, `ln`) and the machine's FMA peak (`peak`), timed the way the PyTorch reference scripts time them, so that
 //! `compare.sh` (`scripts/compare_norm.sh` for `bn` and `ln`) can pair the two in one run.
 //!
 //! ```text
-//! cargo run --release --example workloads -- <w1..w7 | bn | ln> <threads> [seconds]
+//! cargo run --release --example workloads -- <w1..w7 | bn | ln | peak> <threads> [seconds]
 //! mpirun --bind-to none -np R target/release/examples/workloads <w1..w3> <threads> ddp   # --features mpi
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
@@ -81,6 +81,7 @@ fn main() -> nabla::Result<()> {
         }
         "w1" => report("w1", "train_step", threads, bench(seconds, common::steps::w1(&mut rng)), None),
         "w4" => report("w4", "train_step", threads, bench(seconds, common::steps::w4(&mut rng)), None),
+        "peak" => peak_meter(threads, seconds.min(1.0)),
         "w2" => report("w2", "train_step", threads, bench(seconds, common::steps::w2(&mut rng)), None),
         "w6" => {
             let (n, c, hw) = if quick { (2, 8, 8) } else { (16, 64, 32) };
@@ -117,7 +118,7 @@ fn main() -> nabla::Result<()> {
             let g = Tensor::randn(shape, &mut rng);
             report(workload, "fwd_bwd", threads, bench(seconds, || drop(layer.forward(&x).unwrap().backward_with(&g).unwrap())), None);
         }
-        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln)"),
+        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln, peak)"),
     }
     Ok(())
 }
@@ -246,4 +247,103 @@ fn allreduce(world: &nabla::distributed::World) -> nabla::Result<()> {
 fn ddp(_: &str, _: usize) -> nabla::Result<()> {
     eprintln!("workloads: the ddp variants need `--features mpi` and mpirun");
     std::process::exit(2);
+}
+
+/// The machine's f32 FMA peak (`workloads peak <threads>`): every thread runs chains of
+/// independent fused multiply-adds in the widest vectors the CPU has, twelve chains so that
+/// the FMA's latency (4 cycles on two ports) never stalls a port. The figure every GEMM
+/// throughput is stated against.
+mod peak {
+    use std::hint::black_box;
+
+    /// Chains of FMAs in flight: more than latency × ports.
+    const CHAINS: usize = 12;
+
+    /// The widest FMA this CPU runs and the f32 lanes of one.
+    pub fn isa() -> (&'static str, usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return ("avx512", 16);
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return ("avx2_fma", 8);
+            }
+        }
+        ("scalar", 1)
+    }
+
+    /// Runs `rounds` rounds of `CHAINS` vector FMAs (`x = x·a + b` per chain, which stays
+    /// finite) and returns a value the result depends on, so the loop is kept.
+    pub fn run(rounds: usize) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        match isa().0 {
+            // SAFETY: the CPU has the features each function is compiled for (isa()).
+            "avx512" => return unsafe { avx512(rounds) },
+            "avx2_fma" => return unsafe { avx2(rounds) },
+            _ => {}
+        }
+        let (a, b) = (black_box(0.999_999_f32), black_box(1e-7_f32));
+        let mut x = [0.0_f32; CHAINS];
+        for _ in 0..rounds {
+            for x in &mut x {
+                *x = x.mul_add(a, b);
+            }
+        }
+        x.iter().sum()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(rounds: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let (a, b) = (_mm512_set1_ps(black_box(0.999_999)), _mm512_set1_ps(black_box(1e-7)));
+        let mut x = [_mm512_setzero_ps(); CHAINS];
+        for _ in 0..rounds {
+            for x in &mut x {
+                *x = _mm512_fmadd_ps(*x, a, b);
+            }
+        }
+        x.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(rounds: usize) -> f32 {
+        use std::arch::x86_64::*;
+        let (a, b) = (_mm256_set1_ps(black_box(0.999_999)), _mm256_set1_ps(black_box(1e-7)));
+        let mut x = [_mm256_setzero_ps(); CHAINS];
+        for _ in 0..rounds {
+            for x in &mut x {
+                *x = _mm256_fmadd_ps(*x, a, b);
+            }
+        }
+        let mut lanes = [0.0_f32; 8];
+        x.iter().map(|&v| {
+            // SAFETY: `lanes` holds the 8 floats the store writes.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+            lanes.iter().sum::<f32>()
+        }).sum()
+    }
+
+    /// The flops of one call of [`run`].
+    pub fn flop(rounds: usize) -> f64 {
+        (2 * CHAINS * isa().1 * rounds) as f64
+    }
+}
+
+/// `workloads peak <threads>`: one block of FMAs per thread at once, timed as a whole, so
+/// the figure is the machine's throughput with that many busy cores; `per_core_gflops` is
+/// that over the threads.
+fn peak_meter(threads: usize, seconds: f64) {
+    use rayon::prelude::*;
+    let rounds = 1 << 20;
+    let (isa, lanes) = peak::isa();
+    let timed = bench(seconds, || {
+        let sum: f32 = (0..threads).into_par_iter().map(|_| peak::run(rounds)).sum();
+        std::hint::black_box(sum);
+    });
+    let flop = peak::flop(rounds) * threads as f64;
+    report("peak", &format!("fma_{isa}"), threads, timed, Some(flop));
+    println!("peak: {isa} ({lanes} f32 lanes), {:.1} GFLOP/s per core", flop / timed.0.as_secs_f64() / 1e9 / threads as f64);
 }
