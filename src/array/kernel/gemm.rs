@@ -118,6 +118,14 @@ unsafe fn real_gemm<T: Element>(
 ) {
     use std::any::TypeId;
     let none = gemm_common::Parallelism::None;
+    // gemm-f32's kernels write blocks of `dst` column by column, vector stores down a
+    // column where its rows are adjacent and one element at a time elsewhere. A row-major
+    // `dst` is therefore asked for as its transpose, `dstᵀ = rhsᵀ lhsᵀ`, whose columns are
+    // contiguous (`cargo bench --bench ops -- w5_gemm`).
+    if TypeId::of::<T>() == TypeId::of::<f32>() && dst_cs == 1 && dst_rs != 1 {
+        // SAFETY: the same matrices, described through the transposes' strides.
+        return unsafe { real_gemm(n, m, k, dst, dst_rs, dst_cs, read_dst, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs) };
+    }
     // SAFETY: the caller's contract; the casts are identities, T being the type compared.
     unsafe {
         if TypeId::of::<T>() == TypeId::of::<f32>() {
