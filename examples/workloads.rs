@@ -319,11 +319,13 @@ mod peak {
             }
         }
         let mut lanes = [0.0_f32; 8];
-        x.iter().map(|&v| {
-            // SAFETY: `lanes` holds the 8 floats the store writes.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-            lanes.iter().sum::<f32>()
-        }).sum()
+        x.iter()
+            .map(|&v| {
+                // SAFETY: `lanes` holds the 8 floats the store writes.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                lanes.iter().sum::<f32>()
+            })
+            .sum()
     }
 
     /// The flops of one call of [`run`].
