@@ -78,6 +78,14 @@ fn main() -> nabla::Result<()> {
             let x = x.requires_grad_(true)?;
             let g = Tensor::ones(&[n]);
             report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
+            // The same chain as one fused op (`nabla::fuse`), which PyTorch's eager mode has
+            // no counterpart of: `scripts/compare_fused.sh` pairs these with PyTorch's
+            // `fwd` and `fwd_bwd`.
+            let fused = |x: &Tensor| nabla::fuse([x], |[x]| x.tanh() * x.sigmoid() + x).unwrap();
+            let x = x.detach();
+            report("w7", "fused_fwd", threads, bench(seconds, || drop(nabla::no_grad(|| fused(&x)))), None);
+            let x = x.requires_grad_(true)?;
+            report("w7", "fused_fwd_bwd", threads, bench(seconds, || drop(fused(&x).backward_with(&g).unwrap())), None);
         }
         "w1" => report("w1", "train_step", threads, bench(seconds, common::steps::w1(&mut rng)), None),
         "w4" => report("w4", "train_step", threads, bench(seconds, common::steps::w4(&mut rng)), None),

@@ -59,7 +59,7 @@ pub use rand;
 
 pub use autograd::{Gradients, grad, no_grad};
 pub use error::{Error, Result};
-pub use ops::where_;
+pub use ops::{fuse, where_};
 pub use tensor::{Creation, Element, Tensor};
 
 /// A seeded random number generator (`rand`'s `StdRng`): the one source of randomness for

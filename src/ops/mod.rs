@@ -60,6 +60,7 @@
 
 mod binary;
 mod conv;
+pub mod fused;
 mod index;
 mod linalg;
 pub(crate) mod lstm;
@@ -75,6 +76,7 @@ use crate::error::{Error, Result};
 
 pub use binary::where_;
 pub use conv::{Conv1dConfig, Conv2dConfig, conv_output_size, receptive_field};
+pub use fused::fuse;
 pub use pool::{Pool1dConfig, Pool2dConfig};
 pub use registry::{OpInfo, registry};
 

@@ -61,6 +61,7 @@ pub fn registry() -> impl Iterator<Item = &'static OpInfo> {
         super::index::OPS,
         super::linalg::OPS,
         super::conv::OPS,
+        super::fused::OPS,
         super::lstm::OPS,
         autograd::checkpoint::OPS,
     ]

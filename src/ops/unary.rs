@@ -199,7 +199,7 @@ impl<T: Element> Tensor<T> {
     pub fn relu(&self) -> Tensor<T> {
         self.unary(
             "relu",
-            |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
+            relu_scalar,
             // y > 0 exactly where x > 0, so the mask is read off the output, which the
             // graph keeps anyway when a pooling or a layer reads it next: the input (a
             // convolution's or a linear layer's result) is then freed after the forward.
@@ -280,13 +280,18 @@ impl<T: Element> Tensor<T> {
 }
 
 /// `1[x > 0]`.
-fn step<T: Element>(x: T) -> T {
+pub(super) fn step<T: Element>(x: T) -> T {
     // Written as PyTorch's threshold_backward (`y <= 0 ? 0 : g`): a NaN passes the gradient.
     if x <= T::zero() { T::zero() } else { T::one() }
 }
 
+/// `max(0, x)`, keeping a NaN, as PyTorch's relu.
+pub(super) fn relu_scalar<T: Element>(x: T) -> T {
+    if x > T::zero() || x.is_nan() { x } else { T::zero() }
+}
+
 /// `sign(x)` with `sign(0) = 0`.
-fn sign<T: Element>(x: T) -> T {
+pub(super) fn sign<T: Element>(x: T) -> T {
     if x > T::zero() {
         T::one()
     } else if x < T::zero() {

@@ -15,7 +15,7 @@ const CHUNK: usize = if cfg!(miri) { 16 } else { 1 << 14 };
 /// `#[inline(always)]`, so that it is compiled inside each `target_feature` function below
 /// (closures would not be inlined reliably, and their loops would stay at the baseline
 /// width).
-pub(super) trait Loop<T>: Sync {
+pub(crate) trait Loop<T>: Sync {
     fn fill(&self, start: usize, out: &mut [MaybeUninit<T>]);
 }
 
@@ -77,7 +77,7 @@ fn fill_widest<T, L: Loop<T>>(l: &L, start: usize, out: &mut [MaybeUninit<T>]) {
 }
 
 /// A fresh buffer of `len` elements written by `l`, in parallel chunks when large.
-fn run<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>) -> ArrayD<T> {
+pub(crate) fn run_loop<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>) -> ArrayD<T> {
     let mut out: Vec<T> = crate::array::pool::take(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     // With one thread in the pool, handing the work to it only adds a wake-up.
@@ -95,7 +95,7 @@ fn run<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>) -> ArrayD<T> {
 /// `f(x)` for every element.
 pub(crate) fn map<T: Element>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync + Send) -> ArrayD<T> {
     match x.as_slice() {
-        Some(xs) => run(xs.len(), x.shape(), &Map { xs, f }),
+        Some(xs) => run_loop(xs.len(), x.shape(), &Map { xs, f }),
         None => Zip::from(x).map_collect(|&v| f(v)),
     }
 }
@@ -104,7 +104,7 @@ pub(crate) fn map<T: Element>(x: &ArrayViewD<'_, T>, f: impl Fn(T) -> T + Sync +
 pub(crate) fn zip2<T: Element>(a: &ArrayViewD<'_, T>, b: &ArrayViewD<'_, T>, f: impl Fn(T, T) -> T + Sync + Send) -> ArrayD<T> {
     debug_assert_eq!(a.shape(), b.shape());
     match (a.as_slice(), b.as_slice()) {
-        (Some(xs), Some(ys)) => run(xs.len(), a.shape(), &Zip2 { xs, ys, f }),
+        (Some(xs), Some(ys)) => run_loop(xs.len(), a.shape(), &Zip2 { xs, ys, f }),
         _ if a.len() >= PARALLEL_MIN_LEN => Zip::from(a).and(b).par_map_collect(|&x, &y| f(x, y)),
         _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
     }
