@@ -137,7 +137,8 @@ fn conv_gemm_shapes(c: &mut Criterion) {
 /// Products split across threads (`gemm_split`): `nabla_*` is `matmul`, whose product cuts
 /// the output's longer side into one single-threaded block per thread
 /// (`src/array/kernel/gemm.rs`, `product`), `gemm_rayon_*` the gemm crate's own split
-/// (`Parallelism::Rayon`) of the same row-major product. Shapes: W3's recurrent weight
+/// (`Parallelism::Rayon`) of the same row-major product, asked for as its transpose as nabla
+/// asks (the gemm crate's kernels store columns of the result). Shapes: W3's recurrent weight
 /// gradient `1024×1120 · 1120×256`, its input-projection gradient `64×1024 · 1024×1120`
 /// (few rows: cut by columns), and W5's `1024³`. Run it with `RAYON_NUM_THREADS=2`.
 fn gemm_split(c: &mut Criterion) {
@@ -154,22 +155,23 @@ fn gemm_split(c: &mut Criterion) {
         let threads = gemm_common::Parallelism::Rayon(rayon::current_num_threads());
         group.bench_function(format!("gemm_rayon_{name}"), |bench| {
             bench.iter(|| {
-                // SAFETY: row-major m×k, k×n and m×n buffers of those lengths, distinct.
+                // SAFETY: row-major m×k, k×n and m×n buffers of those lengths, distinct,
+                // described as outᵀ (n×m) = bᵀ (n×k) · aᵀ (k×m).
                 unsafe {
                     gemm_f32::gemm::f32::get_gemm_fn()(
-                        m,
                         n,
+                        m,
                         k,
                         out.as_mut_ptr(),
-                        1,
                         n as isize,
+                        1,
                         false,
-                        av.as_ptr(),
-                        1,
-                        k as isize,
                         bv.as_ptr(),
-                        1,
                         n as isize,
+                        1,
+                        av.as_ptr(),
+                        k as isize,
+                        1,
                         0.0,
                         1.0,
                         false,

@@ -3,7 +3,7 @@
 //! `compare.sh` (`scripts/compare_norm.sh` for `bn` and `ln`) can pair the two in one run.
 //!
 //! ```text
-//! cargo run --release --example workloads -- <w1..w7 | bn | ln | peak> <threads> [seconds]
+//! cargo run --release --example workloads -- <w1..w7 | bn | ln | peak | gemm_shapes> <threads> [seconds]
 //! mpirun --bind-to none -np R target/release/examples/workloads <w1..w3> <threads> ddp   # --features mpi
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
@@ -90,6 +90,7 @@ fn main() -> nabla::Result<()> {
         "w1" => report("w1", "train_step", threads, bench(seconds, common::steps::w1(&mut rng)), None),
         "w4" => report("w4", "train_step", threads, bench(seconds, common::steps::w4(&mut rng)), None),
         "peak" => peak_meter(threads, seconds.min(1.0)),
+        "gemm_shapes" => gemm_shapes(threads, seconds.min(1.0)),
         "w2" => report("w2", "train_step", threads, bench(seconds, common::steps::w2(&mut rng)), None),
         "w6" => {
             let (n, c, hw) = if quick { (2, 8, 8) } else { (16, 64, 32) };
@@ -126,7 +127,7 @@ fn main() -> nabla::Result<()> {
             let g = Tensor::randn(shape, &mut rng);
             report(workload, "fwd_bwd", threads, bench(seconds, || drop(layer.forward(&x).unwrap().backward_with(&g).unwrap())), None);
         }
-        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln, peak)"),
+        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln, peak, gemm_shapes)"),
     }
     Ok(())
 }
@@ -356,4 +357,43 @@ fn peak_meter(threads: usize, seconds: f64) {
     let flop = peak::flop(rounds) * threads as f64;
     report("peak", &format!("fma_{isa}"), threads, timed, Some(flop));
     println!("peak: {isa} ({lanes} f32 lanes), {:.1} GFLOP/s per core", flop / timed.0.as_secs_f64() / 1e9 / threads as f64);
+}
+
+/// `workloads gemm_shapes <threads>`: the f32 products the workloads run, each timed
+/// alone (`matmul`, operands transposed as the backward passes read them), in GFLOP/s per
+/// core and as a fraction of the FMA peak measured in the same process.
+fn gemm_shapes(threads: usize, seconds: f64) {
+    use rayon::prelude::*;
+    let rounds = 1 << 20;
+    let (median, _) = bench(seconds, || {
+        let sum: f32 = (0..threads).into_par_iter().map(|_| peak::run(rounds)).sum();
+        std::hint::black_box(sum);
+    });
+    let peak = peak::flop(rounds) / median.as_secs_f64() / 1e9;
+    println!("peak: {:.1} GFLOP/s per core ({})", peak, peak::isa().0);
+    // (name, m, k, n, a transposed, b transposed): a (m×k) · b (k×n).
+    let shapes = [
+        ("w1 layer 1 forward", 128, 784, 512, false, true),
+        ("w1 layer 1 weight grad", 512, 128, 784, true, false),
+        ("w1 layer 2 forward", 128, 512, 256, false, true),
+        ("w1 layer 2 input grad", 128, 256, 512, false, false),
+        ("w3 input projection", 1120, 64, 1024, false, true),
+        ("w3 output layer", 1120, 256, 100, false, true),
+        ("w3 recurrent weight grad", 1024, 1120, 256, true, false),
+        ("w3 input projection grad", 64, 1024, 1120, true, true),
+        ("w5 1024^3", 1024, 1024, 1024, false, false),
+        ("w6 conv as im2col, one sample", 64, 576, 1024, false, false),
+    ];
+    let mut rng = nabla::rng(7);
+    for (name, m, k, n, ta, tb) in shapes {
+        let a = if ta { Tensor::randn(&[k, m], &mut rng).t() } else { Tensor::randn(&[m, k], &mut rng) };
+        let b = if tb { Tensor::randn(&[n, k], &mut rng).t() } else { Tensor::randn(&[k, n], &mut rng) };
+        let (median, _) = bench(seconds, || drop(nabla::no_grad(|| a.matmul(&b).unwrap())));
+        let gflops = 2.0 * (m * k * n) as f64 / median.as_secs_f64() / 1e9 / threads as f64;
+        println!(
+            "GEMM {name:<32} {m:>5}x{k:>5}x{n:>5} threads={threads} median_ms={:.4} gflops_per_core={gflops:.1} of_peak={:.0}%",
+            median.as_secs_f64() * 1e3,
+            100.0 * gflops / peak
+        );
+    }
 }

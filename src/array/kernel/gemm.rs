@@ -160,6 +160,43 @@ unsafe fn real_gemm<T: Element>(
     }
 }
 
+/// `dst (+)= a @ b`, as [`product_as_given`] but with a `b` stored by columns 4 KiB apart
+/// (a backward pass's transposed view of a weight 1024 wide) first copied by rows where
+/// `dst` is row-major: gemm-f32 read the product it is asked for (`dstᵀ = bᵀ aᵀ`, see
+/// [`real_gemm`]) at a quarter of the speed otherwise (`cargo run --release --example
+/// workloads -- gemm_shapes 1`: 64 × 1024 × 1120), and the copy is a pass over `k·n`
+/// elements against the product's `m·k·n`, for `m` not small. Other strides are read in
+/// place: the copy cost more than it saved on the 784- and 256-wide weights of the same
+/// run.
+///
+/// # Safety
+/// As [`product_as_given`]'s.
+unsafe fn product<T: Element>(
+    dst: SendPtr<T>,
+    dst_strides: [isize; 2],
+    read_dst: bool,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    may_thread: bool,
+) {
+    use crate::array::pool;
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    // Columns a multiple of 4 KiB apart: the columns of a block fall into the same cache
+    // sets, and evicted one another.
+    let aliased = b.strides()[1].unsigned_abs() * std::mem::size_of::<T>() % 4096 == 0;
+    if f32 && dst_strides[1] == 1 && dst_strides[0] != 1 && b.strides()[1] != 1 && aliased && m >= 16 {
+        let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
+        super::transpose_into(b.t(), rows.view_mut());
+        // SAFETY: the caller's contract, with b's values in a buffer of our own.
+        unsafe { product_as_given(dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
+        pool::recycle(rows.into_dyn().into_shared());
+        return;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { product_as_given(dst, dst_strides, read_dst, a, b, may_thread) }
+}
+
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and
 /// `may_thread`.
 ///
@@ -175,7 +212,7 @@ unsafe fn real_gemm<T: Element>(
 /// from `a` and `b` and from one another, none accessed by anything else during the call;
 /// when `read_dst` they must be initialised. `a` and `b` are non-empty with agreeing inner
 /// dims.
-unsafe fn product<T: Element>(
+unsafe fn product_as_given<T: Element>(
     dst: SendPtr<T>,
     dst_strides: [isize; 2],
     read_dst: bool,
