@@ -3,7 +3,7 @@
 //! `compare.sh` (`scripts/compare_norm.sh` for `bn` and `ln`) can pair the two in one run.
 //!
 //! ```text
-//! cargo run --release --example workloads -- <w1..w7 | bn | ln | peak | gemm_shapes> <threads> [seconds]
+//! cargo run --release --example workloads -- <w1..w7 | w7_fused | bn | ln | peak | gemm_shapes> <threads> [seconds]
 //! mpirun --bind-to none -np R target/release/examples/workloads <w1..w3> <threads> ddp   # --features mpi
 //! RESULT nabla <workload> <variant> threads=<t> median_ms=<x> iters=<n> [gflops=<g>] maxrss_mb=<m>
 //! ```
@@ -78,14 +78,17 @@ fn main() -> nabla::Result<()> {
             let x = x.requires_grad_(true)?;
             let g = Tensor::ones(&[n]);
             report("w7", "fwd_bwd", threads, bench(seconds, || drop(f(&x).backward_with(&g).unwrap())), None);
-            // The same chain as one fused op (`nabla::fuse`), which PyTorch's eager mode has
-            // no counterpart of: `scripts/compare_fused.sh` pairs these with PyTorch's
-            // `fwd` and `fwd_bwd`.
+        }
+        "w7_fused" => {
+            // W7 as one fused op (`nabla::fuse`), which PyTorch's eager mode has no
+            // counterpart of: `scripts/compare_fused.sh` pairs it with PyTorch's W7.
+            let n = if quick { 1 << 16 } else { 4 << 20 };
+            let x = Tensor::randn(&[n], &mut rng);
             let fused = |x: &Tensor| nabla::fuse([x], |[x]| x.tanh() * x.sigmoid() + x).unwrap();
-            let x = x.detach();
-            report("w7", "fused_fwd", threads, bench(seconds, || drop(nabla::no_grad(|| fused(&x)))), None);
+            report("w7_fused", "fwd", threads, bench(seconds, || drop(nabla::no_grad(|| fused(&x)))), None);
             let x = x.requires_grad_(true)?;
-            report("w7", "fused_fwd_bwd", threads, bench(seconds, || drop(fused(&x).backward_with(&g).unwrap())), None);
+            let g = Tensor::ones(&[n]);
+            report("w7_fused", "fwd_bwd", threads, bench(seconds, || drop(fused(&x).backward_with(&g).unwrap())), None);
         }
         "w1" => report("w1", "train_step", threads, bench(seconds, common::steps::w1(&mut rng)), None),
         "w4" => report("w4", "train_step", threads, bench(seconds, common::steps::w4(&mut rng)), None),
@@ -127,7 +130,7 @@ fn main() -> nabla::Result<()> {
             let g = Tensor::randn(shape, &mut rng);
             report(workload, "fwd_bwd", threads, bench(seconds, || drop(layer.forward(&x).unwrap().backward_with(&g).unwrap())), None);
         }
-        other => eprintln!("workloads: unknown workload {other} (w1..w7, bn, ln, peak, gemm_shapes)"),
+        other => eprintln!("workloads: unknown workload {other} (w1..w7, w7_fused, bn, ln, peak, gemm_shapes)"),
     }
     Ok(())
 }

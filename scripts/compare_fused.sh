@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # W7 through nabla::fuse against PyTorch's eager W7, interleaved, in one run.
 # usage: scripts/compare_fused.sh [-r REPS] [-p PYTHON] [-- THREADS...]
-#   Runs `workloads w7 <t>` (variants fused_fwd and fused_fwd_bwd: the chain as one fused
-#   op) and ../shared/bench/torch_ref.py w7 <t> (fwd, fwd_bwd) in turns, REPS processes
-#   each, and prints nabla's median over PyTorch's:
+#   Runs `workloads w7_fused <t>` (W7's chain as one fused op) and
+#   ../shared/bench/torch_ref.py w7 <t> (fwd, fwd_bwd) in turns, REPS processes each, and
+#   prints nabla's median over PyTorch's:
 #   RATIO w7 <fwd|fwd_bwd> threads=<t> fused_ms=<x> torch_ms=<y> ratio=<x/y>
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +23,7 @@ raw=$(mktemp)
 for rep in $(seq 1 "$reps"); do
   for t in "${threads[@]}"; do
     export OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t RAYON_NUM_THREADS=$t
-    "$bin" w7 "$t" 2>/dev/null | grep '^RESULT nabla w7 fused_' | sed 's/ fused_/ /' >>"$raw"
+    "$bin" w7_fused "$t" 2>/dev/null | grep '^RESULT' | sed 's/ w7_fused / w7 /' >>"$raw"
     "$py" "$bench/torch_ref.py" w7 "$t" 2>/dev/null | grep '^RESULT' >>"$raw"
   done
 done

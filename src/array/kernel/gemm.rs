@@ -184,7 +184,7 @@ unsafe fn product<T: Element>(
     let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
     // Columns a multiple of 4 KiB apart: the columns of a block fall into the same cache
     // sets, and evicted one another.
-    let aliased = b.strides()[1].unsigned_abs() * std::mem::size_of::<T>() % 4096 == 0;
+    let aliased = (b.strides()[1].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(4096);
     if f32 && dst_strides[1] == 1 && dst_strides[0] != 1 && b.strides()[1] != 1 && aliased && m >= 16 {
         let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
         super::transpose_into(b.t(), rows.view_mut());
