@@ -470,6 +470,22 @@ fn binary_into<T: Element>(op: Bin, a: Lanes<'_, T>, b: Lanes<'_, T>, out: &mut 
     each!(Add, Sub, Mul, Div)
 }
 
+impl<T: Element> Eval<'_, T> {
+    /// Elements `from..from + len` of an operand: an input's, a constant, or a slot of the
+    /// block's `scratch` (slot `s` at `s·BLOCK`).
+    #[inline(always)]
+    fn lanes<'s>(&'s self, o: Operand<T>, from: usize, len: usize, scratch: &'s [T]) -> Lanes<'s, T> {
+        match o {
+            Operand::Input(k) => match self.inputs[k] {
+                Source::Full(xs) => Lanes::Slice(&xs[from..from + len]),
+                Source::Scalar(v) => Lanes::Splat(v),
+            },
+            Operand::Const(c) => Lanes::Splat(c),
+            Operand::Slot(s) => Lanes::Slice(&scratch[s * BLOCK..s * BLOCK + len]),
+        }
+    }
+}
+
 impl<T: Element> Loop<T> for Eval<'_, T> {
     #[inline(always)]
     fn fill(&self, start: usize, out: &mut [MaybeUninit<T>]) {
@@ -479,28 +495,14 @@ impl<T: Element> Loop<T> for Eval<'_, T> {
             let (from, len) = (start + b * BLOCK, out.len());
             for i in 0..slots {
                 let (done, rest) = scratch.split_at_mut(i * BLOCK);
-                let lanes = |o: Operand<T>| match o {
-                    Operand::Input(k) => match self.inputs[k] {
-                        Source::Full(xs) => Lanes::Slice(&xs[from..from + len]),
-                        Source::Scalar(v) => Lanes::Splat(v),
-                    },
-                    Operand::Const(c) => Lanes::Splat(c),
-                    Operand::Slot(s) => Lanes::Slice(&done[s * BLOCK..s * BLOCK + len]),
-                };
+                let lanes = |o| self.lanes(o, from, len, done);
                 let dst = &mut rest[..len];
                 match self.program.instrs[i] {
                     Instr::Unary(op, a) => unary_into(op, lanes(a), dst),
                     Instr::Binary(op, a, b) => binary_into(op, lanes(a), lanes(b), dst),
                 }
             }
-            let result = match self.program.out {
-                Operand::Input(k) => match self.inputs[k] {
-                    Source::Full(xs) => Lanes::Slice(&xs[from..from + len]),
-                    Source::Scalar(v) => Lanes::Splat(v),
-                },
-                Operand::Const(c) => Lanes::Splat(c),
-                Operand::Slot(s) => Lanes::Slice(&scratch[s * BLOCK..s * BLOCK + len]),
-            };
+            let result = self.lanes(self.program.out, from, len, &scratch);
             match result {
                 Lanes::Slice(r) => out.iter_mut().zip(r).for_each(|(o, &v)| {
                     o.write(v);

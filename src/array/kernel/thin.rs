@@ -444,6 +444,37 @@ pub(super) enum Start<'a> {
     Rows(*const f32, &'a [usize]),
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Start<'_> {
+    /// Where each of `R` rows of a block is added from, if anywhere: the block's own rows
+    /// of `dst` (which starts at the block), or the picked rows of `Start::Rows` for `dst`'s
+    /// rows `first..`, from column `j`. Rows past the picks point at the base, unread.
+    #[inline(always)]
+    fn rows<const R: usize>(self, dst: *mut f32, dst_stride: usize, first: usize, j: usize) -> Option<[*const f32; R]> {
+        match self {
+            Start::Zero => None,
+            Start::Dst => Some(std::array::from_fn(|r| dst.wrapping_add(r * dst_stride).cast_const())),
+            Start::Rows(base, offsets) => Some(std::array::from_fn(|r| offsets.get(first + r).map_or(base, |&o| base.wrapping_add(o + j)))),
+        }
+    }
+}
+
+/// Asks the cache for the `n` floats at each offset in `rows` from `base`, one request per
+/// 64-byte line: the rows a later block starts from, far apart in memory.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ask_rows(rows: &[usize], base: *const f32, n: usize) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    for &offset in rows {
+        let row = base.wrapping_add(offset).cast::<i8>();
+        for at in (0..4 * n).step_by(64).chain([4 * n - 1]) {
+            // SAFETY: a prefetch never faults nor changes memory, whatever the address, and
+            // SSE is part of x86-64.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at)) };
+        }
+    }
+}
+
 /// `dst = start + a[.., ks] b` from [`ThinLhs`]'s panels: for each panel of six rows, the
 /// columns of `dst` sixteen at a time, then eight, then the last few through masked stores
 /// (and masked loads of `b` unless its rows may be read past the width), each block summed
@@ -470,16 +501,8 @@ unsafe fn thin_avx2(
     n: usize,
     start: Start<'_>,
 ) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch, _mm256_setr_epi32};
-    let ask = |rows: &[usize], base: *const f32| {
-        for &offset in rows {
-            let row = base.wrapping_add(offset).cast::<i8>();
-            // A prefetch never faults nor changes memory, whatever the address.
-            for at in (0..4 * n).step_by(64).chain([4 * n - 1]) {
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at));
-            }
-        }
-    };
+    use std::arch::x86_64::_mm256_setr_epi32;
+    let ask = |rows: &[usize], base: *const f32| ask_rows(rows, base, n);
     if let Start::Rows(base, offsets) = start {
         ask(&offsets[..m.min(PANEL)], base);
     }
@@ -498,13 +521,7 @@ unsafe fn thin_avx2(
             unsafe {
                 let dst = dst.add(p * PANEL * dst_stride + j);
                 // Where row r < rows of the block's sums is added from, if anywhere.
-                let from: Option<[*const f32; PANEL]> = match start {
-                    Start::Zero => None,
-                    Start::Dst => Some(std::array::from_fn(|r| dst.wrapping_add(r * dst_stride).cast_const())),
-                    Start::Rows(base, offsets) => {
-                        Some(std::array::from_fn(|r| offsets.get(p * PANEL + r).map_or(base, |&o| base.wrapping_add(o + j))))
-                    }
-                };
+                let from: Option<[*const f32; PANEL]> = start.rows(dst, dst_stride, p * PANEL, j);
                 // Lane l of the block's last vector is on when its sign bit is set.
                 let last = if left > 8 { left - 8 } else { left };
                 let on = |l: i32| -i32::from(last > l);
@@ -597,17 +614,8 @@ unsafe fn thin_avx512(
     n: usize,
     start: Start<'_>,
 ) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     const PAIR: usize = 2 * PANEL;
-    let ask = |rows: &[usize], base: *const f32| {
-        for &offset in rows {
-            let row = base.wrapping_add(offset).cast::<i8>();
-            // A prefetch never faults nor changes memory, whatever the address.
-            for at in (0..4 * n).step_by(64).chain([4 * n - 1]) {
-                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(at));
-            }
-        }
-    };
+    let ask = |rows: &[usize], base: *const f32| ask_rows(rows, base, n);
     if let Start::Rows(base, offsets) = start {
         ask(&offsets[..m.min(PAIR)], base);
     }
@@ -635,13 +643,7 @@ unsafe fn thin_avx512(
             unsafe {
                 let dst = dst.add(first * dst_stride + j);
                 // Where row r < rows of the block's sums is added from, if anywhere.
-                let from: Option<[*const f32; PAIR]> = match start {
-                    Start::Zero => None,
-                    Start::Dst => Some(std::array::from_fn(|r| dst.wrapping_add(r * dst_stride).cast_const())),
-                    Start::Rows(base, offsets) => {
-                        Some(std::array::from_fn(|r| offsets.get(first + r).map_or(base, |&o| base.wrapping_add(o + j))))
-                    }
-                };
+                let from: Option<[*const f32; PAIR]> = start.rows(dst, dst_stride, first, j);
                 let b = b.at_column(j);
                 let (one, two) = (columns(p), if pair { columns(p + 1) } else { columns(p) });
                 match (pair, wide, masked) {
