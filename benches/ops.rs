@@ -153,35 +153,56 @@ fn gemm_split(c: &mut Criterion) {
         let (av, bv) = (a.to_vec(), b.to_vec());
         let mut out = vec![0f32; m * n];
         let threads = gemm_common::Parallelism::Rayon(rayon::current_num_threads());
-        group.bench_function(format!("gemm_rayon_{name}"), |bench| {
-            bench.iter(|| {
-                // SAFETY: row-major m×k, k×n and m×n buffers of those lengths, distinct,
-                // described as outᵀ (n×m) = bᵀ (n×k) · aᵀ (k×m).
-                unsafe {
-                    gemm_f32::gemm::f32::get_gemm_fn()(
-                        n,
-                        m,
-                        k,
-                        out.as_mut_ptr(),
-                        n as isize,
-                        1,
-                        false,
-                        bv.as_ptr(),
-                        n as isize,
-                        1,
-                        av.as_ptr(),
-                        k as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        threads,
-                    )
-                }
-            })
-        });
+        group.bench_function(format!("gemm_rayon_{name}"), |bench| bench.iter(|| gemm_crate(m, k, n, &av, &bv, &mut out, threads)));
+    }
+    group.finish();
+}
+
+/// `out = a · b` for row-major buffers through the gemm crate alone, asked for as its
+/// transpose as nabla asks (the gemm crate's kernels store columns of the result).
+fn gemm_crate(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32], threads: gemm_common::Parallelism) {
+    assert_eq!((a.len(), b.len(), out.len()), (m * k, k * n, m * n));
+    // SAFETY: row-major m×k, k×n and m×n buffers of those lengths (checked above), distinct,
+    // described as outᵀ (n×m) = bᵀ (n×k) · aᵀ (k×m).
+    unsafe {
+        gemm_f32::gemm::f32::get_gemm_fn()(
+            n,
+            m,
+            k,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+            false,
+            b.as_ptr(),
+            n as isize,
+            1,
+            a.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        )
+    }
+}
+
+/// Small products as a small MLP makes them: nabla's whole `matmul` beside the gemm
+/// crate's call alone on the same buffers, so the difference is what nabla spends around
+/// the product (the checks, the output's buffer, the tensor).
+fn small_gemm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("small_gemm");
+    let mut rng = nabla::rng(42);
+    for (m, k, n) in [(8, 2, 16), (8, 16, 16), (16, 16, 16), (16, 16, 32), (32, 32, 32)] {
+        let a = Tensor::randn(&[m, k], &mut rng);
+        let b = Tensor::randn(&[k, n], &mut rng);
+        let name = format!("{m}x{k}x{n}");
+        group.bench_function(format!("nabla_{name}"), |bench| bench.iter(|| nabla::no_grad(|| a.matmul(&b).unwrap())));
+        let (av, bv, mut out) = (a.to_vec(), b.to_vec(), vec![0f32; m * n]);
+        let none = gemm_common::Parallelism::None;
+        group.bench_function(format!("gemm_crate_{name}"), |bench| bench.iter(|| gemm_crate(m, k, n, &av, &bv, &mut out, none)));
     }
     group.finish();
 }
@@ -264,6 +285,7 @@ criterion_group!(
     conv_gemm_shapes,
     lstm,
     gemm_split,
+    small_gemm,
     cross_entropy
 );
 criterion_main!(benches);

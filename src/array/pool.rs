@@ -67,9 +67,15 @@ fn spare<T: Element>(len: usize) -> Option<Vec<T>> {
     Some(*buffer.downcast::<Vec<T>>().expect("keyed by type"))
 }
 
-/// Keeps the buffer of `value` for reuse if it is large and nothing else shares it.
+/// Whether [`recycle`] would keep the buffer of `value`: it is large and nothing else
+/// shares it.
+pub(crate) fn wants<T: Element>(value: &ArcArray<T, IxDyn>) -> bool {
+    value.len() >= MIN_LEN && value.is_unique()
+}
+
+/// Keeps the buffer of `value` for reuse if [`wants`] it.
 pub(crate) fn recycle<T: Element>(value: ArcArray<T, IxDyn>) {
-    if value.len() < MIN_LEN || !value.is_unique() {
+    if !wants(&value) {
         return;
     }
     let (v, _) = value.into_owned().into_raw_vec_and_offset();

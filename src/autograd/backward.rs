@@ -154,7 +154,9 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
         Wanted::Leaves => 0,
         Wanted::Ids(ids) => ids.iter().copied().min().unwrap_or(usize::MAX),
     };
-    let mut nodes: IdMap<Tensor<T>> = IdMap::default();
+    // Room for a small model's graph from the start: growing a table step by step showed
+    // in profiles of small training steps (`workloads w4`).
+    let mut nodes: IdMap<Tensor<T>> = IdMap::with_capacity_and_hasher(64, Default::default());
     let mut stack: Vec<Tensor<T>> = roots.iter().map(|(t, _)| t.clone()).collect();
     while let Some(t) = stack.pop() {
         if !t.requires_grad() || t.id() < oldest || nodes.contains_key(&t.id()) {
@@ -167,7 +169,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
     order.sort_unstable_by(|a, b| b.cmp(a));
 
     set_grad_enabled(create_graph, || {
-        let mut cotangents: IdMap<Tensor<T>> = IdMap::default();
+        let mut cotangents: IdMap<Tensor<T>> = IdMap::with_capacity_and_hasher(order.len(), Default::default());
         for (root, cotangent) in roots {
             if root.requires_grad() {
                 // With create_graph, a seed that requires grad makes every gradient that
@@ -180,7 +182,7 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                 accumulate(&mut cotangents, root.id(), seed, create_graph);
             }
         }
-        let mut kept = IdMap::default();
+        let mut kept = IdMap::with_capacity_and_hasher(order.len(), Default::default());
         for id in order {
             let node = nodes.remove(&id).expect("internal: node collected");
             let Some(gy) = cotangents.remove(&id) else { continue };

@@ -33,8 +33,9 @@ pub(crate) enum Held<T: Element> {
     /// The value, counted in [`memory::live_bytes`](super::memory::live_bytes) until
     /// dropped, its buffer then recycled.
     Value(Value<T>),
-    /// Only the shape: a shadow, recorded as the input of an op that does not read it.
-    Shape(Box<[usize]>),
+    /// Only the shape: a shadow, recorded as the input of an op that does not read it
+    /// (`IxDyn` keeps up to four dims without allocating).
+    Shape(IxDyn),
 }
 
 /// A tensor's array; dropping it updates the memory count and hands a large buffer it owned
@@ -44,7 +45,11 @@ pub(crate) struct Value<T: Element>(pub(crate) ArcArray<T, IxDyn>);
 impl<T: Element> Drop for Value<T> {
     fn drop(&mut self) {
         super::memory::freed(self.0.len() * std::mem::size_of::<T>());
-        crate::array::pool::recycle(std::mem::replace(&mut self.0, ArcArray::from_elem(IxDyn(&[]), T::zero())));
+        // Only a buffer the pool keeps is swapped out, for a placeholder that allocates:
+        // the many small values of a small model's step go straight back to the allocator.
+        if crate::array::pool::wants(&self.0) {
+            crate::array::pool::recycle(std::mem::replace(&mut self.0, ArcArray::from_elem(IxDyn(&[]), T::zero())));
+        }
     }
 }
 

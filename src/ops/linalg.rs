@@ -146,14 +146,16 @@ fn linear_op<T: Element>(x: &Tensor<T>, weight: &Tensor<T>, bias: Option<&Tensor
     // to be a matrix: the weight's gradient reuses the copy (a node of the graph, so
     // gradients of gradients still reach `x` through it) rather than making another.
     let copy = (!x.array().is_standard_layout()).then(|| x2.clone());
-    let bias_row = bias.map(|b| b.to_vec());
-    let value = gemm_plus_row(&as_matrix(&x2.value()), &as_matrix(&weight.value()).t(), bias_row.as_deref());
+    let bias_array = bias.map(|b| b.array().as_standard_layout());
+    let value = gemm_plus_row(&as_matrix(&x2.value()), &as_matrix(&weight.value()).t(), bias_array.as_ref().and_then(|b| b.as_slice()));
     let mut out_shape = x.shape()[..x.ndim() - 1].to_vec();
     out_shape.push(weight.shape()[0]);
     let value = value.into_shape_with_order(IxDyn(&out_shape)).expect("rows x out");
-    let mut inputs = vec![x, weight];
-    inputs.extend(bias);
-    Tensor::from_op_saving(value.into_shared(), &inputs, Saves::inputs(&[0, 1]), move || {
+    let inputs: &[&Tensor<T>] = match bias {
+        Some(b) => &[x, weight, b],
+        None => &[x, weight],
+    };
+    Tensor::from_op_saving(value.into_shared(), inputs, Saves::inputs(&[0, 1]), move || {
         Box::new(rule("linear", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
             let (x, w) = (&inputs[0], &inputs[1]);
             let (out_features, in_features) = (w.shape()[0], w.shape()[1]);

@@ -98,7 +98,7 @@ impl<T: Element> Tensor<T> {
     pub fn shape(&self) -> &[usize] {
         match &self.node.value {
             Held::Value(v) => v.0.shape(),
-            Held::Shape(shape) => shape,
+            Held::Shape(shape) => ndarray::Dimension::slice(shape),
         }
     }
 
@@ -198,7 +198,7 @@ impl<T: Element> Tensor<T> {
         match (&self.node.value, &self.node.core.grad_fn) {
             (Held::Shape(_), _) => self.clone(),
             (_, Some(g)) if g.reads_output => self.clone(),
-            _ => Tensor { node: Arc::new(Node { value: Held::Shape(self.shape().into()), core: Arc::clone(&self.node.core) }) },
+            _ => Tensor { node: Arc::new(Node { value: Held::Shape(IxDyn(self.shape())), core: Arc::clone(&self.node.core) }) },
         }
     }
 

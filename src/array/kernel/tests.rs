@@ -211,6 +211,60 @@ fn thin_products_equal_a_loop() {
     }
 }
 
+/// The layouts a small product may meet: stored as is, stored transposed, every other
+/// column of a wider matrix, and rows in reverse order.
+fn layouts(x: &Array2<f64>) -> Vec<(&'static str, Array2<f64>, usize)> {
+    let (r, c) = x.dim();
+    let mut wide = Array2::zeros((r, 2 * c));
+    wide.slice_mut(ndarray::s![.., ..;2]).assign(x);
+    let mut reversed = Array2::zeros((r, c));
+    reversed.slice_mut(ndarray::s![..;-1, ..]).assign(x);
+    vec![
+        ("as is", x.clone(), 0),
+        ("transposed", x.t().as_standard_layout().into_owned(), 1),
+        ("every other column", wide, 2),
+        ("rows reversed", reversed, 3),
+    ]
+}
+
+fn view(stored: &Array2<f64>, how: usize) -> ArrayView2<'_, f64> {
+    match how {
+        0 => stored.view(),
+        1 => stored.t(),
+        2 => stored.slice(ndarray::s![.., ..;2]),
+        _ => stored.slice(ndarray::s![..;-1, ..]),
+    }
+}
+
+#[test]
+fn small_products_equal_a_loop_in_every_layout() {
+    for (m, k, n) in [(1, 1, 1), (8, 2, 16), (8, 16, 1), (3, 17, 5), (16, 16, 17)] {
+        let (a, b) = (ints((m, k), 1), ints((k, n), 2));
+        let expect = naive(&a.view(), &b.view());
+        for (a_name, a_stored, a_how) in layouts(&a) {
+            for (b_name, b_stored, b_how) in layouts(&b) {
+                let (av, bv) = (view(&a_stored, a_how), view(&b_stored, b_how));
+                let case = format!("{m}x{k}x{n}, a {a_name}, b {b_name}");
+                assert_eq!(gemm(&av, &bv), expect, "{case}");
+                let as_f32 = gemm(&av.mapv(|v| v as f32).view(), &bv.mapv(|v| v as f32).view());
+                assert_eq!(as_f32.mapv(f64::from), expect, "{case}, f32");
+                // Accumulated into a column slice, into a transposed block, into reversed rows.
+                let start = ints((m, n + 2), 3);
+                let mut into = start.clone();
+                gemm_acc(&mut into.slice_mut(ndarray::s![.., 1..n + 1]), &av, &bv, false);
+                assert_eq!(into.slice(ndarray::s![.., 1..n + 1]), &start.slice(ndarray::s![.., 1..n + 1]) + &expect, "{case}, accumulated");
+                assert_eq!((into.column(0), into.column(n + 1)), (start.column(0), start.column(n + 1)), "{case}: outside untouched");
+                let mut by_columns = Array2::<f64>::zeros((n, m));
+                gemm_set(&mut by_columns.view_mut().reversed_axes(), &av, &bv, false);
+                assert_eq!(by_columns.t(), expect, "{case}, set into a transposed block");
+                let mut reversed = Array2::<f64>::ones((m, n));
+                gemm_acc(&mut reversed.slice_mut(ndarray::s![..;-1, ..]), &av, &bv, false);
+                assert_eq!(reversed.slice(ndarray::s![..;-1, ..]), &expect + 1.0, "{case}, into reversed rows");
+            }
+        }
+    }
+}
+
 #[test]
 fn gemm_equals_a_loop_on_every_branch() {
     // (m, k, n): empty dims, k = 0, small serial, threaded by rows, threaded by columns.
