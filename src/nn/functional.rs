@@ -179,7 +179,9 @@ pub fn alpha_dropout<T: Element>(x: &Tensor<T>, p: f64, training: bool, rng: &mu
     Ok((x.mul(&keep)? + dropped) * a + b)
 }
 
-/// Mean squared error `(input - target)²`, reduced; shapes must match.
+/// Mean squared error `(input - target)²`, reduced; shapes must match. Reduced (`Mean`,
+/// `Sum`), it records one op, `mse_loss`, as PyTorch's does: one pass forward, and
+/// `2 (input − target) · gy` (over the element count for `Mean`) backward.
 ///
 /// ```
 /// use nabla::prelude::*;
@@ -193,8 +195,13 @@ pub fn mse_loss<T: Element>(input: &Tensor<T>, target: &Tensor<T>, reduction: Re
     if input.shape() != target.shape() {
         return Err(Error::shape("mse_loss", format!("input {:?} and target {:?} differ", input.shape(), target.shape())));
     }
-    let diff = input.sub(target)?;
-    Ok(reduction.apply(&diff * &diff))
+    Ok(match reduction {
+        Reduction::None => {
+            let diff = input.sub(target)?;
+            &diff * &diff
+        }
+        Reduction::Mean | Reduction::Sum => input.squared_error(target, reduction == Reduction::Mean),
+    })
 }
 
 /// The class dim of `(N, C, d…)` moved last and flattened: `[N·d…, C]`, with the labels

@@ -33,19 +33,40 @@ fn reduce_array<T: Element>(
 }
 
 /// `v` summed over `axis`, as `ndarray`'s `sum_axis` (the same additions in the same order,
-/// so the same bits), with a fast path for a row-major array summed over any axis but the
-/// last: the sub-arrays along the axis added in turn as flat slices. `sum_axis` does those
-/// additions through `IxDyn` views, whose per-call overhead dominates a bias gradient's sum
-/// over many short rows (`cargo bench --bench ops -- w3_lstm_step` covers one).
+/// so the same bits), with fast paths for a row-major array. Summed over an axis with more
+/// than one element after it, the sub-arrays along the axis are added in turn as flat
+/// slices; otherwise each lane is a slice, summed as `sum_axis` sums it. `sum_axis` does
+/// those additions through `IxDyn` views, whose per-call overhead dominates a bias
+/// gradient's sum over many short rows (`cargo bench --bench ops -- w3_lstm_step` covers
+/// one) and a small model's loss (`workloads w4`).
 fn sum_axis<T: Element>(v: ndarray::ArrayViewD<'_, T>, axis: Axis) -> ArrayD<T> {
     let shape = v.shape();
     let inner: usize = shape.get(axis.index() + 1..).map_or(1, |tail| tail.iter().product());
-    // With one element or none after the axis, `sum_axis` sums lanes along it instead (in
-    // another order): left to it.
-    let (Some(flat), true) = (v.as_slice(), inner > 1) else {
+    let Some(flat) = v.as_slice() else {
         return v.sum_axis(axis);
     };
     let (outer, len) = (shape[..axis.index()].iter().product::<usize>(), shape[axis.index()]);
+    let mut out_shape = shape.to_vec();
+    out_shape.remove(axis.index());
+    if inner == 0 {
+        return ArrayD::zeros(IxDyn(&out_shape));
+    }
+    if inner == 1 {
+        // `sum_axis` sums each lane with `ArrayView1::sum` (an unrolled fold) when the axis
+        // has the least stride (the last such axis among ties), and otherwise adds the
+        // sub-arrays along it one by one, from zero.
+        let strides = v.strides();
+        let least =
+            (0..strides.len()).rev().fold(strides.len() - 1, |best, i| if strides[i].abs() < strides[best].abs() { i } else { best });
+        let lanes = v.ndim() == 1 || axis.index() == least;
+        let out = (0..outer)
+            .map(|o| {
+                let lane = &flat[o * len..(o + 1) * len];
+                if lanes { ndarray::aview1(lane).sum() } else { lane.iter().fold(T::zero(), |s, &x| s + x) }
+            })
+            .collect();
+        return ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("the shape without the axis");
+    }
     let mut out = vec![T::zero(); outer * inner];
     if len > 0 {
         for (acc, block) in out.chunks_exact_mut(inner).zip(flat.chunks_exact(len * inner)) {
@@ -54,9 +75,21 @@ fn sum_axis<T: Element>(v: ndarray::ArrayViewD<'_, T>, axis: Axis) -> ArrayD<T> 
             }
         }
     }
-    let mut out_shape = shape.to_vec();
-    out_shape.remove(axis.index());
     ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("the shape without the axis")
+}
+
+/// `Σ (a − b)²` in eight partial sums (vector adds, and a shorter chain of roundings than
+/// one running sum).
+fn sum_of_squared_differences<T: Element>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = ac.remainder().iter().zip(bc.remainder()).fold(T::zero(), |s, (&x, &y)| s + (x - y) * (x - y));
+    for (x, y) in ac.zip(bc) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *lane = *lane + (x - y) * (x - y);
+        }
+    }
+    lanes.iter().fold(T::zero(), |s, &l| s + l) + tail
 }
 
 /// `log Σ exp(x)` of one lane, shifted by its maximum.
@@ -224,6 +257,31 @@ impl<T: Element> Tensor<T> {
         }))
     }
 
+    /// `Σ (self − target)²`, divided by the number of elements when `mean`: the reduced
+    /// mean squared error as one op (one pass forward, one product backward, where the
+    /// difference, its square and the reduction would be four ops each way).
+    /// `dL/dself = 2 (self − target) · gy` (over `n` when `mean`), `dL/dtarget` its negative;
+    /// written with tensor ops, so differentiable again. Shapes must match (the caller,
+    /// [`mse_loss`](crate::nn::functional::mse_loss), checks).
+    pub(crate) fn squared_error(&self, target: &Tensor<T>, mean: bool) -> Tensor<T> {
+        let (x, y) = (self.array(), target.array());
+        debug_assert_eq!(x.shape(), y.shape(), "internal: squared_error's shapes");
+        let sum = match (x.as_slice(), y.as_slice()) {
+            (Some(a), Some(b)) => sum_of_squared_differences(a, b),
+            _ => x.iter().zip(y.iter()).fold(T::zero(), |s, (&a, &b)| s + (a - b) * (a - b)),
+        };
+        let n = T::of(x.len() as f64);
+        let value = if mean { sum / n } else { sum };
+        Tensor::from_op_saving(ndarray::arr0(value).into_dyn().into_shared(), &[self, target], Saves::inputs(&[0, 1]), move || {
+            Box::new(rule("mse_loss", move |inputs: &[Tensor<T>], _: &Tensor<T>, gy: &Tensor<T>| {
+                let scale = if mean { T::of(2.0) / n } else { T::of(2.0) };
+                let g = inputs[0].sub(&inputs[1]).expect("same shapes").mul(&gy.mul_scalar(scale)).expect("a 0-d factor broadcasts");
+                let g_target = inputs[1].requires_grad().then(|| g.neg());
+                vec![inputs[0].requires_grad().then_some(g), g_target]
+            }))
+        })
+    }
+
     /// `log Σ exp(x)` over `dims`, computed stably (the largest element is factored out);
     /// `dL/dx = gy · exp(x - y)`, the softmax of `x` over `dims`.
     pub fn logsumexp_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<T>> {
@@ -285,6 +343,11 @@ pub(crate) fn as_isize(dims: &[usize]) -> Vec<isize> {
 
 /// This family's entries in the [op registry](super::registry()).
 pub(crate) const OPS: &[OpInfo] = &[
+    OpInfo::new(
+        "mse_loss",
+        || vec![randn(&[3, 5], 1), randn(&[3, 5], 2)],
+        |v| v[0].squared_error(&v[1], true).add(&v[0].squared_error(&v[1], false)),
+    ),
     OpInfo::new("sum", || vec![randn(&[3, 4], 1)], |v| v[0].sum_dims(&[1], false)),
     OpInfo::new("amax", || vec![spread(&[3, 4], 9)], |v| v[0].amax_dims(&[0], true)),
     OpInfo::new("amin", || vec![spread(&[3, 4], 9)], |v| v[0].amin_dims(&[1], false)),
@@ -299,7 +362,19 @@ mod tests {
     fn sum_axis_gives_ndarrays_bits_on_every_axis() {
         // Values whose sums round differently in another order; shapes with empty and unit
         // axes, where the fast path must step aside.
-        for shape in [vec![1120, 100], vec![4, 3, 5], vec![2, 0, 3], vec![0, 4], vec![3, 4, 1], vec![4, 1, 2], vec![7]] {
+        for shape in [
+            vec![1120, 100],
+            vec![4, 3, 5],
+            vec![2, 0, 3],
+            vec![0, 4],
+            vec![3, 4, 1],
+            vec![4, 1, 2],
+            vec![7],
+            vec![8, 1],
+            vec![37, 1, 1],
+            vec![1, 37],
+            vec![1],
+        ] {
             let len: usize = shape.iter().product();
             let a = ArrayD::from_shape_vec(
                 IxDyn(&shape),
@@ -314,5 +389,16 @@ mod tests {
                 assert_eq!(bits(&fast), bits(&reference), "shape {shape:?} axis {axis}");
             }
         }
+        // A row-major view whose unit axis has a long stride: ndarray sums the other axis by
+        // lanes here, not one sub-array at a time as for the same shape freshly made.
+        use ndarray::ShapeBuilder;
+        let data: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin() * 1e3 + 1e4).collect();
+        let column = ndarray::ArrayViewD::from_shape(IxDyn(&[37, 1]).strides(IxDyn(&[1, 37])), &data).unwrap();
+        assert!(column.as_slice().is_some());
+        let bits = |x: &ArrayD<f32>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let fresh = ArrayD::from_shape_vec(IxDyn(&[37, 1]), data.clone()).unwrap();
+        assert_ne!(bits(&fresh.sum_axis(Axis(0))), bits(&column.sum_axis(Axis(0))), "the two orders differ on these values");
+        assert_eq!(bits(&super::sum_axis(fresh.view(), Axis(0))), bits(&fresh.sum_axis(Axis(0))));
+        assert_eq!(bits(&super::sum_axis(column.view(), Axis(0))), bits(&column.sum_axis(Axis(0))));
     }
 }
