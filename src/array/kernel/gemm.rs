@@ -160,14 +160,15 @@ unsafe fn real_gemm<T: Element>(
     }
 }
 
-/// `dst (+)= a @ b`, as [`product_as_given`] but with a `b` stored by columns 4 KiB apart
-/// (a backward pass's transposed view of a weight 1024 wide) first copied by rows where
-/// `dst` is row-major: gemm-f32 read the product it is asked for (`dstᵀ = bᵀ aᵀ`, see
-/// [`real_gemm`]) at a quarter of the speed otherwise (`cargo run --release --example
-/// workloads -- gemm_shapes 1`: 64 × 1024 × 1120), and the copy is a pass over `k·n`
-/// elements against the product's `m·k·n`, for `m` not small. Other strides are read in
-/// place: the copy cost more than it saved on the 784- and 256-wide weights of the same
-/// run.
+/// `dst (+)= a @ b`, as [`product_as_given`] but with a `b` stored by columns a multiple
+/// of 2 KiB apart (a transposed view of a weight 512 or 1024 wide: a linear layer's
+/// forward `x Wᵀ`, a backward pass's `W`) first copied by rows where `dst` is row-major:
+/// gemm-f32 read the product it is asked for (`dstᵀ = bᵀ aᵀ`, see [`real_gemm`]) at a
+/// quarter of the speed otherwise at 4 KiB (`cargo run --release --example workloads --
+/// gemm_shapes 1`: 64 × 1024 × 1120) and at two thirds at 2 KiB (128 × 512 × 256), and the
+/// copy is a pass over `k·n` elements against the product's `m·k·n`, for `m` not small.
+/// Other strides are read in place: the copy cost more than it saved on the 784- and
+/// 256-wide weights of the same run.
 ///
 /// # Safety
 /// As [`product_as_given`]'s.
@@ -182,9 +183,9 @@ unsafe fn product<T: Element>(
     use crate::array::pool;
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-    // Columns a multiple of 4 KiB apart: the columns of a block fall into the same cache
-    // sets, and evicted one another.
-    let aliased = (b.strides()[1].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(4096);
+    // Columns a multiple of 2 KiB apart: the columns of a block fall into a few cache sets,
+    // and evict one another.
+    let aliased = (b.strides()[1].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(2048);
     if f32 && dst_strides[1] == 1 && dst_strides[0] != 1 && b.strides()[1] != 1 && aliased && m >= 16 {
         let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
         super::transpose_into(b.t(), rows.view_mut());

@@ -301,18 +301,19 @@ fn gemm_equals_a_loop_on_every_branch() {
         });
         assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");
     }
-    // An f32 `b` stored by columns 4 KiB apart is copied by rows first (`product`):
+    // An f32 `b` stored by columns 2 or 4 KiB apart is copied by rows first (`product`):
     // serial and threaded, set and accumulated, against the loop.
-    let (m, k, n) = (16, 1024, 5);
-    let (a, b_rows) = (ints((m, k), 12), ints((n, k), 13));
-    let expect = naive(&a.view(), &b_rows.t());
-    let (a32, b32) = (a.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
-    let b_by_columns = b32.t();
-    assert_eq!(b_by_columns.strides(), &[1, 1024], "columns 4 KiB apart");
-    assert_eq!(gemm(&a32.view(), &b_by_columns).mapv(f64::from), expect, "f32 with b by columns");
-    let mut out = Array2::<f32>::ones((m, n));
-    two_threads(|| gemm_acc(&mut out.view_mut(), &a32.view(), &b_by_columns, true));
-    assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 with b by columns, accumulated on 2 threads");
+    for (m, k, n) in [(16, 1024, 5), (16, 512, 3)] {
+        let (a, b_rows) = (ints((m, k), 12), ints((n, k), 13));
+        let expect = naive(&a.view(), &b_rows.t());
+        let (a32, b32) = (a.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
+        let b_by_columns = b32.t();
+        assert_eq!(b_by_columns.strides(), &[1, k as isize], "columns {} KiB apart", k / 256);
+        assert_eq!(gemm(&a32.view(), &b_by_columns).mapv(f64::from), expect, "f32 with b by columns");
+        let mut out = Array2::<f32>::ones((m, n));
+        two_threads(|| gemm_acc(&mut out.view_mut(), &a32.view(), &b_by_columns, true));
+        assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 with b by columns, accumulated on 2 threads");
+    }
     // Transposed and column-major operands are read through their strides.
     let a = ints((6, 5), 3);
     let b_cols = Array2::from_shape_vec((5, 7).f(), ints((5, 7), 4).t().iter().copied().collect()).unwrap();
