@@ -188,7 +188,7 @@ unsafe fn product<T: Element>(
     let aliased = (b.strides()[1].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(2048);
     if f32 && dst_strides[1] == 1 && dst_strides[0] != 1 && b.strides()[1] != 1 && aliased && m >= 16 {
         let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
-        super::transpose_into(b.t(), rows.view_mut());
+        transpose_threaded(b.t(), rows.view_mut(), may_thread);
         // SAFETY: the caller's contract, with b's values in a buffer of our own.
         unsafe { product_as_given(dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
         pool::recycle(rows.into_dyn().into_shared());
@@ -196,6 +196,29 @@ unsafe fn product<T: Element>(
     }
     // SAFETY: the caller's contract.
     unsafe { product_as_given(dst, dst_strides, read_dst, a, b, may_thread) }
+}
+
+/// `dst = srcᵀ`, the rows of `dst` cut into one block per thread when `may_thread` and
+/// the copy is large: on one thread it would hold up a product that then runs on all
+/// (`cargo run --release --example workloads -- gemm_shapes 2`: W1's layer 2 forward).
+fn transpose_threaded<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_, T>, may_thread: bool) {
+    let threads = rayon::current_num_threads();
+    let rows = dst.nrows();
+    if !may_thread || threads < 2 || dst.len() < super::PARALLEL_MIN_LEN || rows < 2 * ROW_BLOCK {
+        return super::transpose_into(src, dst);
+    }
+    // Whole 16-row tiles per block (ROW_BLOCK is a multiple of the tile).
+    let per = rows.div_ceil(threads).next_multiple_of(ROW_BLOCK);
+    rayon::scope(|scope| {
+        let (mut src, mut dst) = (src, dst);
+        while dst.nrows() > per {
+            let (src_block, src_rest) = src.split_at(ndarray::Axis(1), per);
+            let (dst_block, dst_rest) = dst.split_at(ndarray::Axis(0), per);
+            scope.spawn(move |_| super::transpose_into(src_block, dst_block));
+            (src, dst) = (src_rest, dst_rest);
+        }
+        super::transpose_into(src, dst);
+    });
 }
 
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and

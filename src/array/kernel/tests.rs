@@ -302,8 +302,9 @@ fn gemm_equals_a_loop_on_every_branch() {
         assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");
     }
     // An f32 `b` stored by columns 2 or 4 KiB apart is copied by rows first (`product`):
-    // serial and threaded, set and accumulated, against the loop.
-    for (m, k, n) in [(16, 1024, 5), (16, 512, 3)] {
+    // serial and threaded, set and accumulated, against the loop; the last copy is large
+    // enough to be split across the threads too.
+    for (m, k, n) in [(16, 1024, 5), (16, 512, 3), (16, 1024, 80)] {
         let (a, b_rows) = (ints((m, k), 12), ints((n, k), 13));
         let expect = naive(&a.view(), &b_rows.t());
         let (a32, b32) = (a.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
