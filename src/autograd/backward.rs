@@ -182,7 +182,11 @@ fn sweep<T: Element>(roots: &[(Tensor<T>, Tensor<T>)], wanted: Wanted<'_>, creat
                 accumulate(&mut cotangents, root.id(), seed, create_graph);
             }
         }
-        let mut kept = IdMap::with_capacity_and_hasher(order.len(), Default::default());
+        let wanted_count = match &wanted {
+            Wanted::Leaves => nodes.values().filter(|t| t.is_leaf()).count(),
+            Wanted::Ids(ids) => ids.len(),
+        };
+        let mut kept = IdMap::with_capacity_and_hasher(wanted_count, Default::default());
         for id in order {
             let node = nodes.remove(&id).expect("internal: node collected");
             let Some(gy) = cotangents.remove(&id) else { continue };
