@@ -3,7 +3,6 @@
 
 use crate::array::Element;
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Zip};
-use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Below this many elements a loop runs on one thread: spawning costs more than it saves.
@@ -82,7 +81,7 @@ pub(crate) fn run_loop<T: Element>(len: usize, shape: &[usize], l: &impl Loop<T>
     let spare = &mut out.spare_capacity_mut()[..len];
     // With one thread in the pool, handing the work to it only adds a wake-up.
     if len >= PARALLEL_MIN_LEN && rayon::current_num_threads() > 1 {
-        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(k, chunk)| fill_widest(l, k * CHUNK, chunk));
+        super::team::for_each_chunk_mut(spare, CHUNK, |k, chunk| fill_widest(l, k * CHUNK, chunk));
     } else {
         fill_widest(l, 0, spare);
     }
@@ -115,8 +114,8 @@ pub(crate) fn zip2_in_place<T: Element>(a: &mut ArrayViewMutD<'_, T>, b: &ArrayV
     debug_assert_eq!(a.shape(), b.shape());
     let parallel = a.len() >= PARALLEL_MIN_LEN && rayon::current_num_threads() > 1;
     match (a.as_slice_mut(), b.as_slice()) {
-        (Some(xs), Some(ys)) if parallel => xs.par_chunks_mut(CHUNK).zip(ys.par_chunks(CHUNK)).for_each(|(xs, ys)| {
-            xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y));
+        (Some(xs), Some(ys)) if parallel => super::team::for_each_chunk_mut(xs, CHUNK, |k, xs| {
+            xs.iter_mut().zip(&ys[k * CHUNK..]).for_each(|(x, &y)| *x = f(*x, y));
         }),
         (Some(xs), Some(ys)) => xs.iter_mut().zip(ys).for_each(|(x, &y)| *x = f(*x, y)),
         _ => Zip::from(a).and(b).for_each(|x, &y| *x = f(*x, y)),

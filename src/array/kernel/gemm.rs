@@ -209,15 +209,19 @@ fn transpose_threaded<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_,
     }
     // Whole 16-row tiles per block (ROW_BLOCK is a multiple of the tile).
     let per = rows.div_ceil(threads).next_multiple_of(ROW_BLOCK);
-    rayon::scope(|scope| {
-        let (mut src, mut dst) = (src, dst);
-        while dst.nrows() > per {
-            let (src_block, src_rest) = src.split_at(ndarray::Axis(1), per);
-            let (dst_block, dst_rest) = dst.split_at(ndarray::Axis(0), per);
-            scope.spawn(move |_| super::transpose_into(src_block, dst_block));
-            (src, dst) = (src_rest, dst_rest);
+    let (mut src, mut dst) = (src, dst);
+    let mut blocks = Vec::with_capacity(threads);
+    while dst.nrows() > per {
+        let (src_block, src_rest) = src.split_at(ndarray::Axis(1), per);
+        let (dst_block, dst_rest) = dst.split_at(ndarray::Axis(0), per);
+        blocks.push(std::sync::Mutex::new(Some((src_block, dst_block))));
+        (src, dst) = (src_rest, dst_rest);
+    }
+    blocks.push(std::sync::Mutex::new(Some((src, dst))));
+    super::team::for_each(blocks.len(), &|k| {
+        if let Some((src, dst)) = blocks[k].lock().unwrap_or_else(|e| e.into_inner()).take() {
+            super::transpose_into(src, dst);
         }
-        super::transpose_into(src, dst);
     });
 }
 
@@ -282,11 +286,5 @@ unsafe fn product_as_given<T: Element>(
     let per = len.div_ceil(parts).next_multiple_of(granule);
     let cut = |start: usize| start..(start + per).min(len);
     let run = |part: Range<usize>| if by_rows { block(part, 0..n) } else { block(0..m, part) };
-    rayon::scope(|scope| {
-        for start in (per..len).step_by(per) {
-            let run = &run;
-            scope.spawn(move |_| run(cut(start)));
-        }
-        run(cut(0));
-    });
+    super::team::for_each(len.div_ceil(per), &|k| run(cut(k * per)));
 }

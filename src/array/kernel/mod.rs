@@ -21,6 +21,7 @@
 mod dispatch;
 mod elementwise;
 mod gemm;
+pub(crate) mod team;
 #[cfg(test)]
 mod tests;
 mod thin;

@@ -1,0 +1,344 @@
+//! A team of threads for the short parallel sections of the kernels: a product split in
+//! two, one pass of an elementwise loop.
+//!
+//! Handing such a section to rayon from a thread outside its pool (a program's main thread,
+//! the usual caller) costs two hand-offs: the caller injects the section and sleeps while
+//! the pool runs it, and the pool's workers, asleep since the section before, must be woken
+//! first. A training step of a small model runs dozens of sections of a few tens of
+//! microseconds each, and on two threads a fifth of its time went to the kernel's scheduler
+//! (`perf stat -e context-switches target/release/examples/workloads w1 2`).
+//!
+//! Here the calling thread runs parts of the section itself, and the helpers, threads of
+//! this team, spin for [`SPIN`] after a section before they sleep, so that a step's next
+//! section finds them awake; this is the OpenMP runtimes' wait policy, which is PyTorch's.
+//! The thread count is rayon's (`rayon::current_num_threads()`, so `RAYON_NUM_THREADS`,
+//! a global pool or `ThreadPool::install` set it): the caller and that count less one
+//! helpers. One section runs at a time: a caller that finds the team busy (another thread's
+//! section, or a section started from inside a part) runs its parts itself, in order.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a helper looks for a new section before it sleeps: longer than the gaps
+/// between the parallel sections of a small model's step, so that it sleeps between steps
+/// of a program that does other work, not between the sections of one step
+/// (`cargo run --release --example workloads -- w1 2`).
+const SPIN: Duration = Duration::from_micros(200);
+
+/// A part of a section: `job(part)`.
+pub(crate) type Job<'a> = dyn Fn(usize) + Sync + 'a;
+
+/// A section in flight, on its caller's stack.
+struct Section {
+    /// The caller's job, its lifetime erased: valid while the section is published and
+    /// until no helper uses it (`Team::users`), which the caller waits for.
+    job: *const Job<'static>,
+    parts: usize,
+    /// The next part to claim.
+    next: AtomicUsize,
+    /// The parts that have ended.
+    done: AtomicUsize,
+    /// Helpers that may still join.
+    seats: AtomicUsize,
+    generation: usize,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl Section {
+    /// Claims and runs parts until none is left.
+    fn work(&self) {
+        loop {
+            let part = self.next.fetch_add(1, Ordering::Relaxed);
+            if part >= self.parts {
+                return;
+            }
+            // SAFETY: see `job`: whoever calls `work` holds the section published or is
+            // counted in `Team::users`.
+            let job = unsafe { &*self.job };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job(part))) {
+                self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(payload);
+            }
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+struct Team {
+    /// Held by the one caller whose section is in flight.
+    busy: AtomicBool,
+    /// That section, or null.
+    section: AtomicPtr<Section>,
+    /// Counts published sections, so that a helper sees a new one without touching it.
+    generation: AtomicUsize,
+    /// Helpers between reading `section` and being done with what they read.
+    users: AtomicUsize,
+    /// Helpers started so far.
+    helpers: Mutex<usize>,
+    started: AtomicUsize,
+    /// Helpers asleep on `bell`, or about to be.
+    sleepers: AtomicUsize,
+    bell: (Mutex<()>, Condvar),
+}
+
+static TEAM: Team = Team {
+    busy: AtomicBool::new(false),
+    section: AtomicPtr::new(std::ptr::null_mut()),
+    generation: AtomicUsize::new(0),
+    users: AtomicUsize::new(0),
+    helpers: Mutex::new(0),
+    started: AtomicUsize::new(0),
+    sleepers: AtomicUsize::new(0),
+    bell: (Mutex::new(()), Condvar::new()),
+};
+
+/// Runs `job(part)` for every `part < parts`, on the calling thread and on up to
+/// `rayon::current_num_threads() - 1` helpers, and returns when all have ended. A part
+/// that panics makes this panic with its payload once every part has ended.
+pub(crate) fn for_each(parts: usize, job: &Job<'_>) {
+    let threads = rayon::current_num_threads().min(parts);
+    if threads < 2 || TEAM.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        return (0..parts).for_each(job);
+    }
+    let helpers = start_helpers(threads - 1);
+    // SAFETY: only the lifetime is erased; `job` outlives every use (see `Section::job`).
+    let job: *const Job<'static> = unsafe { std::mem::transmute::<*const Job<'_>, *const Job<'static>>(job) };
+    let generation = TEAM.generation.load(Ordering::Relaxed).wrapping_add(1);
+    let section = Section {
+        job,
+        parts,
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+        seats: AtomicUsize::new(helpers),
+        generation,
+        panic: Mutex::new(None),
+    };
+    TEAM.section.store(std::ptr::from_ref(&section).cast_mut(), Ordering::SeqCst);
+    TEAM.generation.store(generation, Ordering::SeqCst);
+    if TEAM.sleepers.load(Ordering::SeqCst) > 0 {
+        let _bell = TEAM.bell.0.lock().unwrap_or_else(|e| e.into_inner());
+        TEAM.bell.1.notify_all();
+    }
+    section.work();
+    wait_until(|| section.done.load(Ordering::Acquire) == parts);
+    TEAM.section.store(std::ptr::null_mut(), Ordering::SeqCst);
+    wait_until(|| TEAM.users.load(Ordering::SeqCst) == 0);
+    TEAM.busy.store(false, Ordering::Release);
+    if let Some(payload) = section.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        resume_unwind(payload);
+    }
+}
+
+/// Splits `xs` into chunks of `chunk` elements (the last may be shorter) and runs
+/// `f(index, chunk)` on each through [`for_each`].
+pub(crate) fn for_each_chunk_mut<T: Send>(xs: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let (len, chunk) = (xs.len(), chunk.max(1));
+    let base = SendPtr(xs.as_mut_ptr());
+    for_each(len.div_ceil(chunk), &|k| {
+        let start = k * chunk;
+        let end = (start + chunk).min(len);
+        // SAFETY: `start..end` lies inside `xs`, which is borrowed mutably for the call, and
+        // each part is run once, so the chunks handed out are disjoint.
+        f(k, unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) });
+    });
+}
+
+/// A pointer that parts of one section may share: they touch disjoint elements.
+struct SendPtr<T>(*mut T);
+// SAFETY: see the type's doc.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Spins until `ready()`, yielding the core now and then: what it waits for is running.
+fn wait_until(ready: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !ready() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(1024) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Starts helpers until there are `wanted`, and returns how many there are (fewer if the
+/// system refuses threads).
+fn start_helpers(wanted: usize) -> usize {
+    let started = TEAM.started.load(Ordering::Acquire);
+    if started >= wanted {
+        return wanted;
+    }
+    let mut count = TEAM.helpers.lock().unwrap_or_else(|e| e.into_inner());
+    while *count < wanted {
+        let name = format!("nabla-team-{}", *count + 1);
+        if std::thread::Builder::new().name(name).spawn(help).is_err() {
+            break;
+        }
+        *count += 1;
+    }
+    TEAM.started.store(*count, Ordering::Release);
+    (*count).min(wanted)
+}
+
+/// A helper's life: wait for a section, spinning for [`SPIN`] and then asleep; take a seat
+/// in it if one is left and run parts; again.
+fn help() {
+    let mut seen = TEAM.generation.load(Ordering::Acquire);
+    loop {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while TEAM.generation.load(Ordering::Acquire) == seen {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+                sleep(seen);
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        TEAM.users.fetch_add(1, Ordering::SeqCst);
+        let section = TEAM.section.load(Ordering::SeqCst);
+        if section.is_null() {
+            seen = TEAM.generation.load(Ordering::Acquire);
+        } else {
+            // SAFETY: the caller keeps the section alive until `users` is back to zero, and
+            // it unpublished it before waiting for that, so a helper that counted itself
+            // in and then found it published may use it.
+            let section = unsafe { &*section };
+            seen = section.generation;
+            let seated = section.seats.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| s.checked_sub(1)).is_ok();
+            if seated {
+                section.work();
+            }
+        }
+        TEAM.users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sleeps until a section newer than `seen` is published.
+fn sleep(seen: usize) {
+    let mut bell = TEAM.bell.0.lock().unwrap_or_else(|e| e.into_inner());
+    TEAM.sleepers.fetch_add(1, Ordering::SeqCst);
+    while TEAM.generation.load(Ordering::SeqCst) == seen {
+        bell = TEAM.bell.1.wait(bell).unwrap_or_else(|e| e.into_inner());
+    }
+    TEAM.sleepers.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_pool(threads: usize, f: impl FnOnce() + Send) {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    }
+
+    /// Every part runs once, on one thread or several, in many sections in a row (the
+    /// helpers going from one to the next, and to sleep and back between some).
+    #[test]
+    fn every_part_runs_once() {
+        for threads in [1, 2, 3] {
+            in_pool(threads, || {
+                for (round, parts) in [0, 1, 2, 3, 7, 64, 1000].into_iter().cycle().take(70).enumerate() {
+                    let runs: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                    for_each(parts, &|p| {
+                        runs[p].fetch_add(1, Ordering::Relaxed);
+                    });
+                    assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) == 1), "{threads} threads, {parts} parts");
+                    if round % 10 == 9 {
+                        std::thread::sleep(SPIN * 3);
+                    }
+                }
+            });
+        }
+    }
+
+    /// With two threads, a section of two parts that each wait for the other completes:
+    /// the second part runs on a helper, concurrently.
+    #[test]
+    fn parts_run_concurrently() {
+        in_pool(2, || {
+            // Another test may hold the team, and then the parts run in turn: try again.
+            let met = (0..200).any(|_| {
+                let (arrived, ran_alone) = (AtomicUsize::new(0), AtomicBool::new(false));
+                for_each(2, &|_| {
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    let start = Instant::now();
+                    while arrived.load(Ordering::SeqCst) < 2 {
+                        if start.elapsed() > Duration::from_millis(50) {
+                            ran_alone.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                });
+                !ran_alone.load(Ordering::SeqCst)
+            });
+            assert!(met, "the two parts never ran at the same time");
+        });
+    }
+
+    /// Sections started from several threads at once, and from inside a part, all
+    /// complete, each part once.
+    #[test]
+    fn concurrent_and_nested_sections() {
+        in_pool(2, || {
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..200 {
+                            let runs: Vec<AtomicUsize> = (0..12).map(|_| AtomicUsize::new(0)).collect();
+                            for_each(3, &|outer| {
+                                for_each(4, &|inner| {
+                                    runs[outer * 4 + inner].fetch_add(1, Ordering::Relaxed);
+                                });
+                            });
+                            assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) == 1));
+                        }
+                    });
+                }
+            });
+        });
+    }
+
+    /// A part that panics makes the section panic with its message, after the others ran,
+    /// and the team serves the next section.
+    #[test]
+    fn a_panic_reaches_the_caller() {
+        in_pool(2, || {
+            let ran = AtomicUsize::new(0);
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                for_each(8, &|p| {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    assert!(p != 5, "part five");
+                })
+            }));
+            let payload = caught.expect_err("a panic");
+            let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+            assert!(message.contains("part five"), "{message}");
+            assert_eq!(ran.load(Ordering::Relaxed), 8);
+            let after = AtomicUsize::new(0);
+            for_each(8, &|_| {
+                after.fetch_add(1, Ordering::Relaxed);
+            });
+            assert_eq!(after.load(Ordering::Relaxed), 8);
+        });
+    }
+
+    #[test]
+    fn chunks_cover_the_slice() {
+        in_pool(2, || {
+            let mut xs = vec![0usize; 1001];
+            for_each_chunk_mut(&mut xs, 100, |k, chunk| {
+                assert!(chunk.len() == 100 || (k == 10 && chunk.len() == 1));
+                chunk.iter_mut().enumerate().for_each(|(i, x)| *x = k * 100 + i);
+            });
+            assert!(xs.iter().enumerate().all(|(i, &x)| i == x));
+        });
+    }
+}
