@@ -14,12 +14,11 @@ pub(crate) fn row_major_copy<T: Element>(a: &ArrayViewD<'_, T>) -> Vec<T> {
     // view of a time-major LSTM output is copied here), so the pool does not sit idle
     // while the calling thread copies alone.
     if let Some(d) = lanes.filter(|&d| d > 0 && a.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1) {
-        use ndarray::parallel::prelude::*;
-        use rayon::prelude::ParallelSliceMut;
         // Every element is overwritten: a recycled buffer as it is, not zeroed first.
         let mut out = crate::array::pool::take_overwritten::<T>(a.len());
         let per = a.len() / a.shape()[0];
-        out.par_chunks_mut(per).zip(a.axis_iter(Axis(0))).for_each(|(chunk, sub)| {
+        super::kernel::team::for_each_chunk_mut(&mut out, per, |i, chunk| {
+            let sub = a.index_axis(Axis(0), i);
             for (dst, lane) in chunk.chunks_exact_mut(a.shape()[d].max(1)).zip(sub.lanes(Axis(d - 1))) {
                 dst.copy_from_slice(lane.as_slice().expect("a contiguous lane"));
             }
@@ -70,8 +69,8 @@ pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, sli
     // A large slice of two or more dims is copied across the pool's threads by its
     // outermost axis: the calling thread did it alone while the others waited.
     if slice.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 && slice.ndim() > 1 {
-        use ndarray::parallel::prelude::*;
-        inside.axis_iter_mut(Axis(0)).into_par_iter().zip(slice.axis_iter(Axis(0))).for_each(|(mut d, s)| d.assign(&s));
+        let pairs: Vec<_> = inside.axis_iter_mut(Axis(0)).zip(slice.axis_iter(Axis(0))).collect();
+        super::kernel::team::for_each_item(pairs, |(mut d, s)| d.assign(&s));
     } else {
         inside.assign(slice);
     }

@@ -3,8 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Runs `rounds` rounds of `parts` jobs, `job(round, part, ready)`, on up to `parts` of the
-/// pool's threads that stay with the loop from the first round to the last. A job calls
+/// Runs `rounds` rounds of `parts` jobs, `job(round, part, ready)`, on up to `parts`
+/// threads (the caller and the helpers of [`team`](super::kernel::team), as many as rayon's
+/// thread count) that stay with the loop from the first round to the last. A job calls
 /// `ready(q)` before it reads what part `q` of the round before wrote, and must call it for
 /// every part before it writes anything that round's jobs read (then they are all done).
 ///
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// weight stay in its core's cache (a variant that let any thread take any part, not kept,
 /// was slower than the hand-offs); a part nobody has taken [`STEAL_AFTER`] into a wait for
 /// it is run by the thread waiting, so a thread that arrives late, or never (busy elsewhere
-/// in the pool), delays the loop but cannot stall it, and with one thread the jobs run in
+/// with another section), delays the loop but cannot stall it, and with one thread the jobs run in
 /// order. A job that panics makes the jobs waiting for anything panic too, so the loop ends.
 pub(crate) fn run_rounds(rounds: usize, parts: usize, job: &RoundJob<'_>) {
     let rounds_state = Rounds {
@@ -41,19 +42,19 @@ pub(crate) fn run_rounds(rounds: usize, parts: usize, job: &RoundJob<'_>) {
         let _flag = Flag(&state.failed);
         (0..rounds).for_each(|s| state.run(s, me));
     };
-    let helpers = rayon::current_num_threads().min(parts).saturating_sub(1);
-    if helpers == 0 {
-        return (0..rounds).for_each(|s| (0..parts).for_each(|p| state.run(s, p)));
-    }
-    rayon::scope(|scope| {
-        for k in 1..=helpers {
-            let work = &work;
-            scope.spawn(move |_| work(k));
+    let threads = rayon::current_num_threads().min(parts);
+    // The caller takes part 0 (the team's first part), the helpers the rest; with one
+    // thread, or the team busy with another caller's section, the jobs run in order here.
+    let teamed = super::kernel::team::try_for_each(threads, &|k| {
+        work(k);
+        if k == 0 {
+            // The parts of the last round that no helper has finished, or taken.
+            (0..parts).for_each(|q| state.wait_for(rounds, q));
         }
-        work(0);
-        // The parts of the last round that no helper has finished, or taken.
-        (0..parts).for_each(|q| state.wait_for(rounds, q));
     });
+    if !teamed {
+        (0..rounds).for_each(|s| (0..parts).for_each(|p| state.run(s, p)));
+    }
 }
 
 /// A job of [`run_rounds`]: `(round, part, ready)`.

@@ -191,14 +191,13 @@ impl<T: Element> Tensor<T> {
     /// (one shared list) and the maxima of max pooling (a list per plane). Its rule is the
     /// scatter-add below, whose rule is this gather.
     pub(crate) fn plane_gather(&self, index: PlaneIndex) -> Tensor<T> {
-        use rayon::prelude::*;
         let planes = self.shape()[0];
         let m = index.len_per_plane(planes);
         let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
         // Every element is written below.
         let mut out = crate::array::pool::take_overwritten::<T>(planes * m);
-        out.par_chunks_mut(m.max(1)).enumerate().for_each(|(p, dst)| {
+        crate::array::kernel::team::for_each_chunk_mut(&mut out, m.max(1), |p, dst| {
             let plane = &src[p * index.plane_len..(p + 1) * index.plane_len];
             for (d, &i) in dst.iter_mut().zip(index.of_plane(p, planes)) {
                 *d = plane[i as usize];
@@ -215,14 +214,13 @@ impl<T: Element> Tensor<T> {
     /// `x[p, index_p[j]] += g[p, j]` into zeros `[planes, plane_len]`: the adjoint of
     /// [`Tensor::plane_gather`].
     pub(crate) fn plane_scatter_add(&self, index: PlaneIndex) -> Tensor<T> {
-        use rayon::prelude::*;
         let planes = self.shape()[0];
         let m = self.shape()[1];
         let src = self.array().as_standard_layout();
         let src = src.as_slice().expect("standard layout");
         let mut out = crate::array::pool::take::<T>(planes * index.plane_len);
         out.resize(planes * index.plane_len, T::zero());
-        out.par_chunks_mut(index.plane_len.max(1)).enumerate().for_each(|(p, plane)| {
+        crate::array::kernel::team::for_each_chunk_mut(&mut out, index.plane_len.max(1), |p, plane| {
             for (&g, &i) in src[p * m..(p + 1) * m].iter().zip(index.of_plane(p, planes)) {
                 plane[i as usize] = plane[i as usize] + g;
             }

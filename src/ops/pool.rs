@@ -11,7 +11,6 @@ use super::index::PlaneIndex;
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, IxDyn};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Window, stride, zero (or -inf for max) padding and dilation of a 2-D pooling.
@@ -320,24 +319,27 @@ impl<T: Element> Tensor<T> {
             // No pixel at all: every window covers only padding.
             (!argmax.is_empty()).then_some(0)
         } else {
-            argmax
-                .par_chunks_mut((oh * ow).max(1))
-                .zip(xs.par_chunks(h * w))
-                .map(|(out, plane)| {
-                    if dense {
-                        dense_plane_argmax(plane, (h, w), &cfg, out, ow);
-                        return Ok(());
-                    }
-                    for (y, out_row) in out.chunks_mut(ow).enumerate() {
-                        for (x, best) in out_row.iter_mut().enumerate() {
-                            let taps = (row_taps[y].clone(), col_taps[x].clone());
-                            *best = window_argmax(plane, w, (y, x), taps, &cfg).ok_or(y * ow + x)? as u32;
+            // The first window that covers only padding, in any plane (the same in all).
+            let empty = std::sync::atomic::AtomicUsize::new(usize::MAX);
+            crate::array::kernel::team::for_each_chunk_mut(&mut argmax, (oh * ow).max(1), |p, out| {
+                let plane = &xs[p * h * w..][..h * w];
+                if dense {
+                    return dense_plane_argmax(plane, (h, w), &cfg, out, ow);
+                }
+                for (y, out_row) in out.chunks_mut(ow).enumerate() {
+                    for (x, best) in out_row.iter_mut().enumerate() {
+                        let taps = (row_taps[y].clone(), col_taps[x].clone());
+                        match window_argmax(plane, w, (y, x), taps, &cfg) {
+                            Some(i) => *best = i as u32,
+                            None => {
+                                empty.fetch_min(y * ow + x, std::sync::atomic::Ordering::Relaxed);
+                                return;
+                            }
                         }
                     }
-                    Ok(())
-                })
-                .find_first(Result::is_err)
-                .and_then(Result::err)
+                }
+            });
+            Some(empty.into_inner()).filter(|&w| w != usize::MAX)
         };
         if let Some(window) = empty {
             // Only a dilated window can miss the input entirely; PyTorch returns -inf there
@@ -537,7 +539,8 @@ impl<T: Element> Tensor<T> {
         let xs = xs.as_slice().expect("standard layout");
         let mut argmax = vec![0u32; planes * oh * ow];
         if oh * ow > 0 && h * w > 0 {
-            argmax.par_chunks_mut(oh * ow).zip(xs.par_chunks(h * w)).for_each(|(out, plane)| {
+            crate::array::kernel::team::for_each_chunk_mut(&mut argmax, oh * ow, |p, out| {
+                let plane = &xs[p * h * w..][..h * w];
                 for (k, best) in out.iter_mut().enumerate() {
                     let (rows, cols) = (adaptive_window(k / ow, oh, h), adaptive_window(k % ow, ow, w));
                     let mut m = (rows.start * w + cols.start, plane[rows.start * w + cols.start]);

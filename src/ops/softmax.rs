@@ -15,7 +15,6 @@ use crate::autograd::{OpRule, is_grad_enabled};
 use crate::error::Result;
 use crate::tensor::{Element, Saves, Tensor};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
-use rayon::prelude::*;
 
 impl<T: Element> Tensor<T> {
     /// `softmax(x)_i = exp(x_i) / Σ_j exp(x_j)` along `dim`, computed as
@@ -102,7 +101,7 @@ fn run_rows<T: Element>(rows: usize, width: usize, out_width: usize, out: &mut [
     let threads = rayon::current_num_threads();
     if rows > 1 && rows * width >= PARALLEL_MIN_LEN && threads > 1 {
         let block = rows.div_ceil(threads);
-        out.par_chunks_mut(block * out_width).enumerate().for_each(|(k, out)| fill(k * block, out));
+        crate::array::kernel::team::for_each_chunk_mut(out, block * out_width, |k, out| fill(k * block, out));
     } else {
         fill(0, out);
     }

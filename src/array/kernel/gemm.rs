@@ -214,15 +214,11 @@ fn transpose_threaded<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_,
     while dst.nrows() > per {
         let (src_block, src_rest) = src.split_at(ndarray::Axis(1), per);
         let (dst_block, dst_rest) = dst.split_at(ndarray::Axis(0), per);
-        blocks.push(std::sync::Mutex::new(Some((src_block, dst_block))));
+        blocks.push((src_block, dst_block));
         (src, dst) = (src_rest, dst_rest);
     }
-    blocks.push(std::sync::Mutex::new(Some((src, dst))));
-    super::team::for_each(blocks.len(), &|k| {
-        if let Some((src, dst)) = blocks[k].lock().unwrap_or_else(|e| e.into_inner()).take() {
-            super::transpose_into(src, dst);
-        }
-    });
+    blocks.push((src, dst));
+    super::team::for_each_item(blocks, |(src, dst)| super::transpose_into(src, dst));
 }
 
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and

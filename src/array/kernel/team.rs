@@ -98,9 +98,17 @@ static TEAM: Team = Team {
 /// `rayon::current_num_threads() - 1` helpers, and returns when all have ended. A part
 /// that panics makes this panic with its payload once every part has ended.
 pub(crate) fn for_each(parts: usize, job: &Job<'_>) {
+    if !try_for_each(parts, job) {
+        (0..parts).for_each(job);
+    }
+}
+
+/// [`for_each`] if the team is free and there are two threads or more for two parts or
+/// more, and `true`; else `false`, having run nothing.
+pub(crate) fn try_for_each(parts: usize, job: &Job<'_>) -> bool {
     let threads = rayon::current_num_threads().min(parts);
     if threads < 2 || TEAM.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        return (0..parts).for_each(job);
+        return false;
     }
     let helpers = start_helpers(threads - 1);
     // SAFETY: only the lifetime is erased; `job` outlives every use (see `Section::job`).
@@ -129,6 +137,7 @@ pub(crate) fn for_each(parts: usize, job: &Job<'_>) {
     if let Some(payload) = section.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
         resume_unwind(payload);
     }
+    true
 }
 
 /// Splits `xs` into chunks of `chunk` elements (the last may be shorter) and runs
@@ -142,6 +151,17 @@ pub(crate) fn for_each_chunk_mut<T: Send>(xs: &mut [T], chunk: usize, f: impl Fn
         // SAFETY: `start..end` lies inside `xs`, which is borrowed mutably for the call, and
         // each part is run once, so the chunks handed out are disjoint.
         f(k, unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) });
+    });
+}
+
+/// Runs `f(item)` on each of `items` through [`for_each`], one part per item.
+pub(crate) fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
+    let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
+    for_each(slots.len(), &|k| {
+        // Each part runs once, so the lock is never contended.
+        if let Some(item) = slots[k].lock().unwrap_or_else(|e| e.into_inner()).take() {
+            f(item);
+        }
     });
 }
 

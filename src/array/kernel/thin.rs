@@ -4,7 +4,6 @@
 use super::*;
 use crate::array::Element;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// The bytes of `a` that one call of [`ThinLhs::shifted`] is best given: a chunk that
@@ -327,7 +326,7 @@ impl<T: Element> ThinLhs<T> {
         if blocks.len() == 1 {
             blocks.into_iter().for_each(run);
         } else {
-            blocks.into_par_iter().for_each(run);
+            super::team::for_each_item(blocks, run);
         }
         true
     }

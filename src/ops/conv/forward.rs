@@ -2,10 +2,10 @@
 //! kernel that reads the padded input in place.
 
 use super::*;
+use crate::array::kernel::team;
 use crate::array::kernel::{ThinLhs, gemm_set, transpose_into};
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, ArrayView2, Axis, IxDyn};
-use rayon::prelude::*;
 
 pub(super) fn standard<T: Element>(x: &Tensor<T>) -> std::borrow::Cow<'_, [T]> {
     match x.value().to_slice() {
@@ -35,7 +35,7 @@ pub(super) fn conv_forward_by<T: Element>(x: &Tensor<T>, w: &Tensor<T>, g: Geome
     let tap_major = pixel_major.then(|| tap_major_weight(&ws, &g));
     // Every element is written: each group's product fills its own output rows.
     let mut out = crate::array::pool::take_overwritten::<T>(g.n * per_sample);
-    out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, out_n)| {
+    team::for_each_chunk_mut(&mut out, per_sample.max(1), |n, out_n| {
         let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
         if let Some(wt) = &tap_major {
             return forward_pixel_major(plane, wt, &g, out_n);
@@ -93,12 +93,15 @@ fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD
     let split = threads.div_ceil(g.n * g.cfg.groups);
     let block = opg.div_ceil(split).next_multiple_of(6);
     let mut out = pool::take_overwritten::<T>(g.n * g.o * p);
-    out.par_chunks_mut(g.o * p).enumerate().for_each(|(n, out_n)| {
+    // Nested sections run on the thread that reaches them: the first level with two parts
+    // or more takes the team, which the split into blocks above provides for.
+    team::for_each_chunk_mut(&mut out, g.o * p, |n, out_n| {
         let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
         let padded = if ph + pw == 0 { std::borrow::Cow::Borrowed(plane) } else { std::borrow::Cow::Owned(pad_planes(plane, g)) };
-        out_n.par_chunks_mut(opg * p).zip(&lhs).enumerate().for_each(|(group, (out_g, lhs))| {
+        team::for_each_chunk_mut(out_n, opg * p, |group, out_g| {
+            let lhs = &lhs[group];
             let src = &padded[group * g.c_per_group() * hp * wp..];
-            out_g.par_chunks_mut(block * p).enumerate().for_each(|(b, out_b)| {
+            team::for_each_chunk_mut(out_g, block * p, |b, out_b| {
                 let rows = b * block..(b * block + out_b.len() / p);
                 let mut planes = ndarray::ArrayViewMut3::from_shape((rows.len(), g.oh, g.ow), out_b).expect("output block");
                 let chunk = ThinLhs::<T>::shifted_chunk(rows.len());

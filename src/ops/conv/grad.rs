@@ -2,10 +2,10 @@
 //! convolution) and in the weight (`gy · colsᵀ`).
 
 use super::*;
+use crate::array::kernel::team;
 use crate::array::kernel::{gemm, gemm_acc};
 use crate::tensor::{Element, Tensor};
 use ndarray::{Array3, ArrayD, ArrayView2, Axis, IxDyn};
-use rayon::prelude::*;
 
 /// `dL/dx` of a convolution given `gy`: `col2im(wᵀ gy)` per sample and group, or, for a
 /// stride-1 convolution with many output channels per group, the forward pass of the
@@ -18,7 +18,7 @@ pub(super) fn conv_input_grad_kernel<T: Element>(gy: &Tensor<T>, w: &Tensor<T>, 
     let per_sample = g.c * g.h * g.w;
     let mut out = crate::array::pool::take::<T>(g.n * per_sample);
     out.resize(g.n * per_sample, T::zero());
-    out.par_chunks_mut(per_sample.max(1)).enumerate().for_each(|(n, plane)| {
+    team::for_each_chunk_mut(&mut out, per_sample.max(1), |n, plane| {
         for group in 0..g.cfg.groups {
             let gy_block = ArrayView2::from_shape(
                 (g.o_per_group(), g.col_cols()),
@@ -96,9 +96,10 @@ pub(super) fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: 
     let per = g.n.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let starts: Vec<usize> = (0..g.n).step_by(per).collect();
     let alone = starts.len() == 1;
-    let sums: Vec<Array3<T>> = starts
-        .into_par_iter()
-        .map(|start| {
+    let mut sums: Vec<Option<Array3<T>>> = vec![None; starts.len()];
+    team::for_each_chunk_mut(&mut sums, 1, |i, sum| {
+        sum[0] = Some({
+            let start = starts[i];
             // (groups, O/g, kh·kw·C/g) tap-major when pixel-major, else (groups, C/g·kh·kw, O/g).
             let mut acc = if pixel_major { Array3::<T>::zeros((groups, opg, rows)) } else { Array3::<T>::zeros((groups, rows, opg)) };
             let mut pixels = if pixel_major { pool::take_overwritten::<T>(g.h * g.w * g.c) } else { Vec::new() };
@@ -127,10 +128,10 @@ pub(super) fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: 
                 }
             }
             acc
-        })
-        .collect();
+        });
+    });
     let mut total = Array3::<T>::zeros((groups, opg, rows));
-    for acc in sums {
+    for acc in sums.into_iter().flatten() {
         for group in 0..groups {
             let mut dst = total.index_axis_mut(Axis(0), group);
             let src = acc.index_axis(Axis(0), group);

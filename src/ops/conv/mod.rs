@@ -8,7 +8,7 @@
 //! `⟨gy, conv(x, w)⟩ = ⟨input_grad(gy, w), x⟩ = ⟨weight_grad(x, gy), w⟩`.
 //!
 //! The kernels are im2col + GEMM per sample and group (the `gemm` crate), samples in
-//! parallel with rayon; the forward pass of a convolution with many channels per group
+//! parallel on the kernels' thread team; the forward pass of a convolution with many channels per group
 //! builds pixel-major rows instead (see `pixel_major_pays`), and in `f32` on AVX2 or AVX-512 a direct
 //! kernel reads the padded input in place where it applies (see `forward_direct`).
 
