@@ -470,8 +470,9 @@ impl<T: Element> OpRule<T> for LstmRule<T> {
         let wants = |b: Option<&Tensor<T>>| b.is_some_and(Tensor::requires_grad);
         // A row of dz per gate unit (4H rows of T·N), summed in parallel.
         let gb = (wants(b_ih) || wants(b_hh)).then(|| {
-            use rayon::prelude::*;
-            let sums: Vec<T> = dz.axis_iter(Axis(0)).into_par_iter().with_min_len(64).map(|row| row.sum()).collect();
+            let rows = dz.nrows();
+            let block = |b: usize| (b * 64..(b * 64 + 64).min(rows)).map(|r| dz.row(r).sum()).collect::<Vec<T>>();
+            let sums: Vec<T> = crate::array::kernel::team::map_collect(rows.div_ceil(64), block).concat();
             Tensor::from(ndarray::Array1::from_vec(sums).into_dyn())
         });
         let (gb_ih, gb_hh) = (gb.clone().filter(|_| wants(b_ih)), gb.filter(|_| wants(b_hh)));

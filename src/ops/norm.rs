@@ -11,12 +11,12 @@
 
 use super::registry::{OpInfo, randn};
 use super::softmax::lane_sum;
+use crate::array::kernel::team;
 use crate::array::kernel::{Body, PARALLEL_MIN_LEN, run_widest};
 use crate::autograd::{OpRule, is_grad_enabled};
 use crate::error::{Error, Result};
 use crate::tensor::{Element, Tensor};
 use ndarray::{ArrayD, IxDyn};
-use rayon::prelude::*;
 
 /// Row blocks per thread in layer norm's passes: with one block each, a thread that starts
 /// late or runs slow (a busy neighbour on a shared machine) holds up the call; with several,
@@ -113,7 +113,7 @@ fn channel_stats<T: Element>(xs: &[T], n: usize, c: usize, s: usize) -> (Vec<f64
         run_widest(&mut st);
         (st.mean, st.var)
     };
-    if xs.len() >= PARALLEL_MIN_LEN && c > 1 { (0..c).into_par_iter().map(one).unzip() } else { (0..c).map(one).unzip() }
+    if xs.len() >= PARALLEL_MIN_LEN && c > 1 { team::map_collect(c, one).into_iter().unzip() } else { (0..c).map(one).unzip() }
 }
 
 struct ChannelStats<'a, T> {
@@ -196,7 +196,7 @@ impl<T: Element> Body for Affine<'_, T> {
 /// `parallel`.
 fn par_blocks<T: Element>(out: &mut [T], width: usize, parallel: bool, fill: impl Fn(usize, &mut [T]) + Sync) {
     if parallel && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(width).enumerate().for_each(|(i, y)| fill(i, y));
+        team::for_each_chunk_mut(out, width, fill);
     } else {
         out.chunks_mut(width).enumerate().for_each(|(i, y)| fill(i, y));
     }
@@ -227,7 +227,7 @@ impl<T: Element> BatchNormRule<T> {
             (acc.sum, acc.dot * wide(self.rstd[k]))
         };
         let (sum_gy, sum_gy_xhat): (Vec<f64>, Vec<f64>) =
-            if parallel && c > 1 { (0..c).into_par_iter().map(sums).unzip() } else { (0..c).map(sums).unzip() };
+            if parallel && c > 1 { team::map_collect(c, sums).into_iter().unzip() } else { (0..c).map(sums).unzip() };
         let wv: Vec<T> = w.map_or_else(|| vec![T::one(); c], |w| w.to_vec());
         let count = (n * s) as f64;
         // gx = a·gy + b·x + d per channel, with a = w·r and, with batch statistics,
@@ -404,10 +404,8 @@ pub(crate) fn layer_norm<T: Element>(
     let threads = rayon::current_num_threads();
     if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
         let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
-        out.par_chunks_mut(block * width)
-            .zip(stats.par_chunks_mut(block))
-            .enumerate()
-            .for_each(|(k, (out, stats))| fill(k * block, out, stats));
+        let blocks: Vec<_> = out.chunks_mut(block * width).zip(stats.chunks_mut(block)).enumerate().collect();
+        team::for_each_item(blocks, |(k, (out, stats))| fill(k * block, out, stats));
     } else if rows > 0 {
         fill(0, &mut out, &mut stats);
     }
@@ -502,7 +500,11 @@ impl<T: Element> LayerNormRule<T> {
         let threads = rayon::current_num_threads();
         let partials: Vec<(Vec<T>, Vec<T>)> = if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
             let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
-            out.par_chunks_mut(block * width).enumerate().map(|(k, gx)| fill(k * block, gx)).collect()
+            let blocks: Vec<_> = out.chunks_mut(block * width).enumerate().collect();
+            let mut partials: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; blocks.len()];
+            let slots: Vec<_> = blocks.into_iter().zip(partials.iter_mut()).collect();
+            team::for_each_item(slots, |((k, gx), slot)| *slot = Some(fill(k * block, gx)));
+            partials.into_iter().flatten().collect()
         } else if rows > 0 {
             vec![fill(0, &mut out)]
         } else {
