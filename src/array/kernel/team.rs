@@ -1,20 +1,24 @@
-//! A team of threads for the short parallel sections of the kernels: a product split in
-//! two, one pass of an elementwise loop.
+//! A team of threads for the parallel sections of the kernels and ops: a product split in
+//! blocks, a pass of an elementwise loop, a convolution's samples, a recurrent layer's
+//! rounds.
 //!
 //! Handing such a section to rayon from a thread outside its pool (a program's main thread,
 //! the usual caller) costs two hand-offs: the caller injects the section and sleeps while
 //! the pool runs it, and the pool's workers, asleep since the section before, must be woken
 //! first. A training step of a small model runs dozens of sections of a few tens of
-//! microseconds each, and on two threads a fifth of its time went to the kernel's scheduler
-//! (`perf stat -e context-switches target/release/examples/workloads w1 2`).
+//! microseconds each, and on two threads these hand-offs put a fifth of its time in the
+//! kernel's scheduler (`perf stat -e context-switches target/release/examples/workloads w1
+//! 2` counts them).
 //!
 //! Here the calling thread runs parts of the section itself, and the helpers, threads of
 //! this team, spin for [`SPIN`] after a section before they sleep, so that a step's next
 //! section finds them awake; this is the OpenMP runtimes' wait policy, which is PyTorch's.
-//! The thread count is rayon's (`rayon::current_num_threads()`, so `RAYON_NUM_THREADS`,
-//! a global pool or `ThreadPool::install` set it): the caller and that count less one
-//! helpers. One section runs at a time: a caller that finds the team busy (another thread's
-//! section, or a section started from inside a part) runs its parts itself, in order.
+//! The price is a core kept busy for that long after the last section. The thread count is
+//! rayon's (`rayon::current_num_threads()`, so `RAYON_NUM_THREADS`, a global pool or
+//! `ThreadPool::install` set it): the caller and that count less one helpers. One section
+//! runs at a time: a caller that finds the team busy (another thread's section, or a
+//! section started from inside a part) runs its parts itself, in order. Loops outside the
+//! kernels (ndarray's parallel iterators on strided views) still go through rayon.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
