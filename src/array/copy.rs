@@ -70,7 +70,7 @@ pub(crate) fn padded<T: Element>(shape: &[usize], axis: usize, start: usize, sli
     // outermost axis: the calling thread did it alone while the others waited.
     if slice.len() >= PARALLEL_COPY_MIN && rayon::current_num_threads() > 1 && slice.ndim() > 1 {
         let pairs: Vec<_> = inside.axis_iter_mut(Axis(0)).zip(slice.axis_iter(Axis(0))).collect();
-        super::kernel::team::for_each_item(pairs, |(mut d, s)| d.assign(&s));
+        super::kernel::team::map_items(pairs, |(mut d, s)| d.assign(&s));
     } else {
         inside.assign(slice);
     }

@@ -405,7 +405,7 @@ pub(crate) fn layer_norm<T: Element>(
     if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
         let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
         let blocks: Vec<_> = out.chunks_mut(block * width).zip(stats.chunks_mut(block)).enumerate().collect();
-        team::for_each_item(blocks, |(k, (out, stats))| fill(k * block, out, stats));
+        team::map_items(blocks, |(k, (out, stats))| fill(k * block, out, stats));
     } else if rows > 0 {
         fill(0, &mut out, &mut stats);
     }
@@ -500,11 +500,7 @@ impl<T: Element> LayerNormRule<T> {
         let threads = rayon::current_num_threads();
         let partials: Vec<(Vec<T>, Vec<T>)> = if rows > 1 && xs.len() >= PARALLEL_MIN_LEN && threads > 1 {
             let block = rows.div_ceil(BLOCKS_PER_THREAD * threads);
-            let blocks: Vec<_> = out.chunks_mut(block * width).enumerate().collect();
-            let mut partials: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; blocks.len()];
-            let slots: Vec<_> = blocks.into_iter().zip(partials.iter_mut()).collect();
-            team::for_each_item(slots, |((k, gx), slot)| *slot = Some(fill(k * block, gx)));
-            partials.into_iter().flatten().collect()
+            team::map_items(out.chunks_mut(block * width).enumerate().collect(), |(k, gx)| fill(k * block, gx))
         } else if rows > 0 {
             vec![fill(0, &mut out)]
         } else {

@@ -119,11 +119,7 @@ fn lane_sum<T: Element>(xs: &[T], f: impl Fn(&T) -> f64 + Sync) -> f64 {
         acc.iter().sum::<f64>() + tail
     };
     let sums: Vec<f64> = if xs.len() >= 2 * SUM_RUN && rayon::current_num_threads() > 1 {
-        let mut sums = vec![0.0; xs.len().div_ceil(SUM_RUN)];
-        crate::array::kernel::team::for_each_chunk_mut(&mut sums, 1, |k, sum| {
-            sum[0] = run(&xs[k * SUM_RUN..(k * SUM_RUN + SUM_RUN).min(xs.len())])
-        });
-        sums
+        crate::array::kernel::team::map_items(xs.chunks(SUM_RUN).collect(), run)
     } else {
         xs.chunks(SUM_RUN).map(run).collect()
     };

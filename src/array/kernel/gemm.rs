@@ -18,15 +18,22 @@ pub(super) const COLUMN_BLOCK: usize = 64;
 
 /// A raw pointer that may cross to another thread: the code sharing it guarantees the
 /// threads touch disjoint elements.
-#[derive(Clone, Copy)]
-pub(super) struct SendPtr<T>(*mut T);
-// SAFETY: see the type's doc; only used inside `product`'s scope.
+pub(super) struct SendPtr<T>(pub(super) *mut T);
+// Copy for every `T` (a derive would ask `T: Copy`): it is a pointer.
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: see the type's doc; only used within one call that shares it (a product, a
+// section of the team).
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
 
 impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }
@@ -218,7 +225,7 @@ fn transpose_threaded<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_,
         (src, dst) = (src_rest, dst_rest);
     }
     blocks.push((src, dst));
-    super::team::for_each_item(blocks, |(src, dst)| super::transpose_into(src, dst));
+    super::team::map_items(blocks, |(src, dst)| super::transpose_into(src, dst));
 }
 
 /// `dst (+)= a @ b` through the gemm crate, split across threads when large and

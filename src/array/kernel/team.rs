@@ -6,9 +6,9 @@
 //! the usual caller) costs two hand-offs: the caller injects the section and sleeps while
 //! the pool runs it, and the pool's workers, asleep since the section before, must be woken
 //! first. A training step of a small model runs dozens of sections of a few tens of
-//! microseconds each, and on two threads these hand-offs put a fifth of its time in the
-//! kernel's scheduler (`perf stat -e context-switches target/release/examples/workloads w1
-//! 2` counts them).
+//! microseconds each, and each hand-off is a sleep and a wake-up through the kernel's
+//! scheduler (`perf stat -e context-switches target/release/examples/workloads w1 2`
+//! counts them).
 //!
 //! Here the calling thread runs parts of the section itself, and the helpers, threads of
 //! this team, spin for [`SPIN`] after a section before they sleep, so that a step's next
@@ -151,7 +151,7 @@ pub(crate) fn for_each_chunk_mut<T: Send>(xs: &mut [T], chunk: usize, f: impl Fn
     let (len, chunk) = (xs.len(), chunk.max(1));
     let chunks = len.div_ceil(chunk);
     let per = chunks.div_ceil(rayon::current_num_threads().max(1) * PARTS_PER_THREAD).max(1);
-    let base = SendPtr(xs.as_mut_ptr());
+    let base = super::gemm::SendPtr(xs.as_mut_ptr());
     for_each(chunks.div_ceil(per), &|part| {
         for k in part * per..(part * per + per).min(chunks) {
             let start = k * chunk;
@@ -170,15 +170,12 @@ pub(crate) fn for_each_chunk_mut<T: Send>(xs: &mut [T], chunk: usize, f: impl Fn
 /// workloads -- bn 2`).
 const PARTS_PER_THREAD: usize = 8;
 
-/// Runs `f(item)` on each of `items` through [`for_each`], one part per item.
-pub(crate) fn for_each_item<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync) {
+/// `f(item)` for each of `items` (owned values, such as disjoint mutable views) through
+/// [`map_collect`], in the order of the items.
+pub(crate) fn map_items<I: Send, R: Send>(items: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
     let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|item| Mutex::new(Some(item))).collect();
-    for_each(slots.len(), &|k| {
-        // Each part runs once, so the lock is never contended.
-        if let Some(item) = slots[k].lock().unwrap_or_else(|e| e.into_inner()).take() {
-            f(item);
-        }
-    });
+    // Each item is taken once, so the locks are never contended.
+    map_collect(slots.len(), |k| f(slots[k].lock().unwrap_or_else(|e| e.into_inner()).take().expect("internal: each item once")))
 }
 
 /// `f(part)` for every `part < parts` through [`for_each`], in the order of the parts.
@@ -186,16 +183,6 @@ pub(crate) fn map_collect<R: Send>(parts: usize, f: impl Fn(usize) -> R + Sync) 
     let mut out: Vec<Option<R>> = (0..parts).map(|_| None).collect();
     for_each_chunk_mut(&mut out, 1, |k, slot| slot[0] = Some(f(k)));
     out.into_iter().map(|r| r.expect("internal: every part ran")).collect()
-}
-
-/// A pointer that parts of one section may share: they touch disjoint elements.
-struct SendPtr<T>(*mut T);
-// SAFETY: see the type's doc.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }
 
 /// Spins until `ready()`, yielding the core now and then: what it waits for is running.
@@ -371,6 +358,26 @@ mod tests {
             });
             assert_eq!(after.load(Ordering::Relaxed), 8);
         });
+    }
+
+    /// `map_items` and `map_collect` give one result per item, in the items' order, with
+    /// more items than parts per thread (grouped) and fewer.
+    #[test]
+    fn maps_keep_the_order() {
+        for threads in [1, 2] {
+            in_pool(threads, || {
+                for len in [0, 3, 100] {
+                    let mut xs: Vec<usize> = (0..len).collect();
+                    let doubled = map_items(xs.iter_mut().collect(), |x| {
+                        *x += 1;
+                        2 * (*x - 1)
+                    });
+                    assert_eq!(doubled, (0..len).map(|i| 2 * i).collect::<Vec<_>>());
+                    assert_eq!(xs, (1..=len).collect::<Vec<_>>());
+                    assert_eq!(map_collect(len, |i| i * i), (0..len).map(|i| i * i).collect::<Vec<_>>());
+                }
+            });
+        }
     }
 
     /// Each chunk is handed out once, with its index, whether chunks are parts of their

@@ -326,7 +326,7 @@ impl<T: Element> ThinLhs<T> {
         if blocks.len() == 1 {
             blocks.into_iter().for_each(run);
         } else {
-            super::team::for_each_item(blocks, run);
+            super::team::map_items(blocks, run);
         }
         true
     }

@@ -96,42 +96,38 @@ pub(super) fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: 
     let per = g.n.div_ceil(rayon::current_num_threads().max(1)).max(1);
     let starts: Vec<usize> = (0..g.n).step_by(per).collect();
     let alone = starts.len() == 1;
-    let mut sums: Vec<Option<Array3<T>>> = vec![None; starts.len()];
-    team::for_each_chunk_mut(&mut sums, 1, |i, sum| {
-        sum[0] = Some({
-            let start = starts[i];
-            // (groups, O/g, kh·kw·C/g) tap-major when pixel-major, else (groups, C/g·kh·kw, O/g).
-            let mut acc = if pixel_major { Array3::<T>::zeros((groups, opg, rows)) } else { Array3::<T>::zeros((groups, rows, opg)) };
-            let mut pixels = if pixel_major { pool::take_overwritten::<T>(g.h * g.w * g.c) } else { Vec::new() };
-            let mut pixel_rows = if pixel_major { pool::take_overwritten::<T>(p * rows) } else { Vec::new() };
-            for n in start..(start + per).min(g.n) {
-                let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
-                if pixel_major && p * rows > 0 {
-                    to_pixel_major(plane, &g, &mut pixels);
-                }
-                for group in 0..groups {
-                    let gy_block = ArrayView2::from_shape((opg, p), &gys[(n * g.o + group * opg) * p..][..opg * p]).expect("gy block");
-                    if pixel_major {
-                        fill_pixel_rows(&pixels, &g, group, &mut pixel_rows);
-                        let r = ArrayView2::from_shape((p, rows), &pixel_rows[..]).expect("rows");
-                        gemm_acc(&mut acc.index_axis_mut(Axis(0), group), &gy_block, &r, alone);
-                    } else {
-                        let cols = im2col(plane, &g, group);
-                        gemm_acc(&mut acc.index_axis_mut(Axis(0), group), &cols.view(), &gy_block.t(), alone);
-                        give_back(cols);
-                    }
+    let sums: Vec<Array3<T>> = team::map_items(starts, |start| {
+        // (groups, O/g, kh·kw·C/g) tap-major when pixel-major, else (groups, C/g·kh·kw, O/g).
+        let mut acc = if pixel_major { Array3::<T>::zeros((groups, opg, rows)) } else { Array3::<T>::zeros((groups, rows, opg)) };
+        let mut pixels = if pixel_major { pool::take_overwritten::<T>(g.h * g.w * g.c) } else { Vec::new() };
+        let mut pixel_rows = if pixel_major { pool::take_overwritten::<T>(p * rows) } else { Vec::new() };
+        for n in start..(start + per).min(g.n) {
+            let plane = &xs[n * g.c * g.h * g.w..][..g.c * g.h * g.w];
+            if pixel_major && p * rows > 0 {
+                to_pixel_major(plane, &g, &mut pixels);
+            }
+            for group in 0..groups {
+                let gy_block = ArrayView2::from_shape((opg, p), &gys[(n * g.o + group * opg) * p..][..opg * p]).expect("gy block");
+                if pixel_major {
+                    fill_pixel_rows(&pixels, &g, group, &mut pixel_rows);
+                    let r = ArrayView2::from_shape((p, rows), &pixel_rows[..]).expect("rows");
+                    gemm_acc(&mut acc.index_axis_mut(Axis(0), group), &gy_block, &r, alone);
+                } else {
+                    let cols = im2col(plane, &g, group);
+                    gemm_acc(&mut acc.index_axis_mut(Axis(0), group), &cols.view(), &gy_block.t(), alone);
+                    give_back(cols);
                 }
             }
-            if pixel_major {
-                for buffer in [pixels, pixel_rows] {
-                    pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
-                }
+        }
+        if pixel_major {
+            for buffer in [pixels, pixel_rows] {
+                pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
             }
-            acc
-        });
+        }
+        acc
     });
     let mut total = Array3::<T>::zeros((groups, opg, rows));
-    for acc in sums.into_iter().flatten() {
+    for acc in sums {
         for group in 0..groups {
             let mut dst = total.index_axis_mut(Axis(0), group);
             let src = acc.index_axis(Axis(0), group);
