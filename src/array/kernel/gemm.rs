@@ -104,11 +104,15 @@ fn gemm_into<T: Element>(dst: &mut ArrayViewMut2<'_, T>, a: &ArrayView2<'_, T>, 
 /// never calls), and `f64`, the type of checks rather than of training, through
 /// `matrixmultiply`, which ndarray already builds (see `docs/build-time.md`).
 ///
+/// `ask` says which of the two equal products gemm-f32 is asked for when `dst` is
+/// row-major (see [`Ask`]).
+///
 /// # Safety
 /// As `gemm::gemm`'s and `matrixmultiply::dgemm`'s: the pointers address `m x k`, `k x n` and `m x n` matrices with the
 /// column and row strides given, `dst` disjoint from the operands; `T` is f32 or f64.
 #[allow(clippy::too_many_arguments)]
 unsafe fn real_gemm<T: Element>(
+    ask: Ask,
     m: usize,
     n: usize,
     k: usize,
@@ -125,13 +129,9 @@ unsafe fn real_gemm<T: Element>(
 ) {
     use std::any::TypeId;
     let none = gemm_common::Parallelism::None;
-    // gemm-f32's kernels write blocks of `dst` column by column, vector stores down a
-    // column where its rows are adjacent and one element at a time elsewhere. A row-major
-    // `dst` is therefore asked for as its transpose, `dstᵀ = rhsᵀ lhsᵀ`, whose columns are
-    // contiguous (`cargo bench --bench ops -- w5_gemm`).
-    if TypeId::of::<T>() == TypeId::of::<f32>() && dst_cs == 1 && dst_rs != 1 {
+    if TypeId::of::<T>() == TypeId::of::<f32>() && dst_cs == 1 && dst_rs != 1 && matches!(ask, Ask::Transposed) {
         // SAFETY: the same matrices, described through the transposes' strides.
-        return unsafe { real_gemm(n, m, k, dst, dst_rs, dst_cs, read_dst, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs) };
+        return unsafe { real_gemm(ask, n, m, k, dst, dst_rs, dst_cs, read_dst, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs) };
     }
     // SAFETY: the caller's contract; the casts are identities, T being the type compared.
     unsafe {
@@ -167,15 +167,34 @@ unsafe fn real_gemm<T: Element>(
     }
 }
 
-/// `dst (+)= a @ b`, as [`product_as_given`] but with a `b` stored by columns a multiple
-/// of 2 KiB apart (a transposed view of a weight 512 or 1024 wide: a linear layer's
-/// forward `x Wᵀ`, a backward pass's `W`) first copied by rows where `dst` is row-major:
-/// gemm-f32 read the product it is asked for (`dstᵀ = bᵀ aᵀ`, see [`real_gemm`]) at a
-/// quarter of the speed otherwise at 4 KiB (`cargo run --release --example workloads --
-/// gemm_shapes 1`: 64 × 1024 × 1120) and at two thirds at 2 KiB (128 × 512 × 256), and the
-/// copy is a pass over `k·n` elements against the product's `m·k·n`, for `m` not small.
-/// Other strides are read in place: the copy cost more than it saved on the 784- and
-/// 256-wide weights of the same run.
+/// Which of the two equal products gemm-f32 is asked for when `dst` is row-major: `dst =
+/// a b` itself, or `dstᵀ = bᵀ aᵀ`, whose columns are contiguous.
+///
+/// gemm-f32's kernels write blocks of `dst` column by column, vector stores down a column
+/// where its rows are adjacent and one element at a time elsewhere, so the transpose is
+/// the rule (`cargo bench --bench ops -- w5_gemm`). But gemm-f32 also reads its left
+/// operand down columns, a block of rows at a time, and packs it first unless those
+/// columns are contiguous: when `b` is stored by columns, `bᵀ` is stored by rows, and
+/// packing blocks of its rows is slower than the element-wise stores a row-major `dst`
+/// costs. So a product whose `a` is stored by columns at a stride that keeps its columns
+/// in distinct cache sets (less than 1 KiB, or not a multiple of it), with whole vectors
+/// of rows, is asked for as given (`cargo run --release --example workloads --
+/// gemm_shapes 1`: 64 × 1024 × 1120 with both operands transposed).
+#[derive(Clone, Copy)]
+enum Ask {
+    Transposed,
+    AsGiven,
+}
+
+/// `dst (+)= a @ b`, as [`product_as_given`], choosing which product gemm-f32 is asked for
+/// ([`Ask`]), and with a `b` stored by columns a multiple of 2 KiB apart (a transposed view
+/// of a weight 512 or 1024 wide: a linear layer's forward `x Wᵀ`, a backward pass's `W`)
+/// first copied by rows where the transpose is asked for: gemm-f32 read `bᵀ` at two
+/// thirds of the speed otherwise at 2 KiB (`cargo run --release --example workloads --
+/// gemm_shapes 1`: W1's layer 2 forward, 128 × 512 × 256), and the copy is a pass over
+/// `k·n` elements against the product's `m·k·n`, for `m` not small. Other strides are
+/// read in place: the copy cost more than it saved on the 784- and 256-wide weights of the
+/// same run.
 ///
 /// # Safety
 /// As [`product_as_given`]'s.
@@ -190,19 +209,27 @@ unsafe fn product<T: Element>(
     use crate::array::pool;
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    let bytes = |stride: isize| stride.unsigned_abs() * std::mem::size_of::<T>();
+    let row_major_dst = f32 && dst_strides[1] == 1 && dst_strides[0] != 1;
+    let (sa, sb) = (a.strides(), b.strides());
+    // See [`Ask`]: 16 rows is the AVX-512 kernels' vector of f32 (two of AVX2's).
+    let columns_apart = bytes(sa[1]) < 1024 || !bytes(sa[1]).is_multiple_of(1024);
+    let ask =
+        if row_major_dst && sb[1] != 1 && sa[0] == 1 && columns_apart && m.is_multiple_of(16) { Ask::AsGiven } else { Ask::Transposed };
     // Columns a multiple of 2 KiB apart: the columns of a block fall into a few cache sets,
-    // and evict one another.
-    let aliased = (b.strides()[1].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(2048);
-    if f32 && dst_strides[1] == 1 && dst_strides[0] != 1 && b.strides()[1] != 1 && aliased && m >= 16 {
+    // and evict one another. (Copying an `a` stored by columns 4 KiB apart the same way
+    // did not pay in W3's step, `scripts/ab.sh`.)
+    let aliased = bytes(sb[1]).is_multiple_of(2048);
+    if row_major_dst && matches!(ask, Ask::Transposed) && sb[1] != 1 && aliased && m >= 16 {
         let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
         transpose_threaded(b.t(), rows.view_mut(), may_thread);
         // SAFETY: the caller's contract, with b's values in a buffer of our own.
-        unsafe { product_as_given(dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
+        unsafe { product_as_given(ask, dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
         pool::recycle(rows.into_dyn().into_shared());
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { product_as_given(dst, dst_strides, read_dst, a, b, may_thread) }
+    unsafe { product_as_given(ask, dst, dst_strides, read_dst, a, b, may_thread) }
 }
 
 /// `dst = srcᵀ`, the rows of `dst` cut into one block per thread when `may_thread` and
@@ -244,6 +271,7 @@ fn transpose_threaded<T: Element>(src: ArrayView2<'_, T>, dst: ArrayViewMut2<'_,
 /// when `read_dst` they must be initialised. `a` and `b` are non-empty with agreeing inner
 /// dims.
 unsafe fn product_as_given<T: Element>(
+    ask: Ask,
     dst: SendPtr<T>,
     dst_strides: [isize; 2],
     read_dst: bool,
@@ -263,6 +291,7 @@ unsafe fn product_as_given<T: Element>(
         // dst; T is f32 or f64.
         unsafe {
             real_gemm::<T>(
+                ask,
                 rows.len(),
                 cols.len(),
                 k,

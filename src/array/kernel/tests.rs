@@ -315,6 +315,22 @@ fn gemm_equals_a_loop_on_every_branch() {
         two_threads(|| gemm_acc(&mut out.view_mut(), &a32.view(), &b_by_columns, true));
         assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 with b by columns, accumulated on 2 threads");
     }
+    // Both f32 operands stored by columns: asked for as given when a's columns are close
+    // and its rows come in sixteens (`Ask`), for a transposed product otherwise (a's
+    // columns 1 KiB apart, then also with b copied by rows); serial and split by columns
+    // or rows across two threads, set and accumulated.
+    for (m, k, n) in [(16, 1024, 5), (32, 64, 300), (48, 7, 3), (20, 64, 300), (256, 8, 7), (256, 512, 3)] {
+        let (a_rows, b_rows) = (ints((k, m), 14), ints((n, k), 15));
+        let expect = naive(&a_rows.t(), &b_rows.t());
+        let (a32, b32) = (a_rows.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
+        let (a_by_columns, b_by_columns) = (a32.t(), b32.t());
+        assert_eq!(gemm(&a_by_columns, &b_by_columns).mapv(f64::from), expect, "f32 {m}x{k}x{n}, both by columns");
+        let threaded = two_threads(|| gemm(&a_by_columns, &b_by_columns));
+        assert_eq!(threaded.mapv(f64::from), expect, "f32 {m}x{k}x{n}, both by columns, 2 threads");
+        let mut out = Array2::<f32>::ones((m, n));
+        two_threads(|| gemm_acc(&mut out.view_mut(), &a_by_columns, &b_by_columns, true));
+        assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 {m}x{k}x{n}, both by columns, accumulated on 2 threads");
+    }
     // Transposed and column-major operands are read through their strides.
     let a = ints((6, 5), 3);
     let b_cols = Array2::from_shape_vec((5, 7).f(), ints((5, 7), 4).t().iter().copied().collect()).unwrap();
