@@ -386,6 +386,13 @@ fn gemm_shapes(threads: usize, seconds: f64) {
         ("w3 input projection grad", 64, 1024, 1120, true, true),
         ("w5 1024^3", 1024, 1024, 1024, false, false),
         ("w6 conv as im2col, one sample", 64, 576, 1024, false, false),
+        // The sides of `Ask` in src/array/kernel/gemm.rs: `x Wᵀ` with few rows is asked
+        // for as given, through a scratch where the outputs are 1 KiB apart; with many
+        // rows, transposed, after copying W by rows; W5's `a bᵀ` too.
+        ("x Wt, 1000 outputs", 128, 1024, 1000, false, true),
+        ("x Wt, 1024 outputs", 128, 1024, 1024, false, true),
+        ("x Wt, 512 rows", 512, 1024, 1000, false, true),
+        ("w5 a bt", 1024, 1024, 1024, false, true),
     ];
     let mut rng = nabla::rng(7);
     for (name, m, k, n, ta, tb) in shapes {

@@ -172,29 +172,25 @@ unsafe fn real_gemm<T: Element>(
 ///
 /// gemm-f32's kernels write blocks of `dst` column by column, vector stores down a column
 /// where its rows are adjacent and one element at a time elsewhere, so the transpose is
-/// the rule (`cargo bench --bench ops -- w5_gemm`). But gemm-f32 also reads its left
-/// operand down columns, a block of rows at a time, and packs it first unless those
-/// columns are contiguous: when `b` is stored by columns, `bᵀ` is stored by rows, and
-/// packing blocks of its rows is slower than the element-wise stores a row-major `dst`
-/// costs. So a product whose `a` is stored by columns at a stride that keeps its columns
-/// in distinct cache sets (less than 1 KiB, or not a multiple of it), with whole vectors
-/// of rows, is asked for as given (`cargo run --release --example workloads --
-/// gemm_shapes 1`: 64 × 1024 × 1120 with both operands transposed).
+/// the rule (`cargo bench --bench ops -- w5_gemm`). But gemm-f32 also packs its left
+/// operand, a block of rows at a time, and when `b` is stored by columns the left operand
+/// of the transpose, `bᵀ`, is stored by rows: packing it is slow, and with few rows in `a`
+/// the packed blocks serve few columns of `dstᵀ`. Then the product as given costs less
+/// ([`product_few_rows`]).
 #[derive(Clone, Copy)]
 enum Ask {
     Transposed,
     AsGiven,
 }
 
-/// `dst (+)= a @ b`, as [`product_as_given`], choosing which product gemm-f32 is asked for
-/// ([`Ask`]), and with a `b` stored by columns a multiple of 2 KiB apart (a transposed view
-/// of a weight 512 or 1024 wide: a linear layer's forward `x Wᵀ`, a backward pass's `W`)
-/// first copied by rows where the transpose is asked for: gemm-f32 read `bᵀ` at two
-/// thirds of the speed otherwise at 2 KiB (`cargo run --release --example workloads --
-/// gemm_shapes 1`: W1's layer 2 forward, 128 × 512 × 256), and the copy is a pass over
-/// `k·n` elements against the product's `m·k·n`, for `m` not small. Other strides are
-/// read in place: the copy cost more than it saved on the 784- and 256-wide weights of the
-/// same run.
+/// `dst (+)= a @ b`, as [`product_as_given`] after choosing which product gemm-f32 is
+/// asked for ([`Ask`]): as given through [`product_few_rows`], else transposed, with a `b`
+/// stored by columns a multiple of 2 KiB apart (a transposed view of a weight 512 or 1024
+/// wide: a backward pass's `W`, a forward `x Wᵀ` with many rows) first copied by rows
+/// where `dst` is row-major: without it the product took 1.2 to 1.5 times as long
+/// (`cargo run --release --example workloads -- gemm_shapes 1`: `x Wt, 512 rows` and W5's
+/// `a bᵀ`), and the copy is a pass over `k·n` elements against the product's `m·k·n`. Other strides are
+/// read in place: the copy cost more than it saved on 784- and 256-wide weights.
 ///
 /// # Safety
 /// As [`product_as_given`]'s.
@@ -211,25 +207,85 @@ unsafe fn product<T: Element>(
     let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
     let bytes = |stride: isize| stride.unsigned_abs() * std::mem::size_of::<T>();
     let row_major_dst = f32 && dst_strides[1] == 1 && dst_strides[0] != 1;
-    let (sa, sb) = (a.strides(), b.strides());
-    // See [`Ask`]: 16 rows is the AVX-512 kernels' vector of f32 (two of AVX2's).
-    let columns_apart = bytes(sa[1]) < 1024 || !bytes(sa[1]).is_multiple_of(1024);
-    let ask =
-        if row_major_dst && sb[1] != 1 && sa[0] == 1 && columns_apart && m.is_multiple_of(16) { Ask::AsGiven } else { Ask::Transposed };
+    let sb = b.strides();
+    if row_major_dst && sb[0] == 1 && sb[1] != 1 && m <= FEW_ROWS && k.min(n) >= 32 {
+        // SAFETY: the caller's contract.
+        return unsafe { product_few_rows(dst, dst_strides, read_dst, a, b, may_thread) };
+    }
     // Columns a multiple of 2 KiB apart: the columns of a block fall into a few cache sets,
     // and evict one another. (Copying an `a` stored by columns 4 KiB apart the same way
     // did not pay in W3's step, `scripts/ab.sh`.)
     let aliased = bytes(sb[1]).is_multiple_of(2048);
-    if row_major_dst && matches!(ask, Ask::Transposed) && sb[1] != 1 && aliased && m >= 16 {
+    if row_major_dst && sb[1] != 1 && aliased && m >= 16 {
         let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
         transpose_threaded(b.t(), rows.view_mut(), may_thread);
         // SAFETY: the caller's contract, with b's values in a buffer of our own.
-        unsafe { product_as_given(ask, dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
+        unsafe { product_as_given(Ask::Transposed, dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
         pool::recycle(rows.into_dyn().into_shared());
         return;
     }
     // SAFETY: the caller's contract.
-    unsafe { product_as_given(ask, dst, dst_strides, read_dst, a, b, may_thread) }
+    unsafe { product_as_given(Ask::Transposed, dst, dst_strides, read_dst, a, b, may_thread) }
+}
+
+/// The most rows of a product [`product_few_rows`] takes: its copies cost `m·k` and
+/// `m·n` element moves against the product's `m·k·n` multiply-adds, where the transposed
+/// product's copy of `b` costs `k·n`, a pass over a weight that may not fit in the cache.
+const FEW_ROWS: usize = 256;
+
+/// `dst (+)= a @ b` for a row-major `dst` of at most [`FEW_ROWS`] rows and a `b` stored by
+/// columns, asked for as given ([`Ask`]). gemm-f32 reads `a` down its columns, so an `a`
+/// stored by rows is first copied by columns; and it stores into `dst` one element at a
+/// time down a column, so a `dst` whose rows are a multiple of 1 KiB apart, where those
+/// stores would evict one another, is written through a scratch whose rows are 64 bytes
+/// further apart. The caller keeps `k` and `n` at 32 or more, so that neither copy costs
+/// more than a thirty-second of the product. `cargo run --release --example workloads --
+/// gemm_shapes 1`: W3's `64 × 1024 × 1120` with both operands transposed, W1's forward
+/// products and the `x Wᵀ` rows.
+///
+/// # Safety
+/// As [`product_as_given`]'s.
+unsafe fn product_few_rows<T: Element>(
+    dst: SendPtr<T>,
+    dst_strides: [isize; 2],
+    read_dst: bool,
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    may_thread: bool,
+) {
+    use crate::array::pool;
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let by_columns = (a.strides()[0] != 1).then(|| {
+        let mut columns = Array2::from_shape_vec((k, m), pool::take_overwritten::<T>(k * m)).expect("k·m elements");
+        transpose_threaded(a.view(), columns.view_mut(), may_thread);
+        columns
+    });
+    let a = by_columns.as_ref().map_or_else(|| a.view(), |columns| columns.t());
+    if !(dst_strides[0].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(1024) {
+        // SAFETY: the caller's contract, with a's values maybe in a buffer of our own.
+        unsafe { product_as_given(Ask::AsGiven, dst, dst_strides, read_dst, &a, b, may_thread) };
+    } else {
+        let width = n + 64 / std::mem::size_of::<T>();
+        let mut scratch = pool::take_overwritten::<T>(m * width);
+        // SAFETY: the scratch holds m rows of `width ≥ n` elements, all written (k > 0).
+        unsafe { product_as_given(Ask::AsGiven, SendPtr(scratch.as_mut_ptr()), [width as isize, 1], false, &a, b, may_thread) };
+        for (i, row) in scratch.chunks_exact(width).enumerate() {
+            // SAFETY: row i of dst holds n elements at unit stride (the caller's contract),
+            // initialised when `read_dst`.
+            let out = unsafe { dst.get().offset(i as isize * dst_strides[0]) };
+            for (j, &v) in row[..n].iter().enumerate() {
+                // SAFETY: as above.
+                unsafe {
+                    let out = out.add(j);
+                    out.write(if read_dst { *out + v } else { v });
+                }
+            }
+        }
+        pool::recycle(Array2::from_shape_vec((m, width), scratch).expect("m·width elements").into_dyn().into_shared());
+    }
+    if let Some(columns) = by_columns {
+        pool::recycle(columns.into_dyn().into_shared());
+    }
 }
 
 /// `dst = srcᵀ`, the rows of `dst` cut into one block per thread when `may_thread` and

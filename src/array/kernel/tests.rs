@@ -301,25 +301,29 @@ fn gemm_equals_a_loop_on_every_branch() {
         });
         assert_eq!(threaded, expect, "{m}x{k}x{n} accumulated, 2 threads");
     }
-    // An f32 `b` stored by columns 2 or 4 KiB apart is copied by rows first (`product`):
-    // serial and threaded, set and accumulated, against the loop; the last copy is large
-    // enough to be split across the threads too.
-    for (m, k, n) in [(16, 1024, 5), (16, 512, 3), (16, 1024, 80)] {
+    // An f32 `b` stored by columns, `a` by rows (`x Wᵀ`): with few rows, `a` copied by
+    // columns and the product asked for as given (`Ask`), through a scratch where dst's
+    // rows are 1 KiB apart; else the transpose, with `b` copied by rows first where its
+    // columns are 2 or 4 KiB apart, the last copy large enough to be split across the
+    // threads. Serial and threaded, set and accumulated, against the loop.
+    for (m, k, n) in [(16, 1024, 256), (32, 1024, 300), (16, 512, 5), (264, 512, 128)] {
         let (a, b_rows) = (ints((m, k), 12), ints((n, k), 13));
         let expect = naive(&a.view(), &b_rows.t());
         let (a32, b32) = (a.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
         let b_by_columns = b32.t();
         assert_eq!(b_by_columns.strides(), &[1, k as isize], "columns {} KiB apart", k / 256);
-        assert_eq!(gemm(&a32.view(), &b_by_columns).mapv(f64::from), expect, "f32 with b by columns");
+        assert_eq!(gemm(&a32.view(), &b_by_columns).mapv(f64::from), expect, "f32 {m}x{k}x{n} with b by columns");
         let mut out = Array2::<f32>::ones((m, n));
         two_threads(|| gemm_acc(&mut out.view_mut(), &a32.view(), &b_by_columns, true));
-        assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 with b by columns, accumulated on 2 threads");
+        assert_eq!(out.mapv(f64::from), &expect + 1.0, "f32 {m}x{k}x{n} with b by columns, accumulated on 2 threads");
     }
-    // Both f32 operands stored by columns: asked for as given when a's columns are close
-    // and its rows come in sixteens (`Ask`), for a transposed product otherwise (a's
-    // columns 1 KiB apart, then also with b copied by rows); serial and split by columns
-    // or rows across two threads, set and accumulated.
-    for (m, k, n) in [(16, 1024, 5), (32, 64, 300), (48, 7, 3), (20, 64, 300), (256, 8, 7), (256, 512, 3)] {
+    // Both f32 operands stored by columns: asked for as given with few rows (split by
+    // columns or rows across two threads; through the scratch where dst's rows are 1 KiB
+    // apart); transposed with many rows or a short side under 32 (then `b` copied by rows
+    // where its columns are 2 KiB apart). Set and accumulated.
+    for (m, k, n) in
+        [(32, 64, 300), (128, 64, 40), (64, 64, 256), (64, 512, 256), (16, 1024, 5), (20, 7, 3), (256, 8, 7), (256, 512, 3), (300, 64, 40)]
+    {
         let (a_rows, b_rows) = (ints((k, m), 14), ints((n, k), 15));
         let expect = naive(&a_rows.t(), &b_rows.t());
         let (a32, b32) = (a_rows.mapv(|v| v as f32), b_rows.mapv(|v| v as f32));
