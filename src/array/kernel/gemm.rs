@@ -189,8 +189,9 @@ enum Ask {
 /// wide: a backward pass's `W`, a forward `x Wᵀ` with many rows) first copied by rows
 /// where `dst` is row-major: without it the product took 1.2 to 1.5 times as long
 /// (`cargo run --release --example workloads -- gemm_shapes 1`: `x Wt, 512 rows` and W5's
-/// `a bᵀ`), and the copy is a pass over `k·n` elements against the product's `m·k·n`. Other strides are
-/// read in place: the copy cost more than it saved on 784- and 256-wide weights.
+/// `a bᵀ`), and the copy is a pass over `k·n` elements against the product's `m·k·n`.
+/// Other strides are read in place: the copy cost more than it saved on 784- and 256-wide
+/// weights.
 ///
 /// # Safety
 /// As [`product_as_given`]'s.
@@ -217,8 +218,7 @@ unsafe fn product<T: Element>(
     // did not pay in W3's step, `scripts/ab.sh`.)
     let aliased = bytes(sb[1]).is_multiple_of(2048);
     if row_major_dst && sb[1] != 1 && aliased && m >= 16 {
-        let mut rows = Array2::from_shape_vec((k, n), pool::take_overwritten::<T>(k * n)).expect("k·n elements");
-        transpose_threaded(b.t(), rows.view_mut(), may_thread);
+        let rows = transposed_copy(b.t(), may_thread);
         // SAFETY: the caller's contract, with b's values in a buffer of our own.
         unsafe { product_as_given(Ask::Transposed, dst, dst_strides, read_dst, a, &rows.view(), may_thread) };
         pool::recycle(rows.into_dyn().into_shared());
@@ -254,12 +254,8 @@ unsafe fn product_few_rows<T: Element>(
     may_thread: bool,
 ) {
     use crate::array::pool;
-    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    let by_columns = (a.strides()[0] != 1).then(|| {
-        let mut columns = Array2::from_shape_vec((k, m), pool::take_overwritten::<T>(k * m)).expect("k·m elements");
-        transpose_threaded(a.view(), columns.view_mut(), may_thread);
-        columns
-    });
+    let (m, n) = (a.nrows(), b.ncols());
+    let by_columns = (a.strides()[0] != 1).then(|| transposed_copy(a.view(), may_thread));
     let a = by_columns.as_ref().map_or_else(|| a.view(), |columns| columns.t());
     if !(dst_strides[0].unsigned_abs() * std::mem::size_of::<T>()).is_multiple_of(1024) {
         // SAFETY: the caller's contract, with a's values maybe in a buffer of our own.
@@ -286,6 +282,14 @@ unsafe fn product_few_rows<T: Element>(
     if let Some(columns) = by_columns {
         pool::recycle(columns.into_dyn().into_shared());
     }
+}
+
+/// `xᵀ` in a row-major matrix from the buffer pool, copied as [`transpose_threaded`] does.
+fn transposed_copy<T: Element>(x: ArrayView2<'_, T>, may_thread: bool) -> Array2<T> {
+    let (rows, cols) = x.dim();
+    let mut copy = Array2::from_shape_vec((cols, rows), crate::array::pool::take_overwritten::<T>(x.len())).expect("rows·cols elements");
+    transpose_threaded(x, copy.view_mut(), may_thread);
+    copy
 }
 
 /// `dst = srcᵀ`, the rows of `dst` cut into one block per thread when `may_thread` and
