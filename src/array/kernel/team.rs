@@ -103,7 +103,17 @@ static TEAM: Team = Team {
 /// that panics makes this panic with its payload once every part has ended.
 pub(crate) fn for_each(parts: usize, job: &Job<'_>) {
     if !try_for_each(parts, job) {
-        (0..parts).for_each(job);
+        // In order on this thread, with the team's promise: every part runs, and the first
+        // panic is resumed after the last part.
+        let mut first = None;
+        for part in 0..parts {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| job(part))) {
+                first.get_or_insert(payload);
+            }
+        }
+        if let Some(payload) = first {
+            resume_unwind(payload);
+        }
     }
 }
 
@@ -337,27 +347,32 @@ mod tests {
     }
 
     /// A part that panics makes the section panic with its message, after the others ran,
-    /// and the team serves the next section.
+    /// and the team serves the next section; on one thread too, where the parts run in
+    /// order on the caller (as they do when the team is busy).
     #[test]
     fn a_panic_reaches_the_caller() {
-        in_pool(2, || {
-            let ran = AtomicUsize::new(0);
-            let caught = catch_unwind(AssertUnwindSafe(|| {
-                for_each(8, &|p| {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                    assert!(p != 5, "part five");
-                })
-            }));
-            let payload = caught.expect_err("a panic");
-            let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
-            assert!(message.contains("part five"), "{message}");
-            assert_eq!(ran.load(Ordering::Relaxed), 8);
-            let after = AtomicUsize::new(0);
-            for_each(8, &|_| {
-                after.fetch_add(1, Ordering::Relaxed);
-            });
-            assert_eq!(after.load(Ordering::Relaxed), 8);
+        for threads in [1, 2] {
+            in_pool(threads, a_panic_reaches_the_caller_in_this_pool);
+        }
+    }
+
+    fn a_panic_reaches_the_caller_in_this_pool() {
+        let ran = AtomicUsize::new(0);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            for_each(8, &|p| {
+                ran.fetch_add(1, Ordering::Relaxed);
+                assert!(p != 5, "part five");
+            })
+        }));
+        let payload = caught.expect_err("a panic");
+        let message = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(message.contains("part five"), "{message}");
+        assert_eq!(ran.load(Ordering::Relaxed), 8);
+        let after = AtomicUsize::new(0);
+        for_each(8, &|_| {
+            after.fetch_add(1, Ordering::Relaxed);
         });
+        assert_eq!(after.load(Ordering::Relaxed), 8);
     }
 
     /// `map_items` and `map_collect` give one result per item, in the items' order, with
