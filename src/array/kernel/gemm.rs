@@ -214,8 +214,7 @@ unsafe fn product<T: Element>(
         return unsafe { product_few_rows(dst, dst_strides, read_dst, a, b, may_thread) };
     }
     // Columns a multiple of 2 KiB apart: the columns of a block fall into a few cache sets,
-    // and evict one another. (Copying an `a` stored by columns 4 KiB apart the same way
-    // did not pay in W3's step, `scripts/ab.sh`.)
+    // and evict one another.
     let aliased = bytes(sb[1]).is_multiple_of(2048);
     if row_major_dst && sb[1] != 1 && aliased && m >= 16 {
         let rows = transposed_copy(b.t(), may_thread);

@@ -7,8 +7,7 @@
 //! the pool runs it, and the pool's workers, asleep since the section before, must be woken
 //! first. A training step of a small model runs dozens of sections of a few tens of
 //! microseconds each, and each hand-off is a sleep and a wake-up through the kernel's
-//! scheduler (`perf stat -e context-switches target/release/examples/workloads w1 2`
-//! counts them).
+//! scheduler (docs/performance.md, "Threads", has the count).
 //!
 //! Here the calling thread runs parts of the section itself, and the helpers, threads of
 //! this team, spin for [`SPIN`] after a section before they sleep, so that a step's next
