@@ -247,7 +247,7 @@ stateless_activation!(
     |x| functional::hardsigmoid(x)
 );
 stateless_activation!(
-    /// `0`, `x (x + 3) / 6`, `x` below -3, between, above 3, as `torch.nn.Hardswish`.
+    /// `0`, `x (x + 3) / 6`, `x` up to -3, between, from 3, as `torch.nn.Hardswish`.
     Hardswish,
     |x| functional::hardswish(x)
 );

@@ -500,13 +500,19 @@ pub fn hardsigmoid<T: Element>(x: &Tensor<T>) -> Tensor<T> {
     &((x / 6.0 + 0.5).mul(&inside).expect("one shape")) + &above
 }
 
-/// `0` below -3, `x` above 3, `x (x + 3) / 6` between, as `torch.nn.functional.hardswish`.
+/// `0` up to -3, `x` from 3, `x (x + 3) / 6` between, as `torch.nn.functional.hardswish`;
+/// its gradient as PyTorch's: 0 up to -3, `(2x + 3) / 6` strictly between, 1 from 3 and
+/// at a NaN (where both of PyTorch's comparisons fail).
 pub fn hardswish<T: Element>(x: &Tensor<T>) -> Tensor<T> {
     let (lo, hi) = (T::of(-3.0), T::of(3.0));
-    let inside = mask(x, move |v| v >= lo && v <= hi);
-    let above = mask(x, move |v| v > hi);
-    let middle = x.mul(&(x + 3.0)).expect("one shape") / 6.0;
-    &middle.mul(&inside).expect("one shape") + &x.mul(&above).expect("one shape")
+    let inside = mask(x, move |v| v > lo && v < hi);
+    let linear = mask(x, move |v| v >= hi || v.is_nan());
+    // The curve of the inside values only (0 elsewhere), chosen rather than multiplied by a
+    // mask: its derivative at a NaN would be NaN, and NaN · 0 is NaN.
+    let zeros = Tensor::<T>::zeros(x.shape());
+    let curve_x = crate::ops::where_(&inside, x, &zeros).expect("one shape");
+    let curve = curve_x.mul(&(&curve_x + 3.0)).expect("one shape") / 6.0;
+    crate::ops::where_(&linear, x, &curve).expect("one shape")
 }
 
 /// `log σ(x) = -softplus(-x)`, as `torch.nn.functional.logsigmoid`, stable for large `|x|`.

@@ -88,6 +88,20 @@ fn the_other_comparing_ops_already_agree_at_nan_and_zero() {
 }
 
 #[test]
+fn hardswish_passes_the_gradient_at_nan() {
+    // PyTorch's hardswish_backward: 0 up to -3, grad · (x/3 + 1/2) strictly between, grad
+    // from 3 on and at a NaN, where both comparisons fail.
+    let x = leaf(vec![NAN, -1.0, 0.0, 2.0, -3.0, 3.0, -4.0, 4.0], &[8]);
+    let y = nn::functional::hardswish(&x).to_vec();
+    let g = &grads(|v| Ok(nn::functional::hardswish(&v[0])), &[x])[0];
+    let close =
+        |a: &[f64], e: &[f64]| a.len() == e.len() && a.iter().zip(e).all(|(a, e)| (a - e).abs() < 1e-15 || (a.is_nan() && e.is_nan()));
+    let (y_torch, g_torch) = ([NAN, -1.0 / 3.0, 0.0, 5.0 / 3.0, 0.0, 3.0, 0.0, 4.0], [1.0, 1.0 / 6.0, 0.5, 7.0 / 6.0, 0.0, 1.0, 0.0, 1.0]);
+    assert!(close(&y, &y_torch), "nabla {y:?}, PyTorch {y_torch:?}");
+    assert!(close(g, &g_torch), "nabla {g:?}, PyTorch {g_torch:?}");
+}
+
+#[test]
 fn cat_skips_empty_1d_tensors_as_pytorch_does() {
     let a = leaf((0..6).map(f64::from).collect(), &[2, 3]);
     let empty = leaf(vec![], &[0]);
