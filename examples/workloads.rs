@@ -382,7 +382,9 @@ fn gemm_shapes(threads: usize, seconds: f64) {
         ("w1 layer 2 input grad", 128, 256, 512, false, false),
         ("w3 input projection", 1120, 64, 1024, false, true),
         ("w3 output layer", 1120, 256, 100, false, true),
-        ("w3 recurrent weight grad", 1024, 1120, 256, true, false),
+        // dz (4H × T·N) stored by rows, as the LSTM's backward keeps it, times the outputs.
+        ("w3 recurrent weight grad", 1024, 1120, 256, false, false),
+        ("w3 output layer weight grad", 100, 1120, 256, true, false),
         ("w3 input projection grad", 64, 1024, 1120, true, true),
         ("w5 1024^3", 1024, 1024, 1024, false, false),
         ("w6 conv as im2col, one sample", 64, 576, 1024, false, false),
