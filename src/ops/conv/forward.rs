@@ -122,11 +122,11 @@ fn forward_direct<T: Element>(xs: &[T], ws: &[T], g: &Geometry) -> Option<ArrayD
 }
 
 /// The zeros [`pad_planes`] adds after the last plane: a vector of `f32`.
-const READ_PAST: usize = 8;
+pub(super) const READ_PAST: usize = 8;
 
 /// One sample's planes zero-padded by `(p_h, p_w)` on every side: `(C, h + 2p_h, w + 2p_w)`,
 /// then [`READ_PAST`] zeros, in a pooled buffer.
-fn pad_planes<T: Element>(plane: &[T], g: &Geometry) -> Vec<T> {
+pub(super) fn pad_planes<T: Element>(plane: &[T], g: &Geometry) -> Vec<T> {
     let [ph, pw] = g.cfg.padding;
     let wp = g.w + 2 * pw;
     // Zeros past the last plane, so that the kernel reads its last rows a whole vector at a

@@ -5,7 +5,7 @@ use super::*;
 use crate::array::kernel::team;
 use crate::array::kernel::{gemm, gemm_acc};
 use crate::tensor::{Element, Tensor};
-use ndarray::{Array3, ArrayD, ArrayView2, Axis, IxDyn};
+use ndarray::{Array3, ArrayD, ArrayView2, Axis, IxDyn, ShapeBuilder};
 
 /// `dL/dx` of a convolution given `gy`: `col2im(wᵀ gy)` per sample and group, or, for a
 /// stride-1 convolution with many output channels per group, the forward pass of the
@@ -75,7 +75,9 @@ fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<
 
 /// `dL/dw` of a convolution given `gy`: `Σ_n gy_n colsₙᵀ` per group.
 ///
-/// With many channels per group (as for the forward pass, [`pixel_major_pays`]) it is
+/// With many channels per group (as for the forward pass, [`pixel_major_pays`]) and
+/// stride 1 it is read from the input in place ([`conv_weight_grad_direct`]). Otherwise,
+/// with many channels per group, it is
 /// `Σ_n gy_n R_n` with the pixel-major rows `R_n (oh·ow, kh·kw·C/g)`, a product the `gemm`
 /// crate runs faster than the column form (`cargo bench --bench ops -- conv_gemm`,
 /// `weight_grad_gy_rows` against `weight_grad_cols_gyt`), and the sum comes out
@@ -84,7 +86,91 @@ fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<
 /// column matrix's many rows on the left). The samples are split into one run per thread,
 /// each accumulating into its own sum in place; the sums are added at the end.
 pub(super) fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> ArrayD<T> {
-    conv_weight_grad_by(x, gy, g, pixel_major_pays(&g))
+    let pixel_major = pixel_major_pays(&g);
+    if pixel_major && let Some(direct) = conv_weight_grad_direct(x, gy, g) {
+        return direct;
+    }
+    conv_weight_grad_by(x, gy, g, pixel_major)
+}
+
+/// `dL/dw` of a stride-1 convolution read straight from the input, zero-padded and
+/// pixel-major (`x̃[(y·w̃ + x)·C + c]`), instead of from pixel-major rows, which hold
+/// `kh·kw` copies of each input. With the output's pixels indexed along the padded width,
+/// `p = y·w̃ + x`, tap `(i, j)` sees `x̃[(p + i·d_h·w̃ + j·d_w)·C + c]`: a matrix
+/// `(oh·w̃, C/g)` with row stride `C`, read in place. With one group and `d_w = 1` the `kw`
+/// taps of a kernel row are one matrix `(oh·w̃, kw·C)` (its rows overlap), so
+/// `dw[:, :, i, ..] = Σ_n gỹ_n X̃_n,i`, with `gỹ_n` the cotangent with its rows widened to
+/// `w̃` by zeros: `kh` products per sample, else one per tap. The columns past each output
+/// row read real inputs that the zeros of `gỹ` cancel, which holds only for finite inputs:
+/// `None` for a stride other than 1 or an input that is not finite.
+pub(super) fn conv_weight_grad_direct<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> Option<ArrayD<T>> {
+    use crate::array::pool;
+    let cfg = g.cfg;
+    let ([ph, pw], [dh, dw]) = (cfg.padding, cfg.dilation);
+    if cfg.stride != [1, 1] || g.n * g.o * g.col_rows() * g.col_cols() == 0 {
+        return None;
+    }
+    let (xs, gys) = (standard(x), standard(gy));
+    if !xs.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let (groups, opg, cg, c) = (cfg.groups, g.o_per_group(), g.c_per_group(), g.c);
+    let (hp, wp) = (g.h + 2 * ph, g.w + 2 * pw);
+    let wide = g.oh * wp;
+    // The last tap's last row reads up to (kw - 1)·d_w pixels past the padded planes.
+    let room = (hp * wp + (g.kw - 1) * dw) * c;
+    // (taps, C/g) columns per product: a kernel row's taps at once, or one tap.
+    let merged = groups == 1 && dw == 1;
+    let per = g.n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let starts: Vec<usize> = (0..g.n).step_by(per).collect();
+    let alone = starts.len() == 1;
+    let sums: Vec<Array3<T>> = team::map_items(starts, |start| {
+        // (groups·kh, kw·C/g, O/g): each product's block is written down its columns.
+        let mut acc = Array3::<T>::zeros((groups * g.kh, g.kw * cg, opg));
+        let mut gy_wide = pool::take::<T>(g.o * wide);
+        gy_wide.resize(g.o * wide, T::zero());
+        let mut padded = pool::take::<T>(room);
+        padded.resize(room, T::zero());
+        let mut pixels = pool::take_overwritten::<T>(g.h * g.w * c);
+        for n in start..(start + per).min(g.n) {
+            to_pixel_major(&xs[n * c * g.h * g.w..][..c * g.h * g.w], &g, &mut pixels);
+            for (y, row) in pixels.chunks_exact(g.w * c).enumerate() {
+                padded[((y + ph) * wp + pw) * c..][..g.w * c].copy_from_slice(row);
+            }
+            let gy_n = &gys[n * g.o * g.col_cols()..][..g.o * g.col_cols()];
+            for (dst, src) in gy_wide.chunks_exact_mut(wp).zip(gy_n.chunks_exact(g.ow)) {
+                dst[..g.ow].copy_from_slice(src);
+            }
+            for group in 0..groups {
+                let a = ArrayView2::from_shape((opg, wide), &gy_wide[group * opg * wide..][..opg * wide]).expect("gỹ block");
+                for i in 0..g.kh {
+                    let runs = if merged { vec![(0, g.kw * cg)] } else { (0..g.kw).map(|j| (j, cg)).collect() };
+                    for (j, cols) in runs {
+                        let at = (i * dh * wp + j * dw) * c + group * cg;
+                        let b = ArrayView2::from_shape((wide, cols).strides((c, 1)), &padded[at..])
+                            .expect("the taps stay in the padded planes");
+                        let mut dst = acc.slice_mut(ndarray::s![group * g.kh + i, j * cg..j * cg + cols, ..]);
+                        gemm_acc(&mut dst.view_mut().reversed_axes(), &a, &b, alone);
+                    }
+                }
+            }
+        }
+        for buffer in [gy_wide, padded, pixels] {
+            pool::recycle(ndarray::Array1::from_vec(buffer).into_dyn().into_shared());
+        }
+        acc
+    });
+    // Back to the weight's (O, C/g, kh, kw).
+    let taps = g.kh * g.kw;
+    let mut total = vec![T::zero(); g.o * cg * taps];
+    for acc in sums {
+        for ((gi, jc, o), &v) in acc.indexed_iter() {
+            let (group, i, j, ch) = (gi / g.kh, gi % g.kh, jc / cg, jc % cg);
+            let at = ((group * opg + o) * cg + ch) * taps + i * g.kw + j;
+            total[at] = total[at] + v;
+        }
+    }
+    Some(ArrayD::from_shape_vec(IxDyn(&[g.o, cg, g.kh, g.kw]), total).expect("weight shape"))
 }
 
 /// [`conv_weight_grad_kernel`] through pixel-major rows or through im2col's columns.

@@ -324,20 +324,42 @@ mod tests {
                     }
                 }
             }
+            // The direct path takes every stride-1 case with a kernel (`None` otherwise).
+            let direct_applies = cfg.stride == [1, 1] && k[0] * k[1] > 0;
             for threads in [1, 2] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-                for pixel_major in [true, false] {
-                    let got = pool.install(|| conv_weight_grad_by(&x, &gy, g, pixel_major));
+                let direct = pool.install(|| conv_weight_grad_direct(&x, &gy, g));
+                assert_eq!(direct.is_some(), direct_applies, "{c} channels {cfg:?} kernel {k:?}");
+                let paths = [
+                    ("pixel-major", Some(pool.install(|| conv_weight_grad_by(&x, &gy, g, true)))),
+                    ("columns", Some(pool.install(|| conv_weight_grad_by(&x, &gy, g, false)))),
+                    ("direct", direct),
+                ];
+                for (path, got) in paths {
+                    let Some(got) = got else { continue };
                     assert_eq!(got.shape(), &[o, c / groups, k[0], k[1]]);
                     for (a, b) in got.iter().zip(&want) {
-                        assert!(
-                            (a - b).abs() < 1e-12,
-                            "{c} channels {cfg:?} kernel {k:?}, pixel-major {pixel_major}, {threads} threads: {a} vs {b}"
-                        );
+                        assert!((a - b).abs() < 1e-12, "{c} channels {cfg:?} kernel {k:?}, {path}, {threads} threads: {a} vs {b}");
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_direct_weight_grad_leaves_inputs_that_are_not_finite_to_the_rows() {
+        // Its products read inputs past each output row, cancelled by zeros: an infinite
+        // input there would give 0·∞ = NaN where the gradient has none.
+        let (_, _, _, _, _, _, o, g) = path_geometry(PATH_CASES[0], 1);
+        let mut rng = crate::rng(3);
+        let mut xs = Tensor::<f64>::randn(&[1, 16, 5, 6], &mut rng).to_vec();
+        xs[6 * 5 - 1] = f64::INFINITY;
+        let x = Tensor::<f64>::from_vec(xs, &[1, 16, 5, 6]).unwrap();
+        let gy = Tensor::<f64>::randn(&[1, o, g.oh, g.ow], &mut rng);
+        assert!(conv_weight_grad_direct(&x, &gy, g).is_none());
+        let (got, rows) = (conv_weight_grad_kernel(&x, &gy, g), conv_weight_grad_by(&x, &gy, g, true));
+        assert!(got.iter().zip(&rows).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        assert!(got.iter().any(|v| v.is_infinite()) && got.iter().any(|v| v.is_finite()));
     }
 
     #[test]
