@@ -75,9 +75,9 @@ fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<
 
 /// `dL/dw` of a convolution given `gy`: `Σ_n gy_n colsₙᵀ` per group.
 ///
-/// With many channels per group (as for the forward pass, [`pixel_major_pays`]) and
-/// stride 1 it is read from the input in place ([`conv_weight_grad_direct`]). Otherwise,
-/// with many channels per group, it is
+/// With many channels per group (as for the forward pass, [`pixel_major_pays`]), stride 1
+/// and large images ([`DIRECT_MIN_PIXELS`]) it is read from the input in place
+/// ([`conv_weight_grad_direct`]). Otherwise, with many channels per group, it is
 /// `Σ_n gy_n R_n` with the pixel-major rows `R_n (oh·ow, kh·kw·C/g)`, a product the `gemm`
 /// crate runs faster than the column form (`cargo bench --bench ops -- conv_gemm`,
 /// `weight_grad_gy_rows` against `weight_grad_cols_gyt`), and the sum comes out
@@ -87,11 +87,23 @@ fn as_transposed_convolution<T: Element>(w: &Tensor<T>, g: &Geometry) -> Option<
 /// each accumulating into its own sum in place; the sums are added at the end.
 pub(super) fn conv_weight_grad_kernel<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry) -> ArrayD<T> {
     let pixel_major = pixel_major_pays(&g);
-    if pixel_major && let Some(direct) = conv_weight_grad_direct(x, gy, g) {
+    let wide = g.oh * (g.w + 2 * g.cfg.padding[1]);
+    if pixel_major
+        && wide >= DIRECT_MIN_PIXELS
+        && let Some(direct) = conv_weight_grad_direct(x, gy, g)
+    {
         return direct;
     }
     conv_weight_grad_by(x, gy, g, pixel_major)
 }
+
+/// The fewest output pixels per sample, counted along the padded width, from which
+/// [`conv_weight_grad_kernel`] takes [`conv_weight_grad_direct`]: its products' inner
+/// dim. Below it the products are too small to pay for their calls and the padding's
+/// share: through it, W2's second convolution (224) made W2's step 10% slower on one
+/// thread, and W6's (1088) made W6's 3% faster (`scripts/ab.sh` on `workloads w2 1` and
+/// `w6 1`).
+const DIRECT_MIN_PIXELS: usize = 512;
 
 /// `dL/dw` of a stride-1 convolution read straight from the input, zero-padded and
 /// pixel-major (`x̃[(y·w̃ + x)·C + c]`), instead of from pixel-major rows, which hold
