@@ -99,6 +99,11 @@ fn hardswish_passes_the_gradient_at_nan() {
     let (y_torch, g_torch) = ([NAN, -1.0 / 3.0, 0.0, 5.0 / 3.0, 0.0, 3.0, 0.0, 4.0], [1.0, 1.0 / 6.0, 0.5, 7.0 / 6.0, 0.0, 1.0, 0.0, 1.0]);
     assert!(close(&y, &y_torch), "nabla {y:?}, PyTorch {y_torch:?}");
     assert!(close(g, &g_torch), "nabla {g:?}, PyTorch {g_torch:?}");
+    // The second derivative, PyTorch's double backward: 1/3 strictly between, 0 at ±3.
+    let x = leaf(vec![-3.0, -1.0, 3.0, 4.0], &[4]);
+    let g = nabla::grad(&[&nn::functional::hardswish(&x).sum()], &[&x], None, true).unwrap();
+    let h = nabla::grad(&[&g[0].sum()], &[&x], None, false).unwrap()[0].to_vec();
+    assert!(close(&h, &[0.0, 1.0 / 3.0, 0.0, 0.0]), "nabla {h:?}, PyTorch [0, 1/3, 0, 0]");
 }
 
 #[test]
