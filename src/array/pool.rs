@@ -55,6 +55,14 @@ pub(crate) fn take_overwritten<T: Element>(len: usize) -> Vec<T> {
     }
 }
 
+/// An array of `shape` with every element `value`, in a recycled buffer when one is spare.
+pub(crate) fn filled<T: Element>(shape: &[usize], value: T) -> ndarray::ArrayD<T> {
+    let len = shape.iter().product();
+    let mut buffer = take::<T>(len);
+    buffer.resize(len, value);
+    ndarray::ArrayD::from_shape_vec(IxDyn(shape), buffer).expect("len elements")
+}
+
 /// A spare buffer with room for `len` elements, as it was recycled.
 fn spare<T: Element>(len: usize) -> Option<Vec<T>> {
     if len < MIN_LEN {

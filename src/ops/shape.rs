@@ -163,15 +163,13 @@ impl<T: Element> Tensor<T> {
         if self.shape() == shape {
             return self.clone();
         }
-        let len = shape.iter().product();
         // A recycled buffer (fresh memory would page-fault on first touch), filled by one
         // pass: a scalar, as the gradient of a sum, by a plain fill.
         let value = if let (1, Some(&v)) = (self.len(), self.array().first()) {
-            let mut buffer = crate::array::pool::take::<T>(len);
-            buffer.resize(len, v);
-            ArrayD::from_shape_vec(IxDyn(shape), buffer).expect("len elements")
+            crate::array::pool::filled(shape, v)
         } else {
             let source = self.array().broadcast(IxDyn(shape)).expect("internal: expand to a broadcastable shape");
+            let len = shape.iter().product();
             let mut value = ArrayD::from_shape_vec(IxDyn(shape), crate::array::pool::take_overwritten::<T>(len)).expect("len elements");
             value.assign(&source);
             value

@@ -54,7 +54,7 @@ impl<T: Element> Creation<T> for Tensor<T> {
         Self::full(shape, T::one())
     }
     fn full(shape: &[usize], value: T) -> Tensor<T> {
-        ArrayD::from_elem(IxDyn(shape), value).into()
+        crate::array::pool::filled(shape, value).into()
     }
     fn scalar(value: T) -> Tensor<T> {
         Self::full(&[], value)

@@ -133,8 +133,7 @@ pub(super) fn conv_weight_grad_direct<T: Element>(x: &Tensor<T>, gy: &Tensor<T>,
     let room = (hp * wp + (g.kw - 1) * dw) * c;
     // (taps, C/g) columns per product: a kernel row's taps at once, or one tap.
     let merged = groups == 1 && dw == 1;
-    let per = g.n.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let starts: Vec<usize> = (0..g.n).step_by(per).collect();
+    let (per, starts) = sample_runs(g.n);
     let alone = starts.len() == 1;
     let sums: Vec<Array3<T>> = team::map_items(starts, |start| {
         // (groups·kh, kw·C/g, O/g): each product's block is written down its columns.
@@ -156,8 +155,9 @@ pub(super) fn conv_weight_grad_direct<T: Element>(x: &Tensor<T>, gy: &Tensor<T>,
             for group in 0..groups {
                 let a = ArrayView2::from_shape((opg, wide), &gy_wide[group * opg * wide..][..opg * wide]).expect("gỹ block");
                 for i in 0..g.kh {
-                    let runs = if merged { vec![(0, g.kw * cg)] } else { (0..g.kw).map(|j| (j, cg)).collect() };
-                    for (j, cols) in runs {
+                    // (first tap, columns) of each product: the whole row, or one tap.
+                    let runs = if merged { 0..1 } else { 0..g.kw };
+                    for (j, cols) in runs.map(|j| (j, if merged { g.kw * cg } else { cg })) {
                         let at = (i * dh * wp + j * dw) * c + group * cg;
                         let b = ArrayView2::from_shape((wide, cols).strides((c, 1)), &padded[at..])
                             .expect("the taps stay in the padded planes");
@@ -185,14 +185,19 @@ pub(super) fn conv_weight_grad_direct<T: Element>(x: &Tensor<T>, gy: &Tensor<T>,
     Some(ArrayD::from_shape_vec(IxDyn(&[g.o, cg, g.kh, g.kw]), total).expect("weight shape"))
 }
 
+/// The samples cut into one run per thread: the run length and each run's first sample.
+fn sample_runs(n: usize) -> (usize, Vec<usize>) {
+    let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    (per, (0..n).step_by(per).collect())
+}
+
 /// [`conv_weight_grad_kernel`] through pixel-major rows or through im2col's columns.
 pub(super) fn conv_weight_grad_by<T: Element>(x: &Tensor<T>, gy: &Tensor<T>, g: Geometry, pixel_major: bool) -> ArrayD<T> {
     use crate::array::pool;
     let (xs, gys) = (standard(x), standard(gy));
     let (groups, rows, opg) = (g.cfg.groups, g.col_rows(), g.o_per_group());
     let (cg, taps, p) = (g.c_per_group(), g.kh * g.kw, g.col_cols());
-    let per = g.n.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let starts: Vec<usize> = (0..g.n).step_by(per).collect();
+    let (per, starts) = sample_runs(g.n);
     let alone = starts.len() == 1;
     let sums: Vec<Array3<T>> = team::map_items(starts, |start| {
         // (groups, O/g, kh·kw·C/g) tap-major when pixel-major, else (groups, C/g·kh·kw, O/g).
