@@ -129,7 +129,22 @@ unsafe fn real_gemm<T: Element>(
 ) {
     use std::any::TypeId;
     let none = gemm_common::Parallelism::None;
-    if TypeId::of::<T>() == TypeId::of::<f32>() && dst_cs == 1 && dst_rs != 1 && matches!(ask, Ask::Transposed) {
+    if TypeId::of::<T>() == TypeId::of::<f32>() && matches!(ask, Ask::Packed) {
+        if dst_rs == 1 && dst_cs > 1 && super::packed::packed_product_runs(n, m, k) {
+            // SAFETY: the same matrices, described through the transposes' strides.
+            return unsafe { real_gemm(ask, n, m, k, dst, dst_rs, dst_cs, read_dst, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs) };
+        }
+        if dst_cs == 1 && dst_rs > 0 && super::packed::packed_product_runs(m, n, k) {
+            // SAFETY: the caller's contract, with a row-major dst; the check above is the
+            // kernel's condition.
+            return unsafe {
+                use super::packed::{Operand, packed_product};
+                let (a, b) = (Operand { at: lhs.cast(), rs: lhs_rs, cs: lhs_cs }, Operand { at: rhs.cast(), rs: rhs_rs, cs: rhs_cs });
+                packed_product(m, n, k, dst.cast(), dst_rs as usize, read_dst, a, b)
+            };
+        }
+    }
+    if TypeId::of::<T>() == TypeId::of::<f32>() && dst_cs == 1 && dst_rs != 1 && matches!(ask, Ask::Transposed | Ask::Packed) {
         // SAFETY: the same matrices, described through the transposes' strides.
         return unsafe { real_gemm(ask, n, m, k, dst, dst_rs, dst_cs, read_dst, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs) };
     }
@@ -181,6 +196,8 @@ unsafe fn real_gemm<T: Element>(
 enum Ask {
     Transposed,
     AsGiven,
+    /// nabla's own packed product ([`super::packed`]) where it runs, else `Transposed`.
+    Packed,
 }
 
 /// `dst (+)= a @ b`, as [`product_as_given`] after choosing which product gemm-f32 is
@@ -209,6 +226,11 @@ unsafe fn product<T: Element>(
     let bytes = |stride: isize| stride.unsigned_abs() * std::mem::size_of::<T>();
     let row_major_dst = f32 && dst_strides[1] == 1 && dst_strides[0] != 1;
     let sb = b.strides();
+    let packed_shape = if dst_strides[0] == 1 { (n, m) } else { (m, n) };
+    if f32 && (dst_strides[1] == 1 || dst_strides[0] == 1) && super::packed::packed_product_runs(packed_shape.0, packed_shape.1, k) {
+        // SAFETY: the caller's contract.
+        return unsafe { product_as_given(Ask::Packed, dst, dst_strides, read_dst, a, b, may_thread) };
+    }
     if row_major_dst && sb[0] == 1 && sb[1] != 1 && m <= FEW_ROWS && k.min(n) >= 32 {
         // SAFETY: the caller's contract.
         return unsafe { product_few_rows(dst, dst_strides, read_dst, a, b, may_thread) };

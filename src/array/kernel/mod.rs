@@ -6,7 +6,8 @@
 //!   stays portable). Results do not depend on the path taken: Rust never fuses `a * b + c`
 //!   into an FMA on its own, so every path rounds the same way;
 //! - the matrix product, the `gemm` crate called on ndarray's buffers with their strides (a
-//!   transposed view costs no copy) and split across threads;
+//!   transposed view costs no copy) and split across threads; on AVX-512, products of 256
+//!   rows and columns or more run a packed kernel of nabla's own (`packed`);
 //! - a kernel for thin products with a weight reused at every call ([`ThinLhs`]: a
 //!   recurrent step's `W_hh hᵀ`, and a convolution's weight times its input's shifted
 //!   rows, [`ThinLhs::shifted`]), in AVX2 and FMA and in AVX-512; it rounds differently from the gemm
@@ -21,6 +22,7 @@
 mod dispatch;
 mod elementwise;
 mod gemm;
+mod packed;
 pub(crate) mod team;
 #[cfg(test)]
 mod tests;

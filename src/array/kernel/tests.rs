@@ -345,3 +345,71 @@ fn gemm_equals_a_loop_on_every_branch() {
     let every_other = wide.slice(ndarray::s![.., ..;2]);
     assert_eq!(gemm(&a.view(), &every_other), naive(&a.view(), &every_other));
 }
+
+#[test]
+fn packed_products_equal_a_loop_in_every_layout() {
+    use super::packed::{Operand, packed_product, packed_product_runs};
+    if !packed_product_runs(256, 256, 256) {
+        eprintln!("packed product: no AVX-512 on this CPU, its kernel is not tested here");
+        return;
+    }
+    // Rows short of a panel and past one; widths ending in 16 whole lanes, fewer, or
+    // between 16 and 32; k short of the unrolled four, past a block of KC, and columns past
+    // a block of NC. Each operand by rows, by columns, or every other element.
+    for (m, k, n) in [(1, 1, 1), (12, 16, 32), (13, 5, 17), (25, 259, 48), (7, 530, 33), (30, 37, 1030), (26, 300, 65)] {
+        let (a, b) = (ints((m, k), 1), ints((k, n), 2));
+        let expect = naive(&a.view(), &b.view());
+        let stored = |x: &Array2<f64>, how: usize| -> (Vec<f32>, isize, isize) {
+            let (r, c) = x.dim();
+            match how {
+                0 => (x.iter().map(|&v| v as f32).collect(), c as isize, 1),
+                1 => (x.t().iter().map(|&v| v as f32).collect(), 1, r as isize),
+                _ => (x.iter().flat_map(|&v| [v as f32, f32::NAN]).collect(), 2 * c as isize, 2),
+            }
+        };
+        for (a_how, b_how) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
+            let ((av, ars, acs), (bv, brs, bcs)) = (stored(&a, a_how), stored(&b, b_how));
+            let (a_op, b_op) = (Operand { at: av.as_ptr(), rs: ars, cs: acs }, Operand { at: bv.as_ptr(), rs: brs, cs: bcs });
+            for read_dst in [false, true] {
+                // Rows three further apart than the width: the gap must stay untouched.
+                let width = n + 3;
+                let start: Vec<f32> = (0..m * width)
+                    .map(|i| {
+                        if i % width >= n {
+                            f32::NAN
+                        } else if read_dst {
+                            (i % 5) as f32
+                        } else {
+                            f32::NAN
+                        }
+                    })
+                    .collect();
+                let mut out = start.clone();
+                // SAFETY: AVX-512F (packed_product_runs); a, b and out hold the matrices
+                // at the strides given, out disjoint and initialised.
+                unsafe { packed_product(m, n, k, out.as_mut_ptr(), width, read_dst, a_op, b_op) };
+                let case = format!("{m}x{k}x{n}, a layout {a_how}, b layout {b_how}, accumulate {read_dst}");
+                for i in 0..m {
+                    for j in 0..width {
+                        let (got, at) = (out[i * width + j], start[i * width + j]);
+                        if j >= n {
+                            assert!(got.is_nan(), "{case}: ({i}, {j}) outside written");
+                        } else {
+                            let want = expect[[i, j]] + if read_dst { f64::from(at) } else { 0.0 };
+                            assert_eq!(f64::from(got), want, "{case}: ({i}, {j})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Through `gemm`: the product runs on sides of 256 or more, split across two threads.
+    let (a, b) = (ints((300, 270), 3), ints((270, 260), 4));
+    let expect = naive(&a.view(), &b.view());
+    let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+    assert_eq!(gemm(&a32.view(), &b32.view()).mapv(f64::from), expect, "300x270x260");
+    assert_eq!(two_threads(|| gemm(&a32.view(), &b32.view())).mapv(f64::from), expect, "300x270x260, 2 threads");
+    let mut by_columns = Array2::<f32>::zeros((260, 300));
+    gemm_set(&mut by_columns.view_mut().reversed_axes(), &a32.view(), &b32.view(), true);
+    assert_eq!(by_columns.t().mapv(f64::from), expect, "300x270x260 into a transposed block");
+}

@@ -113,7 +113,21 @@ unsafe fn tile_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
     use std::arch::x86_64::*;
     // SAFETY (every load and store below): row i of the source block and row j of the
     // destination block are 16 valid f32 (the caller's contract).
-    let mut v: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * ss)) });
+    let v: [__m512; 16] = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * ss)) });
+    for (j, v) in transposed_avx512(v).into_iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_ps(dst.add(j * ds), v) };
+    }
+}
+
+/// The 16 × 16 matrix whose rows are `v`, transposed in registers: four rounds of
+/// shuffles (pairs of elements, of 64-bit pairs, then of 128-bit lanes, twice).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn transposed_avx512(v: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    let mut v = v;
     let mut t = v;
     for i in 0..8 {
         t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
@@ -139,10 +153,7 @@ unsafe fn tile_avx512(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
         v[k] = _mm512_shuffle_f32x4::<0b10_00_10_00>(t[k], t[8 + k]);
         v[8 + k] = _mm512_shuffle_f32x4::<0b11_01_11_01>(t[k], t[8 + k]);
     }
-    for (j, v) in v.into_iter().enumerate() {
-        // SAFETY: as above.
-        unsafe { _mm512_storeu_ps(dst.add(j * ds), v) };
-    }
+    v
 }
 
 /// [`tile_avx512`] on AVX2: the tile as four 8 × 8 blocks, each transposed by three
