@@ -10,14 +10,14 @@
 //! block's `KC`, and adds the sums to the result as it writes them. The first block of `k`
 //! overwrites the result (unless the caller accumulates), the others add to it.
 //!
-//! Why a kernel of our own: the gemm crate's AVX-512 kernel (48 rows by 8 columns) reached
-//! 67–76% of the FMA peak on an Intel Xeon on the workloads' shapes, and its speed depends
+//! Why a kernel of our own: the gemm crate's AVX-512 kernel reached 67–76% of the FMA peak on an Intel Xeon on the workloads' shapes, and its speed depends
 //! on the operands' strides (the workarounds in [`super::gemm`]'s `product`). Here every
 //! operand is copied once into the layout the kernel reads, so a transposed view costs
 //! only its copy. `cargo run --release --example workloads -- gemm_shapes 1` times the
 //! products beside the peak (`peak`); `docs/performance.md` gives the figures.
 //!
-//! Where AVX-512 is missing the gemm crate runs instead.
+//! Where AVX-512 is missing, and on AMD's CPUs until it is measured there (see
+//! [`packed_product_runs`]), the gemm crate runs instead.
 
 use super::thin::ThinIsa;
 use std::cell::RefCell;
@@ -37,7 +37,24 @@ const NR: usize = 32;
 /// AVX-512F, at least [`MIN_SIDE`] rows and columns and 16 terms. Smaller products go to
 /// the gemm crate, which reads operands in place where its kernels allow.
 pub(super) fn packed_product_runs(m: usize, n: usize, k: usize) -> bool {
-    ThinIsa::detect::<f32>() == Some(ThinIsa::Avx512) && m >= MIN_SIDE && n >= MIN_SIDE && k >= 16
+    m >= MIN_SIDE && n >= MIN_SIDE && k >= 16 && *RUNS_HERE.get_or_init(runs_here)
+}
+
+/// Whether this CPU takes the packed product at all (see [`runs_here`]).
+static RUNS_HERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// AVX-512F on an Intel CPU. The kernel was measured against the gemm crate's on Intel
+/// Xeons only; AMD's Zen 4 and Zen 5, where the gemm crate's AVX-512 kernel already ran
+/// at 85–91% of the peak (`docs/performance.md`), keep it until the two are compared there.
+fn runs_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if ThinIsa::detect::<f32>() == Some(ThinIsa::Avx512) {
+        // Leaf 0 of CPUID gives the vendor's name.
+        let id = std::arch::x86_64::__cpuid(0);
+        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        return vendor == b"GenuineIntel";
+    }
+    false
 }
 
 /// The fewest rows and columns [`packed_product`] takes. With fewer rows, the copy of `b`
@@ -83,7 +100,7 @@ impl Operand {
 /// calling thread.
 ///
 /// # Safety
-/// [`packed_product_runs`] holds (the CPU has AVX-512F). The operands address matrices of
+/// The CPU has AVX-512F (as where [`packed_product_runs`] holds). The operands address matrices of
 /// those dims and strides; `dst`'s `m × n` elements are disjoint from them, not accessed by
 /// anything else during the call, and initialised when `read_dst`.
 #[allow(clippy::too_many_arguments)]
