@@ -69,29 +69,23 @@ pub fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 { r } else { e * r }
 }
 
-/// tanh x: the odd Taylor series to x¹⁵ for |x| < 0.4 (where `1 - 2/(e^{2x} + 1)` would
-/// cancel), that formula elsewhere; both are computed and one selected, which keeps the
-/// loop branch-free.
+/// tanh x = sign(x) · d / (d + 2) with d = e^{2|x|} − 1, computed as `expm1`: with
+/// 2|x| = n ln2 + r, d = 2ⁿ (e^r − 1) + (2ⁿ − 1), where e^r − 1 = r + r² p(r) keeps its
+/// digits however small r is (as `1 − 2/(e^{2x} + 1)` would not, near 0). One polynomial and one division
+/// per element, and no second formula for small |x| to select from. |x| is capped at 10,
+/// past which tanh rounds to ±1.
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    let a = x.abs();
-    let z = x * x;
-    let series = x * polynomial(
-        z,
-        &[
-            1.0,
-            -1.0 / 3.0,
-            2.0 / 15.0,
-            -17.0 / 315.0,
-            62.0 / 2835.0,
-            -1382.0 / 155_925.0,
-            21_844.0 / 6_081_075.0,
-            -929_569.0 / 638_512_875.0,
-        ],
-    );
-    let large = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
-    let large = if x < 0.0 { -large } else { large };
-    if a < 0.4 { series } else { large }
+    let y = (2.0 * x.abs()).min(20.0);
+    let n = (y * LOG2_E + ROUNDER) - ROUNDER;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, y));
+    let p = polynomial(r, &[0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40_320.0, 1.0 / 362_880.0]);
+    let em1 = (r * r).mul_add(p, r);
+    let n_int = (n + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32;
+    let scale = pow2i(n_int);
+    let d = scale.mul_add(em1, scale - 1.0);
+    let t = (d / (d + 2.0)).copysign(x);
+    if x.is_nan() { x } else { t }
 }
 
 #[cfg(test)]
