@@ -278,7 +278,8 @@ fn accumulate<T: Element>(cotangents: &mut IdMap<Tensor<T>>, id: usize, g: Tenso
     let summed = match cotangents.remove(&id) {
         Some(previous) if create_graph => previous.add(&g).expect("internal: gradients of one tensor differ in shape"),
         Some(mut previous) => {
-            previous.update_leaf(|v| v.zip_mut_with(g.array(), |a, &b| *a = *a + b));
+            // Through the kernels' loop, split across threads for a large gradient.
+            previous.update_leaf_with(&g.array().view(), |a, b| a + b);
             previous
         }
         None => g,
