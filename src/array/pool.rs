@@ -17,10 +17,11 @@ use std::sync::Mutex;
 const MIN_LEN: usize = 1 << 15;
 /// At most this many spare buffers of one type and length. Spare buffers are memory the
 /// process keeps: the `maxrss_mb` that `cargo run --release --example workloads -- w2 1`
-/// prints grows several-fold with 16 per size and 1 GiB, while 4 and 256 MiB keep the
-/// elementwise and MLP steps as fast (`-- w7 1`, `-- w1 1`); with no pool the elementwise
-/// forward pass is about twice as slow.
-const PER_SIZE: usize = 4;
+/// prints grows several-fold with 16 per size and 1 GiB. Eight: the elementwise step's
+/// forward and backward (`-- w7 1`) free more than four arrays of its size at once, and
+/// with four the others went back to the system and page-faulted on the next step; with
+/// no pool the elementwise forward pass is about twice as slow.
+const PER_SIZE: usize = 8;
 /// At most this many bytes held in spare buffers in all.
 const MAX_BYTES: usize = 1 << 28;
 
