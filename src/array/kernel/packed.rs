@@ -43,9 +43,10 @@ pub(super) fn packed_product_runs(m: usize, n: usize, k: usize) -> bool {
 /// Whether this CPU takes the packed product at all (see [`runs_here`]).
 static RUNS_HERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-/// AVX-512F on an Intel CPU. The kernel was measured against the gemm crate's on Intel
-/// Xeons only; AMD's Zen 4 and Zen 5, where the gemm crate's AVX-512 kernel already ran
-/// at 85–91% of the peak (`docs/performance.md`), keep it until the two are compared there.
+/// AVX-512F on an Intel CPU. The kernel was measured against the gemm crate's on an Intel
+/// Xeon only; AMD's Zen 4 and Zen 5, where the gemm crate's AVX-512 kernel ran the
+/// workloads' shapes at 82–96% and 76–91% of the peak on one thread (`docs/performance.md`),
+/// keep it until the two are compared there.
 fn runs_here() -> bool {
     #[cfg(target_arch = "x86_64")]
     if ThinIsa::detect::<f32>() == Some(ThinIsa::Avx512) {
