@@ -10,11 +10,12 @@
 //! block's `KC`, and adds the sums to the result as it writes them. The first block of `k`
 //! overwrites the result (unless the caller accumulates), the others add to it.
 //!
-//! Why a kernel of our own: the gemm crate's AVX-512 kernel reached 67–76% of the FMA peak on an Intel Xeon on the workloads' shapes, and its speed depends
-//! on the operands' strides (the workarounds in [`super::gemm`]'s `product`). Here every
-//! operand is copied once into the layout the kernel reads, so a transposed view costs
-//! only its copy. `cargo run --release --example workloads -- gemm_shapes 1` times the
-//! products beside the peak (`peak`); `docs/performance.md` gives the figures.
+//! Why a kernel of our own: on Intel's AVX-512 cores the gemm crate's kernel runs the
+//! workloads' shapes further below the FMA peak than this one (`cargo run --release
+//! --example workloads -- gemm_shapes 1` prints each product's fraction of the peak), and
+//! its speed depends on the operands' strides (the workarounds in [`super::gemm`]'s
+//! `product`). Here every operand is copied once into the layout the kernel reads, so a
+//! transposed view costs only its copy.
 //!
 //! Where AVX-512 is missing, and on AMD's CPUs until it is measured there (see
 //! [`packed_product_runs`]), the gemm crate runs instead.
@@ -25,8 +26,8 @@ use std::cell::RefCell;
 /// Rows of `b` (columns of `a`) per block: a twelve-row panel of `a` is then 12 KiB, held
 /// in L1 with the strip it meets.
 const KC: usize = 256;
-/// Columns of `b` per block: `KC × NC` floats, 1 MiB, held in L2 (2 MiB a core on the
-/// Xeons, 1 MiB on Zen 4) while every panel of `a` meets it.
+/// Columns of `b` per block: `KC × NC` floats, 1 MiB, held in an L2 of that size or more
+/// while every panel of `a` meets it.
 const NC: usize = 1024;
 /// Rows of a panel of `a`.
 const MR: usize = 12;
@@ -43,10 +44,9 @@ pub(super) fn packed_product_runs(m: usize, n: usize, k: usize) -> bool {
 /// Whether this CPU takes the packed product at all (see [`runs_here`]).
 static RUNS_HERE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-/// AVX-512F on an Intel CPU. The kernel was measured against the gemm crate's on an Intel
-/// Xeon only; AMD's Zen 4 and Zen 5, where the gemm crate's AVX-512 kernel ran the
-/// workloads' shapes at 82–96% and 76–91% of the peak on one thread (`docs/performance.md`),
-/// keep it until the two are compared there.
+/// AVX-512F on an Intel CPU: the two kernels have been compared (`gemm_shapes`) only on
+/// Intel's cores. On AMD's AVX-512 cores the gemm crate's kernel ran the same shapes
+/// nearer the peak, so it stays there until the two are compared on them.
 fn runs_here() -> bool {
     #[cfg(target_arch = "x86_64")]
     if ThinIsa::detect::<f32>() == Some(ThinIsa::Avx512) {
@@ -91,7 +91,7 @@ pub(super) struct Operand {
 
 impl Operand {
     /// Element `(i, j)`'s address (computed without `unsafe`; valid where the matrix is).
-    fn at(self, i: usize, j: usize) -> *const f32 {
+    fn element(self, i: usize, j: usize) -> *const f32 {
         self.at.wrapping_offset(i as isize * self.rs + j as isize * self.cs)
     }
 }
@@ -114,12 +114,12 @@ pub(super) unsafe fn packed_product(m: usize, n: usize, k: usize, dst: *mut f32,
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 // SAFETY: rows pc.. and columns jc.. of b, kc by nc, exist (the contract).
-                unsafe { pack_b(strips, b.at(pc, jc), b.rs, b.cs, kc, nc) };
+                unsafe { pack_b(strips, b.element(pc, jc), b.rs, b.cs, kc, nc) };
                 let accumulate = read_dst || pc > 0;
                 for ir in (0..m).step_by(MR) {
                     let rows = MR.min(m - ir);
                     // SAFETY: rows ir.. and columns pc.. of a, rows by kc, exist.
-                    unsafe { pack_a(panel, a.at(ir, pc), a.rs, a.cs, rows, kc) };
+                    unsafe { pack_a(panel, a.element(ir, pc), a.rs, a.cs, rows, kc) };
                     // SAFETY: the panel and strips were just written for kc, rows and nc;
                     // rows ir.. and columns jc.. of dst are within its m × n (the caller's
                     // contract, with the CPU's AVX-512F).

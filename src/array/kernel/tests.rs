@@ -403,14 +403,14 @@ fn packed_products_equal_a_loop_in_every_layout() {
             }
         }
     }
-    // Through `gemm`, which runs it on sides of 256 or more on an Intel CPU, split across
-    // two threads.
-    let (a, b) = (ints((300, 270), 3), ints((270, 260), 4));
+    // Through `gemm`, which runs it on sides of 256 or more on an Intel CPU: whole, and
+    // split by rows across two threads into blocks of 320 and 280 rows.
+    let (a, b) = (ints((600, 270), 3), ints((270, 520), 4));
     let expect = naive(&a.view(), &b.view());
     let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
-    assert_eq!(gemm(&a32.view(), &b32.view()).mapv(f64::from), expect, "300x270x260");
-    assert_eq!(two_threads(|| gemm(&a32.view(), &b32.view())).mapv(f64::from), expect, "300x270x260, 2 threads");
-    let mut by_columns = Array2::<f32>::zeros((260, 300));
+    assert_eq!(gemm(&a32.view(), &b32.view()).mapv(f64::from), expect, "600x270x520");
+    assert_eq!(two_threads(|| gemm(&a32.view(), &b32.view())).mapv(f64::from), expect, "600x270x520, 2 threads");
+    let mut by_columns = Array2::<f32>::zeros((520, 600));
     gemm_set(&mut by_columns.view_mut().reversed_axes(), &a32.view(), &b32.view(), true);
-    assert_eq!(by_columns.t().mapv(f64::from), expect, "300x270x260 into a transposed block");
+    assert_eq!(by_columns.t().mapv(f64::from), expect, "600x270x520 into a transposed block");
 }
